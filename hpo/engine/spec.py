@@ -1,0 +1,257 @@
+"""What one training run is: a frozen, validated description and its result.
+
+The engine knows nothing of Optuna, YAML or the CLI: those turn their inputs into a
+:class:`TrainSpec` and read a :class:`TrainResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpo.errors import ConfigError
+
+__all__ = [
+    "DATASETS",
+    "DEVICES",
+    "MODELS",
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "TrainResult",
+    "TrainSpec",
+]
+
+MODELS = (
+    "fc",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "resnet18",
+    "resnet50",
+    "vgg11",
+)
+DATASETS = ("mnist", "fashion_mnist")
+# Pure precisions train the whole model (and the optimizer state) in that dtype, as in the
+# paper. The amp_* modes keep float32 parameters and run forward/backward under autocast.
+PRECISIONS = ("float16", "bfloat16", "float32", "float64", "amp_float16", "amp_bfloat16")
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+ACTIVATION_NAMES = ("relu", "relu6", "leaky_relu")
+KINK_GRAD_MODES = ("multiply", "set")
+
+# Settings that only some models read: anything else set away from its default is an error.
+MODEL_ONLY = {
+    "depth": ("fc",),
+    "width": ("fc",),
+    "width_mult": ("mobilenet_v3_small", "mobilenet_v3_large"),
+    "batch_norm": ("fc", "vgg11"),
+}
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything that decides the outcome of one training run.
+
+    Two specs that differ only in the activation derivatives give runs with the same
+    initial weights and the same batch order.
+    """
+
+    model: str = "fc"
+    dataset: str = "mnist"
+    # fully connected net: number of hidden layers and their width
+    depth: int = 2
+    width: int = 64
+    batch_norm: bool = False
+    width_mult: float = 1.0  # MobileNetV3 only
+    activation: str = "relu"
+    relu_prime_zero: float | None = None  # None: PyTorch's value (LeakyReLU: negative_slope)
+    relu6_prime_six: float | None = None  # None: PyTorch's value, 0
+    negative_slope: float = 0.01
+    kink_grad: str = "multiply"
+    channels: int | None = None  # None: 1 for fc, 3 for the CNNs
+    image_size: int | None = None  # None: 28, or 32 for vgg11
+    normalize: bool = True
+    batch_size: int = 128
+    train_subset: int | None = None  # None: the whole training split
+    val_size: int = 10000
+    split_seed: int = 0
+    precision: str = "float32"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0  # SGD only
+    adam_eps: float | None = None  # None: 1e-8, or float16's smallest normal in float16
+    weight_decay: float = 0.0
+    epochs: int = 1
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------------------
+    @property
+    def resolved_channels(self) -> int:
+        if self.channels is not None:
+            return self.channels
+        return 1 if self.model == "fc" else 3
+
+    @property
+    def resolved_image_size(self) -> int:
+        if self.image_size is not None:
+            return self.image_size
+        return 32 if self.model == "vgg11" else 28
+
+    def replace(self, **changes: Any) -> TrainSpec:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSpec:
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(
+                f"Unknown training setting(s) {unknown}. Valid settings are "
+                f"{sorted(cls.field_names())}."
+            )
+        return cls(**values)
+
+    # ------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the bad value, what is allowed, and the fix."""
+        _choice("model", self.model, MODELS)
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("activation", self.activation, ACTIVATION_NAMES)
+        _choice("kink_grad", self.kink_grad, KINK_GRAD_MODES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("device", self.device, DEVICES)
+        _int("depth", self.depth, 1)
+        _int("width", self.width, 1)
+        _int("batch_size", self.batch_size, 1)
+        _int("val_size", self.val_size, 1)
+        _int("epochs", self.epochs, 1)
+        _int("seed", self.seed, 0)
+        _int("split_seed", self.split_seed, 0)
+        _bool("batch_norm", self.batch_norm)
+        _bool("normalize", self.normalize)
+        if self.train_subset is not None:
+            _int("train_subset", self.train_subset, 1)
+        if self.channels is not None and self.channels not in (1, 3):
+            raise ConfigError(f"Invalid channels {self.channels!r}. Allowed: 1 or 3.")
+        if self.image_size is not None:
+            _int("image_size", self.image_size, 8)
+        _real("lr", self.lr, positive=True)
+        _real("width_mult", self.width_mult, positive=True)
+        _real("momentum", self.momentum)
+        _real("weight_decay", self.weight_decay)
+        _real("negative_slope", self.negative_slope)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"Invalid momentum {self.momentum!r}: it must be in [0, 1).")
+        if self.weight_decay < 0:
+            raise ConfigError(f"Invalid weight_decay {self.weight_decay!r}: it must be >= 0.")
+        if self.adam_eps is not None:
+            _real("adam_eps", self.adam_eps, positive=True)
+        for name in ("relu_prime_zero", "relu6_prime_six"):
+            value = getattr(self, name)
+            if value is not None:
+                _real(name, value)
+        if self.relu6_prime_six is not None and self.activation != "relu6":
+            raise ConfigError(
+                f"relu6_prime_six={self.relu6_prime_six} only applies to activation 'relu6', "
+                f"not {self.activation!r}; remove it or set activation: relu6."
+            )
+        if self.negative_slope != 0.01 and self.activation != "leaky_relu":
+            raise ConfigError(
+                f"negative_slope={self.negative_slope} only applies to activation "
+                f"'leaky_relu', not {self.activation!r}; remove it or set activation: leaky_relu."
+            )
+        if self.momentum != 0.0 and self.optimizer != "sgd":
+            raise ConfigError(
+                f"momentum={self.momentum} only applies to optimizer 'sgd', not "
+                f"{self.optimizer!r}; remove it or set optimizer: sgd."
+            )
+        if self.adam_eps is not None and self.optimizer != "adam":
+            raise ConfigError(
+                f"adam_eps={self.adam_eps} only applies to optimizer 'adam'; remove it."
+            )
+        defaults = _DEFAULTS
+        for name, models in MODEL_ONLY.items():
+            if self.model not in models and getattr(self, name) != defaults[name]:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} does not apply to model {self.model!r} "
+                    f"(only to {list(models)}); remove it."
+                )
+        if self.model == "vgg11" and self.resolved_image_size < 32:
+            raise ConfigError(
+                f"image_size={self.resolved_image_size} is too small for vgg11, whose five "
+                "max-pools need at least 32 pixels; set image_size: 32 or more."
+            )
+        if self.model != "fc" and self.resolved_image_size < 28 and self.model != "vgg11":
+            raise ConfigError(
+                f"image_size={self.resolved_image_size} is too small for {self.model}; "
+                "use 28 or more."
+            )
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainSpec)}
+
+
+@dataclass
+class TrainResult:
+    """What a run reports. ``val_accuracy`` has one value per completed epoch."""
+
+    val_accuracy: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    test_accuracy: float | None = None
+    kink_hits: int = 0
+    kink_hits_per_epoch: list[int] = field(default_factory=list)
+    kink_hits_per_layer: dict[str, list[int]] = field(default_factory=dict)
+    configured_activations: int = 0
+    diverged: bool = False
+    divergence_reason: str | None = None
+    epochs_completed: int = 0
+    params_sha256: str = ""
+    device: str = "cpu"
+    precision: str = "float32"
+    optimizer_eps: float | None = None
+    torch_version: str = ""
+    wall_time_s: float = 0.0
+    train_time_s: float = 0.0
+    samples_per_second: float = 0.0
+    train_samples: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"Unknown {name} {value!r}. Valid values are {list(allowed)}.")
+
+
+def _int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"Invalid {name} {value!r}: it must be an integer >= {minimum}.")
+    if value < minimum:
+        raise ConfigError(f"Invalid {name} {value!r}: it must be an integer >= {minimum}.")
+
+
+def _bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"Invalid {name} {value!r}: it must be true or false.")
+
+
+def _real(name: str, value: Any, positive: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value > 0 if positive else True)
+    if not ok:
+        need = "a finite number > 0" if positive else "a finite number"
+        raise ConfigError(f"Invalid {name} {value!r}: it must be {need}.")
