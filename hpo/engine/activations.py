@@ -23,7 +23,8 @@ in a device tensor, so counting never forces a device-to-host synchronisation pe
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

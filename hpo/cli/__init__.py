@@ -1,0 +1,65 @@
+"""The ``hpo`` command line: parse, delegate, and map errors to exit codes.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``; the module's
+handler receives the parsed ``argparse.Namespace`` and returns an exit code. No training
+or study logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from hpo.errors import HpoError
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("hpo")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad flags already; make the message one readable line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"hpo: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hpo.cli import commands
+
+    parser = _Parser(
+        prog="hpo",
+        description="Treat ReLU'(0) as a hyperparameter: train, run studies, compare.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logs on errors"
+    )
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in commands.MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except HpoError as exc:
+        if args.debug:
+            raise
+        print(f"hpo: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("hpo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""MNIST and Fashion-MNIST as whole uint8 tensors: find, verify, download, read, split, shape.
+
+The official IDX ``.gz`` files are read directly (no torchvision dataset object, which would
+unpack into its folder: the data folder may be read-only). File names, MD5 sums and mirrors
+come from torchvision's own metadata (``MNIST.resources`` / ``.mirrors``). Files are looked
+up in the folder given by ``data_dir`` or ``HPO_DATA_DIR``, then in a writable cache
+(``HPO_CACHE_DIR`` or ``~/.cache/reluprime-hpo/datasets``) where missing files are downloaded.
+Both use torchvision's layout, ``<root>/MNIST/raw/<file>.gz``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import http.client
+import logging
+import math
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.datasets import MNIST, FashionMNIST
+from torchvision.datasets.utils import calculate_md5, download_url
+
+from hpo.errors import ConfigError, DataError
+
+__all__ = [
+    "MEAN_STD",
+    "RawDataset",
+    "load_raw",
+    "prepare_images",
+    "read_idx",
+    "shape_batch",
+    "split_indices",
+]
+
+logger = logging.getLogger(__name__)
+
+# Per-dataset pixel mean and std of the training images after scaling to [0, 1].
+MEAN_STD = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+
+# The torchvision class supplies resources, mirrors, and (its name) the folder name.
+_TORCHVISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST}
+_IDX_UINT8 = 0x08
+_CHUNK = 1 << 20
+_SPLITS = ("train-images", "train-labels", "t10k-images", "t10k-labels")
+
+# (resolved path, size, mtime_ns) -> md5 of a file already hashed in this process, so that
+# many trials in one worker hash the 10-26 MB image files once.
+_md5_seen: dict[tuple[str, int, int], str] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class RawDataset:
+    """The official training and test sets as shared tensors; do not modify them in place.
+
+    Attributes:
+        name: dataset name (``mnist`` or ``fashion_mnist``).
+        train_images: uint8, shape (60000, 28, 28).
+        train_labels: int64, shape (60000,).
+        test_images: uint8, shape (10000, 28, 28).
+        test_labels: int64, shape (10000,).
+    """
+
+    name: str
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+
+
+def read_idx(path: str | os.PathLike) -> Tensor:
+    """Read a gzip IDX file of unsigned bytes (magic 0x00000801 labels, 0x00000803 images)
+    into a uint8 tensor shaped by the header's big-endian dimensions.
+
+    Raises:
+        DataError: the file is not gzip, has a bad magic number, or is truncated or too long.
+    """
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[:3] != b"\x00\x00" + bytes([_IDX_UINT8]) or magic[3] == 0:
+                raise DataError(
+                    f"{path}: not an IDX uint8 file (magic {magic.hex() or 'missing'}, expected "
+                    "00000801 or 00000803); delete it and download the official file again."
+                )
+            header = f.read(4 * magic[3])
+            if len(header) < 4 * magic[3]:
+                raise DataError(f"{path}: IDX header truncated; delete it and download it again.")
+            dims = [int.from_bytes(header[i : i + 4], "big") for i in range(0, len(header), 4)]
+            buf = bytearray(math.prod(dims))
+            view, filled = memoryview(buf), 0
+            # Chunked, because GzipFile.readinto reads into a temporary bytes object first.
+            while filled < len(buf) and (got := f.readinto(view[filled : filled + _CHUNK])):
+                filled += got
+            # Reading past the end also makes gzip check the stream's CRC and length.
+            extra = f.read(1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read ({exc}); delete it and download it again.") from exc
+    if filled < len(buf) or extra:
+        raise DataError(
+            f"{path}: {'fewer' if filled < len(buf) else 'more'} data bytes than the header's "
+            f"dimensions {dims} need; delete it and download the official file again."
+        )
+    # frombuffer refuses an empty buffer
+    flat = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.zeros(0, dtype=torch.uint8)
+    return flat.view(dims)
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("HPO_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "reluprime-hpo" / "datasets"
+
+
+def _data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    if data_dir is None:
+        data_dir = os.environ.get("HPO_DATA_DIR") or None
+    return None if data_dir is None else Path(data_dir).expanduser()
+
+
+def _verify_md5(path: Path, expected: str) -> None:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    actual = _md5_seen.get(key)
+    if actual is None:
+        actual = _md5_seen[key] = calculate_md5(path)
+    if actual != expected:
+        raise DataError(
+            f"{path}: bad checksum (md5 {actual}, expected {expected}): the file is corrupt or "
+            "not the official one; delete it (or replace it with the official file) and run "
+            "again to re-download it."
+        )
+
+
+def _download(name: str, filenames: list[str], raw: Path, data_dir: Path | None) -> None:
+    """Download ``filenames`` into the cache folder ``raw``, trying each mirror in order."""
+    cls = _TORCHVISION[name]
+    md5s = dict(cls.resources)
+    errors: list[str] = []
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        errors.append(f"cannot create {raw}: {exc}")
+    for filename in filenames if not errors else []:
+        # A private temporary name, renamed only once complete and verified, so that an
+        # interrupted download or a concurrent worker never leaves a half file in place.
+        tmp = raw / f".{filename}.{os.getpid()}.part"
+        for mirror in cls.mirrors:
+            logger.info("downloading %s from %s into %s", filename, mirror, raw)
+            try:
+                download_url(mirror + filename, raw, tmp.name, md5s[filename])
+                os.replace(tmp, raw / filename)
+                break
+            except (OSError, RuntimeError, ValueError, http.client.HTTPException) as exc:
+                logger.warning("download of %s from %s failed: %s", filename, mirror, exc)
+                errors.append(f"{mirror}{filename}: {exc}")
+            finally:
+                tmp.unlink(missing_ok=True)
+        else:
+            break  # every mirror failed: most likely offline, so do not try the other files
+    missing = [f for f in filenames if not (raw / f).is_file()]
+    if missing:
+        folder = cls.__name__
+        where = (
+            f"{data_dir / folder / 'raw'} (the folder given by --data-dir/HPO_DATA_DIR)"
+            if data_dir is not None
+            else f"<DIR>/{folder}/raw/ and pass --data-dir DIR (or set HPO_DATA_DIR=DIR)"
+        )
+        raise DataError(
+            f"dataset {name!r}: missing {', '.join(missing)} and download failed "
+            f"({errors[-1] if errors else 'unknown error'}); put the official files in {where} "
+            f"or in the cache {raw} (set by HPO_CACHE_DIR); fetch them from "
+            f"{' or '.join(m + '<file>' for m in cls.mirrors)}."
+        )
+
+
+def _resolve_files(name: str, data_dir: str | os.PathLike | None) -> tuple[Path, ...]:
+    """Paths of the four verified files, downloading the missing ones into the cache."""
+    cls = _TORCHVISION[name]
+    root = _data_dir(data_dir)
+    cache_raw = _cache_dir() / cls.__name__ / "raw"
+    candidates = [cache_raw]
+    if root is not None:
+        if not root.is_dir():
+            # A typo in --data-dir must not silently turn into a download elsewhere.
+            raise DataError(
+                f"data dir {str(root)!r} does not exist; point --data-dir / HPO_DATA_DIR at the "
+                f"folder holding {cls.__name__}/raw/*.gz, or unset it to use the cache "
+                f"{cache_raw} (files are downloaded there when missing)."
+            )
+        candidates = [root / cls.__name__ / "raw", root, cache_raw]
+    md5s = dict(cls.resources)
+    found: dict[str, Path] = {}
+    for filename in md5s:
+        for folder in candidates:
+            if (folder / filename).is_file():
+                found[filename] = folder / filename
+                break
+    # Present files are checked before any download, so a corrupt file fails fast offline.
+    for filename, path in found.items():
+        _verify_md5(path, md5s[filename])
+    missing = [f for f in md5s if f not in found]
+    if missing:
+        # download_url checks the MD5 of what it fetched before it is renamed into place.
+        _download(name, missing, cache_raw, root)
+        found.update({f: cache_raw / f for f in missing})
+    by_split = {f.split("-idx")[0]: p for f, p in found.items()}
+    return tuple(by_split[s] for s in _SPLITS)
+
+
+def load_raw(name: str, data_dir: str | os.PathLike | None = None) -> RawDataset:
+    """Load a whole dataset as tensors, once per process for the same files.
+
+    Args:
+        name: ``mnist`` or ``fashion_mnist``.
+        data_dir: folder holding ``MNIST/raw/*.gz`` / ``FashionMNIST/raw/*.gz`` (or the files
+            directly); default the ``HPO_DATA_DIR`` environment variable. Never written to.
+
+    Returns:
+        The cached :class:`RawDataset` (the same object for repeated calls).
+
+    Raises:
+        ConfigError: unknown dataset name.
+        DataError: a file is corrupt, or missing and cannot be downloaded.
+    """
+    if name not in _TORCHVISION:
+        raise ConfigError(f"Unknown dataset {name!r}. Valid names: {sorted(_TORCHVISION)}.")
+    return _load_files(name, _resolve_files(name, data_dir))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_files(name: str, paths: tuple[Path, ...]) -> RawDataset:
+    logger.info("loading %s from %s", name, paths[0].parent)
+    train_x, train_y, test_x, test_y = (read_idx(p) for p in paths)
+    for images, labels, path in ((train_x, train_y, paths[0]), (test_x, test_y, paths[2])):
+        if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
+            raise DataError(
+                f"{path}: shape {tuple(images.shape)} does not fit labels "
+                f"{tuple(labels.shape)}; delete the files and download them again."
+            )
+    return RawDataset(name, train_x, train_y.long(), test_x, test_y.long())
+
+
+def split_indices(
+    n: int, *, val_size: int, train_subset: int | None, split_seed: int
+) -> tuple[Tensor, Tensor]:
+    """Split ``n`` official training images into training and validation indices.
+
+    A seeded permutation of ``range(n)``: validation is its first ``val_size`` entries,
+    training the rest, cut to its first ``train_subset`` entries when given (so a smaller
+    subset is a prefix of a larger one). The official test set is never part of it.
+
+    Returns:
+        ``(train_indices, val_indices)``, int64 tensors.
+
+    Raises:
+        ConfigError: ``val_size`` or ``train_subset`` do not fit in ``n``.
+    """
+    if not 1 <= val_size < n:
+        raise ConfigError(
+            f"val_size={val_size} does not fit {n} training images; allowed 1 to {n - 1}."
+        )
+    if train_subset is not None and not 1 <= train_subset <= n - val_size:
+        raise ConfigError(
+            f"train_subset={train_subset} with val_size={val_size} needs more than the {n} "
+            f"training images; allowed train_subset: 1 to {n - val_size} (or lower val_size)."
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    train = perm[val_size:]
+    return (train if train_subset is None else train[:train_subset]), perm[:val_size]
+
+
+def prepare_images(
+    images_uint8: Tensor,
+    *,
+    dataset: str,
+    normalize: bool,
+    dtype: torch.dtype,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Turn uint8 images (N, 28, 28) into model input (N, 1, 28, 28) of ``dtype``.
+
+    Scaling and standardisation run in float32 (float64 for float64) and the result is cast
+    once at the end, so every precision sees the same input rounded once.
+
+    Args:
+        images_uint8: uint8 tensor (N, H, W) or (N, 1, H, W).
+        dataset: dataset name, picks the :data:`MEAN_STD` constants.
+        normalize: standardise with the dataset's mean and std, else keep [0, 1].
+        dtype: floating dtype of the result.
+        device: where the result lives (the uint8 tensor is moved first: 4x less to copy).
+    """
+    if images_uint8.dtype != torch.uint8 or images_uint8.dim() not in (3, 4):
+        raise ValueError(
+            f"expected uint8 images (N, H, W), got {images_uint8.dtype} {tuple(images_uint8.shape)}"
+        )
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    if normalize and dataset not in MEAN_STD:
+        raise ConfigError(f"Unknown dataset {dataset!r}. Valid names: {sorted(MEAN_STD)}.")
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    x = images_uint8.to(device) if device is not None else images_uint8
+    x = x.to(compute).div_(255.0)
+    if normalize:
+        mean, std = MEAN_STD[dataset]
+        x = x.sub_(mean).div_(std)
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return x.to(dtype)
+
+
+def shape_batch(x: Tensor, *, channels: int, image_size: int) -> Tensor:
+    """Fit a (N, 1, 28, 28) batch to a model's input channels and size.
+
+    Resizes with bilinear interpolation (in float32 for float16/bfloat16, cast back), then
+    expands the gray channel to 3 as a view (no copy). Returns ``x`` itself when nothing
+    changes.
+    """
+    if channels not in (1, 3) or x.dim() != 4 or x.shape[1] not in (1, channels):
+        raise ValueError(f"cannot shape {tuple(x.shape)} to {channels} channels")
+    if x.shape[-2:] != (image_size, image_size):
+        low = x.dtype in (torch.float16, torch.bfloat16)
+        y = F.interpolate(
+            x.float() if low else x,
+            size=(image_size, image_size),
+            mode="bilinear",
+            align_corners=False,
+        )
+        x = y.to(x.dtype) if low else y
+    if x.shape[1] != channels:
+        x = x.expand(-1, channels, -1, -1)
+    return x

@@ -1,0 +1,284 @@
+"""One training loop for every model: precision, seeding, per-epoch callback, divergence.
+
+Determinism: the model is initialised from ``torch.manual_seed(spec.seed)`` and the batch
+order comes from its own generator seeded with ``spec.seed``; the activation derivatives
+consume no randomness, so two runs that differ only in ReLU'(0) start from the same weights
+and see the same batches. The caller's global RNG state is restored afterwards.
+
+Divergence (a NaN or infinite loss) ends the run cleanly with ``diverged=True``; it never
+raises out of the loop. An exception raised by ``on_epoch_end`` (e.g. ``optuna.TrialPruned``)
+propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hpo.engine import data as data_mod
+from hpo.engine.activations import kinked_modules
+from hpo.engine.models import build_model
+from hpo.engine.precision import Precision, resolve_adam_eps, resolve_precision
+from hpo.engine.spec import TrainResult, TrainSpec
+from hpo.errors import ConfigError
+
+__all__ = ["EpochReport", "params_sha256", "resolve_device", "train"]
+
+log = logging.getLogger(__name__)
+
+# On CUDA a per-step `.item()` would synchronise; check the loss every this many steps.
+_CUDA_CHECK_EVERY = 32
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What the per-epoch callback receives."""
+
+    epoch: int  # 1-based
+    val_accuracy: float
+    train_loss: float
+    kink_hits: int  # kink hits during this epoch's backward passes
+    elapsed_s: float
+
+
+@dataclass
+class _Split:
+    x: Tensor
+    y: Tensor
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device 'cuda' was requested but no CUDA device is available; "
+            "use device 'cpu' or 'auto'."
+        )
+    return torch.device(name)
+
+
+def train(
+    spec: TrainSpec,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    on_epoch_end: Callable[[EpochReport], None] | None = None,
+) -> TrainResult:
+    """Train ``spec`` and return its metrics. Raw data is loaded once per process."""
+    started = time.perf_counter()
+    device = resolve_device(spec.device)
+    precision = resolve_precision(spec.precision)
+    input_dtype = precision.param_dtype
+    raw = data_mod.load_raw(spec.dataset, data_dir)
+    train_idx, val_idx = data_mod.split_indices(
+        len(raw.train_labels),
+        val_size=spec.val_size,
+        train_subset=spec.train_subset,
+        split_seed=spec.split_seed,
+    )
+
+    def split(images: Tensor, labels: Tensor) -> _Split:
+        x = data_mod.prepare_images(
+            images, dataset=spec.dataset, normalize=spec.normalize, dtype=input_dtype,
+            device=device,
+        )
+        return _Split(x, labels.to(device))
+
+    train_split = split(raw.train_images[train_idx], raw.train_labels[train_idx])
+    val_split = split(raw.train_images[val_idx], raw.train_labels[val_idx])
+    test_split = split(raw.test_images, raw.test_labels)
+
+    result = TrainResult(
+        device=str(device), precision=spec.precision, torch_version=torch.__version__,
+        train_samples=len(train_split.y),
+    )
+    with _seeded(spec.seed, device), _deterministic(device):
+        built = build_model(spec)
+        model = built.model.to(device=device, dtype=precision.param_dtype)
+        result.configured_activations = built.configured_activations
+        optimizer = _make_optimizer(spec, model, precision, result)
+        batch_order = torch.Generator().manual_seed(spec.seed)
+        _fit(spec, model, optimizer, precision, train_split, val_split, batch_order,
+             on_epoch_end, result)
+    if not result.diverged:
+        result.test_accuracy = _accuracy(spec, model, test_split, precision)
+    result.params_sha256 = params_sha256(model)
+    result.wall_time_s = time.perf_counter() - started
+    return result
+
+
+def _fit(
+    spec: TrainSpec,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    train_split: _Split,
+    val_split: _Split,
+    batch_order: torch.Generator,
+    on_epoch_end: Callable[[EpochReport], None] | None,
+    result: TrainResult,
+) -> None:
+    activations = kinked_modules(model)
+    for _, module in activations:
+        module.reset_kink_hits()
+    layer_hits: dict[str, list[int]] = {name: [] for name, _ in activations}
+    result.kink_hits_per_layer = layer_hits
+    scaler = _grad_scaler(precision, train_split.x.device)
+    n = len(train_split.y)
+    check_every = 1 if train_split.x.device.type == "cpu" else _CUDA_CHECK_EVERY
+    for epoch in range(1, spec.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=batch_order).to(train_split.x.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=train_split.x.device)
+        steps = 0
+        for step, start in enumerate(range(0, n, spec.batch_size), start=1):
+            idx = order[start : start + spec.batch_size]
+            xb = _shape(spec, train_split.x[idx])
+            loss = _loss(model, xb, train_split.y[idx], precision)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            loss_sum += loss.detach()
+            steps += 1
+            if step % check_every == 0 and not math.isfinite(loss.item()):
+                _mark_diverged(result, epoch, step, loss.item())
+                break
+        result.train_time_s += time.perf_counter() - epoch_start
+        hits = 0
+        for name, module in activations:
+            layer = sum(module.kink_hits())
+            module.reset_kink_hits()
+            layer_hits[name].append(layer)
+            hits += layer
+        result.kink_hits_per_epoch.append(hits)
+        result.kink_hits += hits
+        mean_loss = (loss_sum / max(steps, 1)).item()
+        if not result.diverged and not math.isfinite(mean_loss):
+            _mark_diverged(result, epoch, steps, mean_loss)
+        if result.diverged:
+            break
+        val_acc = _accuracy(spec, model, val_split, precision)
+        result.val_accuracy.append(val_acc)
+        result.train_loss.append(mean_loss)
+        result.epochs_completed = epoch
+        seen = epoch * n
+        result.samples_per_second = seen / result.train_time_s if result.train_time_s else 0.0
+        log.debug("epoch %d: val_accuracy=%.4f loss=%.4f kink_hits=%d",
+                  epoch, val_acc, mean_loss, hits)
+        if on_epoch_end is not None:
+            on_epoch_end(EpochReport(epoch, val_acc, mean_loss, hits,
+                                     time.perf_counter() - epoch_start))
+
+
+def _loss(model: nn.Module, xb: Tensor, yb: Tensor, precision: Precision) -> Tensor:
+    # Cross-entropy from float32 logits: log-sum-exp overflows in float16.
+    with _autocast(precision, xb.device):
+        logits = model(xb)
+    return F.cross_entropy(logits.float(), yb)
+
+
+def _mark_diverged(result: TrainResult, epoch: int, step: int, loss: float) -> None:
+    result.diverged = True
+    result.divergence_reason = f"non-finite training loss ({loss}) at epoch {epoch}, step {step}"
+    log.warning("run diverged: %s", result.divergence_reason)
+
+
+@torch.no_grad()
+def _accuracy(spec: TrainSpec, model: nn.Module, split: _Split, precision: Precision) -> float:
+    model.eval()
+    batch = max(spec.batch_size, 1000 if spec.model == "fc" else 256)
+    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
+    for start in range(0, len(split.y), batch):
+        xb = _shape(spec, split.x[start : start + batch])
+        with _autocast(precision, xb.device):
+            logits = model(xb)
+        correct += (logits.argmax(dim=1) == split.y[start : start + batch]).sum()
+    return correct.item() / len(split.y)
+
+
+def _shape(spec: TrainSpec, x: Tensor) -> Tensor:
+    return data_mod.shape_batch(
+        x, channels=spec.resolved_channels, image_size=spec.resolved_image_size
+    )
+
+
+def _make_optimizer(
+    spec: TrainSpec, model: nn.Module, precision: Precision, result: TrainResult
+) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
+        )
+    eps = resolve_adam_eps(spec.adam_eps, precision.param_dtype)
+    result.optimizer_eps = eps
+    return torch.optim.Adam(params, lr=spec.lr, eps=eps, weight_decay=spec.weight_decay)
+
+
+def _grad_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler | None:
+    if not precision.uses_grad_scaler:
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+def _autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=precision.autocast_dtype)
+
+
+def params_sha256(model: nn.Module) -> str:
+    """SHA-256 of every parameter's and persistent buffer's name and bytes, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels for the run, restoring the caller's settings afterwards."""
+    if device.type == "cuda":
+        # cuBLAS reads this when its handle is created; required for deterministic GEMMs.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = previous[2]
+        torch.backends.cudnn.deterministic = previous[3]

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hpo.engine.spec import TrainSpec
+from hpo.engine.train import EpochReport, train
+from hpo.errors import ConfigError
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("HPO_DATA_DIR"), reason="needs the MNIST files (set HPO_DATA_DIR)"
+)
+
+TINY = dict(model="fc", depth=2, width=32, train_subset=1024, val_size=512, batch_size=64)
+
+
+def _spec(**changes) -> TrainSpec:
+    return TrainSpec(**{**TINY, **changes})
+
+
+def test_same_spec_and_seed_reproduce_bitwise():
+    a = train(_spec(epochs=2, relu_prime_zero=1.0))
+    b = train(_spec(epochs=2, relu_prime_zero=1.0))
+    assert a.params_sha256 == b.params_sha256
+    assert a.val_accuracy == b.val_accuracy and a.train_loss == b.train_loss
+    assert a.test_accuracy == b.test_accuracy and a.kink_hits == b.kink_hits
+    assert len(a.val_accuracy) == 2 and a.epochs_completed == 2
+    assert 0.5 < a.val_accuracy[-1] <= 1.0
+    c = train(_spec(epochs=2, relu_prime_zero=1.0, seed=1))
+    assert c.params_sha256 != a.params_sha256
+
+
+def test_reproduces_in_another_process():
+    spec = _spec(relu_prime_zero=0.5)
+    here = train(spec)
+    cmd = [sys.executable, "-m", "hpo", "train", "--json", "--relu-prime-zero", "0.5"]
+    for key, value in TINY.items():
+        cmd += ["--" + key.replace("_", "-"), str(value)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300)
+    payload = json.loads(out.stdout)
+    assert payload["params_sha256"] == here.params_sha256
+    assert payload["val_accuracy"] == here.val_accuracy
+    for key in ("test_accuracy", "kink_hits", "configured_activations", "diverged"):
+        assert key in payload
+    assert payload["configured_activations"] == 2
+
+
+def test_runs_differing_only_in_relu_prime_zero_share_weights_and_batches():
+    # float64 never rounds a pre-activation onto 0 here, so ReLU'(0) is never used: if the
+    # initial weights or the batch order differed, the fingerprints would differ.
+    a = train(_spec(precision="float64", relu_prime_zero=0.0))
+    b = train(_spec(precision="float64", relu_prime_zero=1.0))
+    assert a.kink_hits == b.kink_hits == 0
+    assert a.params_sha256 == b.params_sha256
+
+
+def test_kinks_hit_make_the_derivative_matter():
+    # In bfloat16, batch norm's (x - mean) is often exactly 0 (8-bit significand): the
+    # following ReLU then sees exact zeros and its derivative there changes the weights.
+    a = train(_spec(precision="bfloat16", batch_norm=True, relu_prime_zero=0.0))
+    b = train(_spec(precision="bfloat16", batch_norm=True, relu_prime_zero=1.0))
+    assert a.kink_hits > 0 and b.kink_hits > 0
+    assert a.params_sha256 != b.params_sha256
+
+
+def test_epoch_callback_receives_reports_and_may_stop_the_run():
+    reports: list[EpochReport] = []
+    result = train(_spec(epochs=2), on_epoch_end=reports.append)
+    assert [r.epoch for r in reports] == [1, 2]
+    assert [r.val_accuracy for r in reports] == result.val_accuracy
+    assert sum(r.kink_hits for r in reports) == result.kink_hits
+
+    class Stop(Exception):
+        pass
+
+    def stop(report: EpochReport) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(_spec(epochs=3), on_epoch_end=stop)
+
+
+def test_divergence_ends_the_run_cleanly():
+    result = train(_spec(epochs=3, optimizer="sgd", lr=1e6))
+    assert result.diverged
+    assert "non-finite" in result.divergence_reason
+    assert result.test_accuracy is None
+    assert result.epochs_completed < 3
+
+
+def test_float16_adam_uses_a_representable_epsilon():
+    spec = _spec(precision="float16", depth=1, width=8, train_subset=128, val_size=128)
+    result = train(spec)
+    assert result.optimizer_eps == pytest.approx(2**-14)
+    assert not result.diverged
+    with pytest.raises(ConfigError, match="rounds to 0 in float16"):
+        train(spec.replace(adam_eps=1e-8))
+
+
+def test_autocast_mode_keeps_float32_weights():
+    result = train(_spec(precision="amp_bfloat16"))
+    assert result.precision == "amp_bfloat16"
+    assert not result.diverged and result.val_accuracy
+
+
+def test_caller_rng_state_is_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(_spec())
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        train(_spec(device="cuda"))
