@@ -74,8 +74,19 @@ def train(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     on_epoch_end: Callable[[EpochReport], None] | None = None,
+    observe_model: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainResult:
-    """Train ``spec`` and return its metrics. Raw data is loaded once per process."""
+    """Train ``spec`` and return its metrics. Raw data is loaded once per process.
+
+    Args:
+        spec: what to train.
+        data_dir: folder with the IDX files (default: ``HPO_DATA_DIR``, then the cache).
+        on_epoch_end: called after each epoch with its validation accuracy; may raise
+            (e.g. ``optuna.TrialPruned``) to stop the run.
+        observe_model: called with ``(0, model)`` before the first step and with
+            ``(epoch, model)`` after each completed epoch; it must not modify the model
+            (analyses use it to read the weights).
+    """
     started = time.perf_counter()
     device = resolve_device(spec.device)
     precision = resolve_precision(spec.precision)
@@ -109,8 +120,10 @@ def train(
         result.configured_activations = built.configured_activations
         optimizer = _make_optimizer(spec, model, precision, result)
         batch_order = torch.Generator().manual_seed(spec.seed)
+        if observe_model is not None:
+            observe_model(0, model)
         _fit(spec, model, optimizer, precision, train_split, val_split, batch_order,
-             on_epoch_end, result)
+             on_epoch_end, observe_model, result)
     if not result.diverged:
         result.test_accuracy = _accuracy(spec, model, test_split, precision)
     result.params_sha256 = params_sha256(model)
@@ -127,6 +140,7 @@ def _fit(
     val_split: _Split,
     batch_order: torch.Generator,
     on_epoch_end: Callable[[EpochReport], None] | None,
+    observe_model: Callable[[int, nn.Module], None] | None,
     result: TrainResult,
 ) -> None:
     activations = kinked_modules(model)
@@ -182,6 +196,8 @@ def _fit(
         result.samples_per_second = seen / result.train_time_s if result.train_time_s else 0.0
         log.debug("epoch %d: val_accuracy=%.4f loss=%.4f kink_hits=%d",
                   epoch, val_acc, mean_loss, hits)
+        if observe_model is not None:
+            observe_model(epoch, model)
         if on_epoch_end is not None:
             on_epoch_end(EpochReport(epoch, val_acc, mean_loss, hits,
                                      time.perf_counter() - epoch_start))

@@ -121,3 +121,14 @@ def test_cuda_without_gpu_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigError, match="no CUDA device"):
         train(_spec(device="cuda"))
+
+
+def test_observe_model_sees_initial_and_per_epoch_weights():
+    seen: list[tuple[int, torch.Tensor]] = []
+
+    def observe(epoch, model):
+        seen.append((epoch, next(model.parameters()).detach().clone()))
+
+    train(_spec(epochs=2), observe_model=observe)
+    assert [e for e, _ in seen] == [0, 1, 2]
+    assert not torch.equal(seen[0][1], seen[1][1])
