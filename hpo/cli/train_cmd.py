@@ -17,7 +17,7 @@ from typing import Any
 from hpo.engine import spec as spec_mod
 from hpo.engine.spec import TrainSpec
 
-__all__ = ["register", "spec_from_args"]
+__all__ = ["add_spec_arguments", "register", "spec_from_args"]
 
 _HELP = {
     "model": "model to train",
@@ -66,24 +66,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train one model with a chosen ReLU'(0) and report per-epoch validation "
         "accuracy, test accuracy and how often backward passes hit a kink.",
     )
-    hints = typing.get_type_hints(TrainSpec)
-    for field in dataclasses.fields(TrainSpec):
-        flag = "--" + field.name.replace("_", "-")
-        base = _base_type(hints[field.name])
-        kwargs: dict[str, Any] = {"default": field.default, "help": _help(field)}
-        if base is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = base
-            kwargs["metavar"] = field.name.upper()
-            if field.name in _CHOICES:
-                kwargs["choices"] = _CHOICES[field.name]
-                kwargs.pop("metavar")
-        parser.add_argument(flag, dest=field.name, **kwargs)
+    add_spec_arguments(parser)
     parser.add_argument("--data-dir", help="folder with the IDX .gz files (or HPO_DATA_DIR)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_run)
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """Add one flag per :class:`TrainSpec` field (``relu_prime_zero`` -> ``--relu-prime-zero``).
+
+    Commands that run the engine (train, diverge, probe) share these flags.
+    """
+    hints = typing.get_type_hints(TrainSpec)
+    for field in dataclasses.fields(TrainSpec):
+        if field.name in exclude:
+            continue
+        base = _base_type(hints[field.name])
+        kwargs: dict[str, Any] = {"default": field.default, "help": _help(field)}
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif field.name in _CHOICES:
+            kwargs.update(type=base, choices=_CHOICES[field.name])
+        else:
+            kwargs.update(type=base, metavar=field.name.upper())
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, **kwargs)
 
 
 def spec_from_args(args: argparse.Namespace) -> TrainSpec:

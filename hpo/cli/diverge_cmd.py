@@ -1,0 +1,80 @@
+"""``hpo diverge``: how far ReLU'(0) alone moves the weights, per epoch and precision.
+
+Every training setting has the flag ``hpo train`` gives it, except ``--relu-prime-zero``:
+the runs take their ReLU'(0) from ``--alphas`` (and 0 for the reference and the control).
+Writes an HTML plot and the JSON result into ``--output``; ``--json`` prints the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hpo.cli import train_cmd
+
+__all__ = ["register"]
+
+DEFAULT_OUTPUT = "diverge"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "diverge",
+        help="L1 distance between weights trained with different ReLU'(0)",
+        description="Train runs from identical weights and batch order that differ only in "
+        "ReLU'(0) and report, after each epoch, the L1 distance of their parameters from "
+        "the ReLU'(0)=0 run, with a second ReLU'(0)=0 run as control.",
+    )
+    parser.add_argument("--alphas", type=float, nargs="+", required=True, metavar="ALPHA",
+                        help="ReLU'(0) values in [0, 1] to compare with ReLU'(0)=0")
+    parser.add_argument("--precisions", nargs="+", metavar="PRECISION",
+                        help="run each of these precisions (default: --precision)")
+    train_cmd.add_spec_arguments(parser, exclude=("relu_prime_zero",))
+    parser.add_argument("--output", "-o", metavar="DIR", default=DEFAULT_OUTPUT,
+                        help=f"folder for the HTML plot and JSON (default: ./{DEFAULT_OUTPUT})")
+    parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: $HPO_DATA_DIR)")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=_run, relu_prime_zero=None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from hpo.analysis.diverge import plot_divergence, run_divergence
+
+    spec = train_cmd.spec_from_args(args)
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    result = run_divergence(
+        spec, alphas=args.alphas, precisions=args.precisions, data_dir=args.data_dir
+    )
+    out = Path(args.output)
+    stem = f"diverge_{spec.model}_{spec.dataset}_seed{spec.seed}"
+    plot = plot_divergence(result, out / f"{stem}.html")
+    payload = {**result.to_dict(), "plot": str(plot), "json": str(out / f"{stem}.json")}
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        json.dump(payload, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        _print_human(result, payload)
+    return 0
+
+
+def _print_human(result: Any, payload: dict[str, Any]) -> None:
+    print(f"L1 distance from ReLU'(0)=0 over {result.n_params} parameters, "
+          f"epochs {result.epochs[0]}..{result.epochs[-1]}:")
+    hits = result.kink_hits()
+    for p in result.precisions:
+        rows = [("control (0)", result.control_l1[p], hits[p]["control"])]
+        rows += [(f"alpha={k}", v, hits[p][k]) for k, v in result.l1[p].items()]
+        print(f"  {p} (reference kink hits: {hits[p]['reference']})")
+        for name, values, n in rows:
+            text = ", ".join("n/a" if v is None else f"{v:.6g}" for v in values)
+            print(f"    {name:<14} [{text}]  kink hits: {n}")
+    print(f"plot: {payload['plot']}")
+    print(f"json: {payload['json']}")
