@@ -26,6 +26,8 @@ _HELP = {
     "width": "fc: units per hidden layer",
     "batch_norm": "fc, vgg11: batch normalisation after each linear/conv layer",
     "width_mult": "MobileNetV3 width multiplier",
+    "bn_recalibration": "recompute batch-norm statistics from 32 training batches before "
+    "each evaluation (short runs leave momentum averages far behind the weights)",
     "activation": "ReLU-family activation used everywhere in the model",
     "relu_prime_zero": "derivative at 0 (default: PyTorch's, 0; leaky_relu: its slope)",
     "relu6_prime_six": "relu6: derivative at 6 (default: PyTorch's, 0)",

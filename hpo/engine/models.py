@@ -24,6 +24,7 @@ derivatives a built model is bitwise the stock one.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -225,8 +226,15 @@ def _mobilenet(name: str) -> Callable[[TrainSpec], nn.Module]:
     def build(spec: TrainSpec) -> nn.Module:
         # The builder's kwargs reach _mobilenet_v3_conf, which scales every channel count
         # by width_mult (MobileNetV3.__init__ ignores the extra keyword).
+        # torchvision's MobileNetV3 uses batch-norm momentum 0.01 (tuned for long ImageNet
+        # runs): after the few hundred steps of an MNIST trial its running statistics are
+        # still near their initial values and eval-mode accuracy is at chance. We keep its
+        # eps and use PyTorch's default momentum (0.1), as ResNet and VGG do.
         builder = getattr(torchvision.models, name)
-        return builder(weights=None, num_classes=NUM_CLASSES, width_mult=spec.width_mult)
+        norm = functools.partial(nn.BatchNorm2d, eps=0.001, momentum=0.1)
+        return builder(
+            weights=None, num_classes=NUM_CLASSES, width_mult=spec.width_mult, norm_layer=norm
+        )
 
     return build
 

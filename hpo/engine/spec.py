@@ -63,6 +63,8 @@ class TrainSpec:
     depth: int = 2
     width: int = 64
     batch_norm: bool = False
+    # Recompute batch-norm statistics from training batches before each evaluation.
+    bn_recalibration: bool = True
     width_mult: float = 1.0  # MobileNetV3 only
     activation: str = "relu"
     relu_prime_zero: float | None = None  # None: PyTorch's value (LeakyReLU: negative_slope)
@@ -142,6 +144,7 @@ class TrainSpec:
         _int("split_seed", self.split_seed, 0)
         _bool("batch_norm", self.batch_norm)
         _bool("normalize", self.normalize)
+        _bool("bn_recalibration", self.bn_recalibration)
         if self.train_subset is not None:
             _int("train_subset", self.train_subset, 1)
         if self.channels is not None and self.channels not in (1, 3):
@@ -227,6 +230,7 @@ class TrainResult:
     train_time_s: float = 0.0
     samples_per_second: float = 0.0
     train_samples: int = 0
+    threads: int = 0  # torch CPU threads: some CPU kernels' bits depend on it
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -112,7 +112,7 @@ def train(
 
     result = TrainResult(
         device=str(device), precision=spec.precision, torch_version=torch.__version__,
-        train_samples=len(train_split.y),
+        train_samples=len(train_split.y), threads=torch.get_num_threads(),
     )
     with _seeded(spec.seed, device), _deterministic(device):
         built = build_model(spec)
@@ -159,8 +159,9 @@ def _fit(
         steps = 0
         for step, start in enumerate(range(0, n, spec.batch_size), start=1):
             idx = order[start : start + spec.batch_size]
-            xb = _shape(spec, train_split.x[idx])
-            loss = _loss(model, xb, train_split.y[idx], precision)
+            # index_select copies whole rows: on CPU about twice as fast as x[idx].
+            xb = _shape(spec, train_split.x.index_select(0, idx))
+            loss = _loss(model, xb, train_split.y.index_select(0, idx), precision)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -188,6 +189,8 @@ def _fit(
             _mark_diverged(result, epoch, steps, mean_loss)
         if result.diverged:
             break
+        if spec.bn_recalibration:
+            _recalibrate_batch_norm(spec, model, train_split, precision)
         val_acc = _accuracy(spec, model, val_split, precision)
         result.val_accuracy.append(val_acc)
         result.train_loss.append(mean_loss)
@@ -214,6 +217,44 @@ def _mark_diverged(result: TrainResult, epoch: int, step: int, loss: float) -> N
     result.diverged = True
     result.divergence_reason = f"non-finite training loss ({loss}) at epoch {epoch}, step {step}"
     log.warning("run diverged: %s", result.divergence_reason)
+
+
+# Batches of the training split (in their fixed order) used to recompute batch-norm
+# statistics before an evaluation.
+_BN_CALIBRATION_BATCHES = 32
+
+
+@torch.no_grad()
+def _recalibrate_batch_norm(
+    spec: TrainSpec, model: nn.Module, split: _Split, precision: Precision
+) -> None:
+    """Recompute batch-norm running statistics as exact averages over training batches.
+
+    Running averages updated with a momentum lag far behind the weights in the few hundred
+    steps of a short trial (torchvision's MobileNetV3 reached chance-level eval accuracy
+    while train-mode accuracy was 85%). Forward passes only: weights, gradients and the
+    kink counters are untouched, and the batches are always the same, so it is
+    deterministic.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the exact mean over the batches
+    model.eval()  # dropout off: the calibration draws no random numbers
+    for m in norms:
+        m.train()
+    end = min(len(split.y), _BN_CALIBRATION_BATCHES * spec.batch_size)
+    for start in range(0, end, spec.batch_size):
+        xb = _shape(spec, split.x[start : start + spec.batch_size])
+        if len(xb) < 2:
+            break  # batch norm needs more than one value per channel in train mode
+        with _autocast(precision, xb.device):
+            model(xb)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 @torch.no_grad()
@@ -245,7 +286,16 @@ def _make_optimizer(
         )
     eps = resolve_adam_eps(spec.adam_eps, precision.param_dtype)
     result.optimizer_eps = eps
-    return torch.optim.Adam(params, lr=spec.lr, eps=eps, weight_decay=spec.weight_decay)
+    # The fused kernel does the whole update in one pass (about 2x faster on CPU, which
+    # matters for small nets) and is deterministic, but it computes float16/bfloat16 in
+    # float32: pure low precisions keep the op-by-op update in their own dtype (see
+    # precision.py), and runs with a gradient scaler keep the path GradScaler unscales for.
+    fused = precision.param_dtype in (torch.float32, torch.float64) and not (
+        precision.uses_grad_scaler
+    )
+    return torch.optim.Adam(
+        params, lr=spec.lr, eps=eps, weight_decay=spec.weight_decay, fused=fused
+    )
 
 
 def _grad_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler | None:

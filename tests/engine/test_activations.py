@@ -136,6 +136,57 @@ def test_dense_fallback_when_most_inputs_are_on_the_kink():
     assert module.kink_hits() == (31,)
 
 
+CONFIGURED = [
+    (lambda inplace: ReLU(0.5, inplace=inplace), lambda inplace: nn.ReLU(inplace=inplace)),
+    (lambda inplace: ReLU6(0.5, 0.5, inplace=inplace), lambda inplace: nn.ReLU6(inplace=inplace)),
+    (
+        lambda inplace: LeakyReLU(0.2, prime_zero=0.5, inplace=inplace),
+        lambda inplace: nn.LeakyReLU(0.2, inplace=inplace),
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("pair", CONFIGURED, ids=["relu", "relu6", "leaky0.2"])
+def test_input_off_the_kinks_uses_pytorchs_own_op(pair, inplace, dtype):
+    # No input on a kink: the configured derivative cannot matter, so the module returns
+    # PyTorch's own op (its own backward node), bitwise the reference.
+    ours, ref = pair
+    x = _inputs(dtype)
+    x = x[(x != 0) & (x != 6)]
+    g = _grad_out(x.numel(), dtype)
+    module = ours(inplace)
+    assert not module.is_pytorch_default
+    leaf = x.clone().requires_grad_(True)
+    out = module(leaf * 1 if inplace else leaf)
+    assert "KinkFunction" not in type(out.grad_fn).__name__
+    out.backward(g)
+    out_b, grad_b = _fwd_bwd(ref(inplace), x, g, inplace_input=inplace)
+    assert torch.equal(_bits(out), _bits(out_b))
+    assert torch.equal(_bits(leaf.grad), _bits(grad_b))
+    assert module.kink_hits() == (0,) * len(module.kinks)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0])
+def test_each_kink_alone_is_found(value):
+    # A single input on one kink (either zero, or 6 alone) must reach the configured value.
+    x = torch.tensor([-1.0, value, 2.0, 7.0])
+    _, grad = _fwd_bwd(ReLU(0.5), x, torch.ones(4))
+    assert grad.tolist() == [0.0, 0.5, 1.0, 1.0]
+    x6 = torch.tensor([-1.0, 6.0, 2.0, 7.0])
+    module = ReLU6(prime_zero=0.5, prime_six=0.25)
+    _, grad = _fwd_bwd(module, x6, torch.ones(4))
+    assert grad.tolist() == [0.0, 0.25, 1.0, 0.0]
+    assert module.kink_hits() == (0, 1)
+
+
+def test_empty_input():
+    leaf = torch.zeros(0, 3, requires_grad=True)
+    ReLU(1.0)(leaf).sum().backward()
+    assert leaf.grad.shape == (0, 3)
+
+
 @pytest.mark.parametrize(
     "module", [ReLU(0.3), ReLU6(0.3, 0.9), LeakyReLU(0.05, prime_zero=0.7)], ids=repr
 )

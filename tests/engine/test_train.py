@@ -38,7 +38,9 @@ def test_same_spec_and_seed_reproduce_bitwise():
 def test_reproduces_in_another_process():
     spec = _spec(relu_prime_zero=0.5)
     here = train(spec)
-    cmd = [sys.executable, "-m", "hpo", "train", "--json", "--relu-prime-zero", "0.5"]
+    # Same thread count: some CPU kernels split their reductions by thread (see README).
+    cmd = [sys.executable, "-m", "hpo", "train", "--json", "--relu-prime-zero", "0.5",
+           "--threads", str(torch.get_num_threads())]
     for key, value in TINY.items():
         cmd += ["--" + key.replace("_", "-"), str(value)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300)
@@ -132,3 +134,49 @@ def test_observe_model_sees_initial_and_per_epoch_weights():
     train(_spec(epochs=2), observe_model=observe)
     assert [e for e, _ in seen] == [0, 1, 2]
     assert not torch.equal(seen[0][1], seen[1][1])
+
+
+def test_batch_norm_recalibration_changes_evaluation_only():
+    a = train(_spec(batch_norm=True, epochs=2))
+    b = train(_spec(batch_norm=True, epochs=2, bn_recalibration=False))
+    assert a.train_loss == b.train_loss and a.kink_hits == b.kink_hits
+    assert a.params_sha256 != b.params_sha256  # the running statistics differ
+
+
+def test_recalibrated_statistics_are_exact_batch_averages():
+    from hpo.engine.precision import resolve_precision
+    from hpo.engine.train import _recalibrate_batch_norm, _Split
+
+    spec = _spec(batch_size=4)
+    bn = torch.nn.BatchNorm1d(784, momentum=0.1)
+    model = torch.nn.Sequential(torch.nn.Flatten(), bn, torch.nn.Dropout(0.5))
+    x = torch.randn(8, 1, 28, 28)
+    state = torch.random.get_rng_state()
+    _recalibrate_batch_norm(spec, model, _Split(x, torch.zeros(8)), resolve_precision("float32"))
+    assert torch.allclose(bn.running_mean, x.reshape(8, 784).mean(0), atol=1e-6)
+    assert bn.momentum == 0.1
+    assert torch.equal(torch.random.get_rng_state(), state)  # dropout stayed off
+
+
+@pytest.mark.parametrize(
+    ("precision", "fused"),
+    [
+        ("float32", True),
+        ("float64", True),
+        ("amp_bfloat16", True),
+        ("bfloat16", False),
+        ("float16", False),
+        ("amp_float16", False),
+    ],
+)
+def test_adam_is_fused_only_where_it_keeps_the_runs_arithmetic(precision, fused):
+    # The fused kernel computes float16/bfloat16 updates in float32: pure low precisions
+    # keep the op-by-op update in their own dtype, and GradScaler runs keep the plain path.
+    from hpo.engine.precision import resolve_precision
+    from hpo.engine.spec import TrainResult
+    from hpo.engine.train import _make_optimizer
+
+    prec = resolve_precision(precision)
+    model = torch.nn.Linear(3, 2).to(prec.param_dtype)
+    optimizer = _make_optimizer(_spec(precision=precision), model, prec, TrainResult())
+    assert optimizer.defaults["fused"] is fused

@@ -1,0 +1,329 @@
+"""Tuned kink derivatives against PyTorch's defaults, read from a study's trials.
+
+Per group (model, dataset, precision, activation): the baseline accuracy over seeds, the best
+tuned trial, and the paired difference *tuned minus default* over every completed tuned trial
+that has a default-derivative partner of the same run (see
+:func:`hpo.analysis.trials.pair_trials`). When several tuned trials share one default run
+(plain baseline mode: one baseline per seed), the tuned accuracies are averaged per default
+run first, so that the interval and the test count independent runs, not repeated uses of
+the same baseline. Optionally a second study (e.g. the same search with ReLU'(0) fixed at 0)
+is compared trial distribution against trial distribution.
+
+Reads studies through Optuna only; the statistics live in :mod:`hpo.analysis.stats`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from hpo.analysis.stats import (
+    PairedResult,
+    TwoSampleResult,
+    paired_comparison,
+    two_sample_comparison,
+)
+from hpo.analysis.trials import GroupKey, Pair, TrialRecord, group_label, pair_trials, read_trials
+from hpo.config import StudyConfig
+from hpo.errors import HpoError
+
+__all__ = [
+    "AgainstRow",
+    "GroupSummary",
+    "NothingToCompareError",
+    "StudyComparison",
+    "compare_study",
+    "param_importances",
+]
+
+logger = logging.getLogger(__name__)
+
+_WHAT = {"relu": "ReLU'(0)", "leaky_relu": "LeakyReLU'(0)"}
+
+
+class NothingToCompareError(HpoError):
+    """Raised when a study has no completed trial to compare (exit code 1)."""
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """One row of the comparison (accuracies in %, differences in pp)."""
+
+    group: GroupKey
+    n_complete: int
+    n_pruned: int  # pruned by the pruner, diverged runs not included
+    n_diverged: int
+    n_failed: int
+    n_baseline: int
+    baseline_mean: float
+    baseline_std: float
+    n_tuned: int
+    best_tuned_accuracy: float
+    best_tuned_trial: int | None
+    best_relu_prime_zero: float
+    n_pairs: int
+    paired: PairedResult
+    kink_rate_mean: float
+    kink_rate_per_sample: bool
+
+
+@dataclass(frozen=True)
+class AgainstRow:
+    """Search-trial accuracies of the study (``a``) against the other study (``b``)."""
+
+    group: str  # a group label, or "all"
+    a: np.ndarray
+    b: np.ndarray
+    result: TwoSampleResult
+
+
+@dataclass
+class StudyComparison:
+    """Everything :func:`compare_study` found; :mod:`hpo.analysis.report` writes it out."""
+
+    study: str
+    metric: str
+    seed: int
+    records: list[TrialRecord]
+    pairs: list[Pair]
+    groups: list[GroupSummary]
+    importances: dict[str, float]
+    importance_note: str | None
+    searched_derivatives: tuple[str, ...]
+    other: str | None = None
+    other_records: list[TrialRecord] = field(default_factory=list)
+    against: list[AgainstRow] = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        """One row per group: the CSV ``compare_<study>.csv``."""
+        rows = []
+        for g in self.groups:
+            model, dataset, precision, activation = g.group
+            rows.append({
+                "model": model, "dataset": dataset, "precision": precision,
+                "activation": activation, "metric": self.metric,
+                "n_complete": g.n_complete, "n_pruned": g.n_pruned,
+                "n_diverged": g.n_diverged, "n_failed": g.n_failed,
+                "n_baseline": g.n_baseline, "baseline_mean_pct": g.baseline_mean,
+                "baseline_std_pct": g.baseline_std, "n_tuned": g.n_tuned,
+                "best_tuned_pct": g.best_tuned_accuracy, "best_tuned_trial": g.best_tuned_trial,
+                "best_relu_prime_zero": g.best_relu_prime_zero, "n_pairs": g.n_pairs,
+                "n_units": g.paired.n, "mean_diff_pp": g.paired.mean_diff,
+                "ci_low_pp": g.paired.ci_low, "ci_high_pp": g.paired.ci_high,
+                "test": g.paired.test, "p_value": g.paired.p_value,
+                "kink_rate_mean": g.kink_rate_mean,
+                "kink_rate_unit": "per sample-epoch" if g.kink_rate_per_sample else "per trial",
+                "verdict": g.paired.verdict,
+            })
+        return pd.DataFrame(rows)
+
+    def against_table(self) -> pd.DataFrame:
+        """One row per group shared with the other study, plus ``all``."""
+        rows = []
+        for row in self.against:
+            r = row.result
+            rows.append({
+                "group": row.group, "study": self.study, "other": self.other,
+                **_describe(row.a, "a_"), **_describe(row.b, "b_"),
+                "median_diff_pp": r.median_diff, "median_ci_low_pp": r.median_ci[0],
+                "median_ci_high_pp": r.median_ci[1], "iqr_diff_ci_low_pp": r.iqr_diff_ci[0],
+                "iqr_diff_ci_high_pp": r.iqr_diff_ci[1], "mannwhitney_p": r.p_value,
+                "verdict": r.verdict,
+            })
+        return pd.DataFrame(rows)
+
+
+def _describe(x: np.ndarray, prefix: str) -> dict[str, float]:
+    if x.size == 0:
+        return {f"{prefix}n": 0}
+    q75, q25 = np.percentile(x, [75, 25])
+    return {
+        f"{prefix}n": int(x.size), f"{prefix}best_pct": float(x.max()),
+        f"{prefix}median_pct": float(np.median(x)), f"{prefix}iqr_pp": float(q75 - q25),
+        f"{prefix}std_pp": float(x.std(ddof=1)) if x.size > 1 else float("nan"),
+    }
+
+
+def compare_study(
+    study: optuna.Study,
+    cfg: StudyConfig,
+    *,
+    against: tuple[optuna.Study, StudyConfig] | None = None,
+    metric: str = "test_accuracy",
+    seed: int = 0,
+    n_resamples: int = 10_000,
+) -> StudyComparison:
+    """Compare a study's tuned trials with their default-derivative partners.
+
+    Args:
+        study: the study (loaded with :func:`hpo.service.study.load_study`).
+        cfg: its stored config.
+        against: another study and its config, compared distribution against distribution.
+        metric: ``test_accuracy`` (default; the best trial is still chosen by the
+            objective) or ``val_accuracy``.
+        seed: seeds every bootstrap.
+        n_resamples: bootstrap resamples.
+
+    Raises:
+        NothingToCompareError: the study (or the other one) has no completed trial.
+    """
+    records, used = read_trials(study, cfg, metric)
+    _require_complete(study.study_name, records)
+    other_records: list[TrialRecord] = []
+    if against is not None:
+        other_records, other_used = read_trials(against[0], against[1], used)
+        _require_complete(against[0].study_name, other_records)
+        if other_used != used:  # one lacks test accuracies: compare both on validation
+            records, used = read_trials(study, cfg, other_used)
+    pairs = pair_trials(records)
+    maximize = study.direction == StudyDirection.MAXIMIZE
+    searched = tuple(n for n in ("relu_prime_zero", "relu6_prime_six") if n in cfg.search_space)
+    groups = [
+        _summarise(key, recs, [p for p in pairs if p.group == key], searched, maximize,
+                   seed, n_resamples)
+        for key, recs in sorted(_by_group(records).items())
+    ]
+    importances, note = param_importances(study)
+    result = StudyComparison(study.study_name, used, seed, records, pairs, groups, importances,
+                             note, searched)
+    if against is not None:
+        result.other = against[0].study_name
+        result.other_records = other_records
+        result.against = _against(records, other_records, study.study_name, result.other,
+                                  seed, n_resamples)
+    return result
+
+
+def _require_complete(name: str, records: list[TrialRecord]) -> None:
+    if not any(r.complete for r in records):
+        counts = defaultdict(int)
+        for r in records:
+            counts[r.state.name] += 1
+        found = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none"
+        raise NothingToCompareError(
+            f"study {name!r} has no completed trials yet (finished trials: {found}); nothing "
+            f"to compare; fix: run workers first (hpo worker --study {name})."
+        )
+
+
+def _by_group(records: list[TrialRecord]) -> dict[GroupKey, list[TrialRecord]]:
+    out: dict[GroupKey, list[TrialRecord]] = defaultdict(list)
+    for r in records:
+        out[r.group].append(r)
+    return out
+
+
+def _what(activation: str, searched: tuple[str, ...]) -> str:
+    if activation == "relu6":
+        names = {"relu_prime_zero": "ReLU6'(0)", "relu6_prime_six": "ReLU6'(6)"}
+        return " and ".join(names[n] for n in searched) or "ReLU6'(0)"
+    return _WHAT.get(activation, "the kink derivative")
+
+
+def _summarise(
+    key: GroupKey, recs: list[TrialRecord], pairs: list[Pair], searched: tuple[str, ...],
+    maximize: bool, seed: int, n_resamples: int,
+) -> GroupSummary:
+    complete = [r for r in recs if r.complete]
+    pruned = [r for r in recs if r.state == TrialState.PRUNED]
+    baseline = [r.accuracy for r in complete if r.baseline and r.twin_of is None]
+    if not baseline:  # paired mode only: the twins are the baseline runs
+        baseline = [r.accuracy for r in complete if r.baseline]
+    tuned = [r for r in complete if r.tuned and r.value is not None]
+    sign = 1.0 if maximize else -1.0
+    best = max(tuned, key=lambda r: (sign * r.value, -r.number), default=None)
+    # Several tuned trials may share one default run: average them per default run.
+    by_default: dict[int, list[Pair]] = defaultdict(list)
+    for p in pairs:
+        by_default[p.default].append(p)
+    units = sorted(by_default.items())
+    t_acc = [float(np.mean([p.tuned_accuracy for p in ps])) for _, ps in units]
+    d_acc = [ps[0].default_accuracy for _, ps in units]
+    unit = "pairs" if len(units) == len(pairs) else f"default runs ({len(pairs)} pairs)"
+    paired = paired_comparison(t_acc, d_acc, what=_what(key[3], searched), unit=unit,
+                               n_resamples=n_resamples, seed=seed)
+    rates = [r.kink_rate for r in recs if r.kink_rate is not None]
+    return GroupSummary(
+        group=key,
+        n_complete=len(complete),
+        n_pruned=sum(not r.diverged for r in pruned),
+        n_diverged=sum(r.diverged for r in recs),
+        n_failed=sum(r.state == TrialState.FAIL for r in recs),
+        n_baseline=len(baseline),
+        baseline_mean=float(np.mean(baseline)) if baseline else float("nan"),
+        baseline_std=float(np.std(baseline, ddof=1)) if len(baseline) > 1 else float("nan"),
+        n_tuned=len(tuned),
+        best_tuned_accuracy=best.accuracy if best else float("nan"),
+        best_tuned_trial=best.number if best else None,
+        best_relu_prime_zero=best.relu_prime_zero if best else float("nan"),
+        n_pairs=len(pairs),
+        paired=paired,
+        kink_rate_mean=float(np.mean(rates)) if rates else float("nan"),
+        kink_rate_per_sample=any(r.kink_rate_per_sample for r in recs),
+    )
+
+
+def _against(
+    a: list[TrialRecord], b: list[TrialRecord], name_a: str, name_b: str, seed: int,
+    n_resamples: int,
+) -> list[AgainstRow]:
+    def accs(recs: list[TrialRecord], key: GroupKey | None = None) -> np.ndarray:
+        return np.array([r.accuracy for r in recs if r.complete and r.search
+                         and (key is None or r.group == key)], dtype=float)
+
+    keys = sorted({r.group for r in a if r.complete} & {r.group for r in b if r.complete})
+    rows = []
+    for label, key in [(group_label(k), k) for k in keys] + [("all", None)]:
+        xa, xb = accs(a, key), accs(b, key)
+        result = two_sample_comparison(xa, xb, names=(name_a, name_b), seed=seed,
+                                       n_resamples=n_resamples)
+        rows.append(AgainstRow(label, xa, xb, result))
+    return rows
+
+
+def param_importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
+    """Optuna's parameter importances over the completed search trials (baselines and twins
+    left out: they sit at the default derivative by design and would inflate its weight).
+
+    Returns:
+        ``(importances, note)``: an empty dict and a note saying why when they cannot be
+        computed; a note too when the result is trivial (one parameter).
+    """
+    trials = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not t.user_attrs.get("hpo_baseline") and t.user_attrs.get("hpo_twin_of") is None
+    ]
+    if len(trials) < 2:
+        return {}, f"not computed: {len(trials)} completed search trial(s), need at least 2"
+    names = {n for t in trials for n in t.params}
+    if not names:
+        return {}, "not computed: the study searches no parameter"
+    storage = optuna.storages.InMemoryStorage()
+    # A private scratch study: keep Optuna's "new study created in memory" line off the log.
+    scratch_log = logging.getLogger("optuna.storages._in_memory")
+    level = scratch_log.level
+    scratch_log.setLevel(logging.WARNING)
+    try:
+        storage.create_new_study(directions=list(study.directions), study_name="importances")
+    finally:
+        scratch_log.setLevel(level)
+    subset = optuna.Study(study_name="importances", storage=storage)
+    subset.add_trials(trials)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna warns on tiny or constant samples
+            imp = optuna.importance.get_param_importances(subset)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        return {}, f"not computed: {exc}"
+    imp = {k: float(v) for k, v in imp.items()}
+    if len(names) == 1:
+        return imp, "only one searched parameter: its importance is 1 by definition"
+    return imp, None

@@ -1,0 +1,221 @@
+"""Write a :class:`~hpo.analysis.compare.StudyComparison` out: text lines, CSV and one
+self-contained HTML report (plotly.js embedded once, so it opens offline)."""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from hpo.analysis.compare import StudyComparison
+from hpo.analysis.trials import group_label
+
+__all__ = ["figures", "format_text", "write_csv", "write_html", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+_DERIVATIVE_LABEL = {
+    "relu_prime_zero": "ReLU'(0): derivative used at 0 (dimensionless)",
+    "relu6_prime_six": "ReLU6'(6): derivative used at 6 (dimensionless)",
+}
+_CSV_FLOAT = "%.6g"  # accuracies in % to 1e-4 pp; drops float noise such as 96.19999999
+_METRIC_LABEL = {"test_accuracy": "test accuracy (%)", "val_accuracy": "validation accuracy (%)"}
+
+
+def _fmt(x: float, spec: str = ".2f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def format_text(c: StudyComparison) -> list[str]:
+    """The lines ``hpo compare`` prints: one block per group, then the other study."""
+    lines = [f"study {c.study}: {_METRIC_LABEL[c.metric]}, bootstrap seed {c.seed}"]
+    for g in c.groups:
+        lines.append(
+            f"  {group_label(g.group)}: {g.n_complete} complete, {g.n_pruned} pruned, "
+            f"{g.n_diverged} diverged, {g.n_failed} failed"
+        )
+        best = (
+            f"best tuned {_fmt(g.best_tuned_accuracy)} % (trial {g.best_tuned_trial}, "
+            f"ReLU'(0)={_fmt(g.best_relu_prime_zero, '.3g')})"
+            if g.best_tuned_trial is not None
+            else "no completed tuned trial"
+        )
+        lines.append(
+            f"    baseline {_fmt(g.baseline_mean)} ± {_fmt(g.baseline_std)} % "
+            f"(n={g.n_baseline}); {best}"
+        )
+        lines.append(f"    verdict: {g.paired.verdict}")
+    if c.importances:
+        ranked = ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())
+        lines.append(f"  parameter importances: {ranked}")
+    if c.importance_note:
+        lines.append(f"  parameter importances: {c.importance_note}")
+    for row in c.against:
+        lines.append(f"  {c.study} vs {c.other} [{row.group}]: {row.result.verdict}")
+    return lines
+
+
+def write_csv(c: StudyComparison, out_dir: str | Path) -> list[Path]:
+    """``compare_<study>.csv`` (one row per group) and, with another study,
+    ``compare_<study>_vs_<other>.csv``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"compare_{c.study}.csv"
+    c.table().to_csv(path, index=False, float_format=_CSV_FLOAT)
+    paths = [path]
+    if c.against:
+        path = out / f"compare_{c.study}_vs_{c.other}.csv"
+        c.against_table().to_csv(path, index=False, float_format=_CSV_FLOAT)
+        paths.append(path)
+    return paths
+
+
+# ----------------------------------------------------------------------------------
+def _accuracy_vs_derivative(c: StudyComparison, name: str) -> go.Figure:
+    fig = go.Figure()
+    for key in sorted({r.group for r in c.records}):
+        for default in (True, False):
+            recs = [r for r in c.records if r.complete and r.group == key
+                    and (not r.tuned) == default]
+            if not recs:
+                continue
+            fig.add_trace(go.Scatter(
+                x=[getattr(r, name) for r in recs], y=[r.accuracy for r in recs],
+                mode="markers", name=f"{group_label(key)} ({'default' if default else 'tuned'})",
+                marker={"symbol": "diamond" if default else "circle", "size": 9},
+                text=[f"trial {r.number}" for r in recs],
+            ))
+    fig.update_layout(
+        title=f"{_METRIC_LABEL[c.metric].split(' (')[0].capitalize()} vs "
+        f"{_DERIVATIVE_LABEL[name].split(':')[0]} per precision",
+        xaxis_title=_DERIVATIVE_LABEL[name], yaxis_title=_METRIC_LABEL[c.metric],
+        legend_title="group (model/dataset/precision/activation)",
+    )
+    return fig
+
+
+def _paired_differences(c: StudyComparison) -> go.Figure:
+    fig = go.Figure()
+    labels = [group_label(g.group) for g in c.groups]
+    fig.add_trace(go.Scatter(
+        x=labels, y=[g.paired.mean_diff for g in c.groups], mode="markers",
+        name="mean difference with 95% bootstrap CI", marker={"size": 12},
+        error_y={"type": "data", "symmetric": False,
+                 "array": [g.paired.ci_high - g.paired.mean_diff for g in c.groups],
+                 "arrayminus": [g.paired.mean_diff - g.paired.ci_low for g in c.groups]},
+    ))
+    pairs = c.pairs
+    fig.add_trace(go.Scatter(
+        x=[group_label(p.group) for p in pairs],
+        y=[p.tuned_accuracy - p.default_accuracy for p in pairs], mode="markers",
+        name="single pairs (tuned trial - its default run)", opacity=0.5,
+        text=[f"trial {p.tuned} vs {p.default}" for p in pairs],
+    ))
+    fig.add_hline(y=0, line_dash="dash", line_color="gray")
+    fig.update_layout(title="Paired difference: tuned minus default derivatives",
+                      xaxis_title="group (model/dataset/precision/activation)",
+                      yaxis_title="accuracy difference (percentage points)")
+    return fig
+
+
+def _importances(c: StudyComparison) -> go.Figure:
+    names = list(c.importances)[::-1]  # largest on top
+    fig = go.Figure(go.Bar(x=[c.importances[n] for n in names], y=names, orientation="h",
+                           name="importance"))
+    fig.update_layout(title="Parameter importances (Optuna, completed search trials)",
+                      xaxis_title="importance (fraction of explained variance, 0-1)",
+                      yaxis_title="parameter", showlegend=False)
+    return fig
+
+
+def _kink_rates(c: StudyComparison) -> go.Figure:
+    per_sample = any(r.kink_rate_per_sample for r in c.records)
+    unit = "kink hits per training sample per epoch" if per_sample else "kink hits per trial"
+    fig = go.Figure()
+    for precision in sorted({r.group[2] for r in c.records}):
+        rates = [r.kink_rate for r in c.records
+                 if r.group[2] == precision and r.kink_rate is not None]
+        if rates:
+            fig.add_trace(go.Box(y=rates, name=precision, boxpoints="all"))
+    fig.update_layout(title="Kink hits (activation inputs exactly at a kink) per precision",
+                      xaxis_title="precision", yaxis_title=unit, legend_title="precision")
+    return fig
+
+
+def _against(c: StudyComparison) -> go.Figure:
+    fig = go.Figure()
+    for name, side in ((c.study, "a"), (c.other, "b")):
+        xs, ys = [], []
+        for row in c.against:
+            values = getattr(row, side)
+            xs += [row.group] * len(values)
+            ys += [float(v) for v in values]
+        fig.add_trace(go.Box(x=xs, y=ys, name=name, boxpoints="all"))
+    fig.update_layout(title=f"Accuracy across search trials: {c.study} vs {c.other}",
+                      xaxis_title="group (model/dataset/precision/activation), or all",
+                      yaxis_title=_METRIC_LABEL[c.metric], boxmode="group",
+                      legend_title="study")
+    return fig
+
+
+def figures(c: StudyComparison) -> list[go.Figure]:
+    """The report's plots, in order (empty ones left out)."""
+    figs = [_accuracy_vs_derivative(c, n) for n in c.searched_derivatives or ("relu_prime_zero",)]
+    if c.pairs:
+        figs.append(_paired_differences(c))
+    if c.importances:
+        figs.append(_importances(c))
+    if any(r.kink_rate is not None for r in c.records):
+        figs.append(_kink_rates(c))
+    if c.against:
+        figs.append(_against(c))
+    return figs
+
+
+def write_html(c: StudyComparison, out_dir: str | Path) -> Path:
+    """``compare_<study>.html``: tables, verdicts and plots in one offline file."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"compare_{c.study}.html"
+    title = f"ReLU'(0) comparison: {c.study}" + (f" vs {c.other}" if c.other else "")
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
+        "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>",
+        f"<p>Metric: {_METRIC_LABEL[c.metric]}; accuracies in %, differences in percentage "
+        f"points (pp); 95% percentile bootstrap intervals (seed {c.seed}). Pairs: each tuned "
+        "trial against the default-derivative run with the same seed and settings; tuned "
+        "trials sharing one default run are averaged first.</p>",
+        "<h2>Verdicts</h2><ul>",
+        *[f"<li><b>{html.escape(group_label(g.group))}</b>: {html.escape(g.paired.verdict)}"
+          "</li>" for g in c.groups],
+        "</ul><h2>Per group</h2>",
+        c.table().to_html(index=False, na_rep="n/a", float_format=lambda x: f"{x:.4g}"),
+    ]
+    if c.against:
+        parts += [f"<h2>{html.escape(c.study)} vs {html.escape(str(c.other))}</h2><ul>",
+                  *[f"<li><b>{html.escape(r.group)}</b>: {html.escape(r.result.verdict)}</li>"
+                    for r in c.against],
+                  "</ul>", c.against_table().to_html(index=False, na_rep="n/a",
+                                                     float_format=lambda x: f"{x:.4g}")]
+    if c.importance_note:
+        parts.append(f"<p>Parameter importances: {html.escape(c.importance_note)}</p>")
+    parts.append("<h2>Plots</h2>")
+    for i, fig in enumerate(figures(c)):
+        # plotly.js goes into the page once (no CDN: the report must open offline).
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def write_report(c: StudyComparison, out_dir: str | Path = "results") -> list[Path]:
+    """Write the CSV file(s) and the HTML report into ``out_dir``; return their paths."""
+    paths = [*write_csv(c, out_dir), write_html(c, out_dir)]
+    for p in paths:
+        logger.info("wrote %s", p)
+    return paths

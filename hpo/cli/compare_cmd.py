@@ -1,0 +1,90 @@
+"""``hpo compare STUDY [--against OTHER]``: tuned kink derivatives against PyTorch's defaults.
+
+Parsing and printing only: the statistics are in :mod:`hpo.analysis.compare`, the files are
+written by :mod:`hpo.analysis.report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register"]
+
+_STORAGE_HELP = (
+    "study storage URL (default: $HPO_STORAGE, the study file's storage:, or "
+    "sqlite:///storage/<study>.db); also used for --against"
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare", help="tuned ReLU'(0) vs PyTorch's default: paired statistics and a report",
+        description="Per group (model, dataset, precision, activation): baseline accuracy, "
+        "best tuned accuracy, the paired difference tuned minus default with a bootstrap "
+        "95% CI and a paired test, and a verdict. With --against, the accuracy "
+        "distributions of the two studies. Writes DIR/compare_<study>.csv and .html.",
+    )
+    p.add_argument("study", metavar="STUDY", help="study name or study YAML file")
+    p.add_argument("--against", metavar="OTHER_STUDY",
+                   help="another study (name or YAML file; its storage is resolved like "
+                   "STUDY's), e.g. the same search with ReLU'(0) fixed at 0")
+    p.add_argument("--output", "-o", metavar="DIR", default="results",
+                   help="folder for the CSV and HTML files (default: results)")
+    p.add_argument("--storage", metavar="URL", help=_STORAGE_HELP)
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--resamples", type=_positive_int, default=10_000, metavar="N",
+                   help="bootstrap resamples (default 10000)")
+    p.add_argument("--metric", choices=("test_accuracy", "val_accuracy"),
+                   default="test_accuracy",
+                   help="accuracy compared (default test_accuracy; the best trial is always "
+                   "chosen by the study's objective)")
+    p.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from hpo.analysis.compare import compare_study
+    from hpo.analysis.report import format_text, write_report
+    from hpo.service.progress import open_existing_storage
+    from hpo.service.storage import mask_url
+    from hpo.service.study import load_study
+
+    name, url = _study_ref(args.study, args.storage)
+    storage = open_existing_storage(url)
+    study, cfg = load_study(name, storage)
+    against = None
+    if args.against:
+        other, other_url = _study_ref(args.against, args.storage)
+        other_storage = storage if other_url == url else open_existing_storage(other_url)
+        against = load_study(other, other_storage)
+    comparison = compare_study(study, cfg, against=against, metric=args.metric,
+                               seed=args.seed, n_resamples=args.resamples)
+    print(f"storage {mask_url(url)}")
+    for line in format_text(comparison):
+        print(line)
+    for path in write_report(comparison, args.output):
+        print(f"wrote {path}")
+    return 0
+
+
+def _study_ref(ref: str, storage_flag: str | None) -> tuple[str, str]:
+    """A study name, or a study file (then its name and, without a flag, its storage)."""
+    from hpo.service.storage import resolve_storage_url
+
+    if ref.endswith((".yaml", ".yml")) or Path(ref).is_file():
+        from hpo.config import load_study_config
+
+        cfg = load_study_config(ref)
+        return cfg.name, resolve_storage_url(cfg.storage, storage_flag, name=cfg.name)
+    return ref, resolve_storage_url(None, storage_flag, name=ref)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value

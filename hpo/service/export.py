@@ -1,0 +1,122 @@
+"""Study trials -> CSV, one row per trial, from Optuna's ``Study.trials_dataframe``.
+
+Columns keep Optuna's names (``number``, ``state``, ``value``, ``params_<name>``,
+``user_attrs_<name>``) with three changes so a spreadsheet or ``pandas.read_csv`` reads
+them without parsing Python reprs:
+
+* ``duration`` (a timedelta) becomes ``duration_s``, seconds as a float;
+* a list of numbers per trial (``val_accuracy_per_epoch``, ``kink_hits_per_epoch``) becomes
+  one column per epoch, ``<column>_1``, ``<column>_2``, ... (empty where a trial stopped
+  earlier);
+* any other list or dict becomes a JSON string.
+
+The columns every analysis needs come first: number, state, value, baseline tag, seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import re
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+__all__ = ["ATTRS", "export_all", "export_study", "trials_frame"]
+
+log = logging.getLogger(__name__)
+
+ATTRS = (
+    "number",
+    "state",
+    "value",
+    "datetime_start",
+    "datetime_complete",
+    "duration",
+    "params",
+    "user_attrs",
+)
+_FIRST = (
+    "number",
+    "state",
+    "value",
+    "user_attrs_hpo_baseline",
+    "user_attrs_hpo_seed",
+)
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """The study's trials as a flat table (see the module docstring for the columns)."""
+    df = study.trials_dataframe(attrs=ATTRS)
+    if df.empty:
+        return pd.DataFrame(columns=[c for c in _FIRST if not c.startswith("user_attrs")])
+    if "duration" in df:
+        # Unfinished trials have no duration: a column of only those is not timedelta-typed.
+        df["duration_s"] = pd.to_timedelta(df.pop("duration")).dt.total_seconds()
+    for column in list(df.columns):
+        values = df[column]
+        if not values.map(lambda v: isinstance(v, (list, tuple, dict))).any():
+            continue
+        if values.map(_is_number_list_or_missing).all():
+            df = _expand(df, column)
+        else:
+            df[column] = values.map(_to_json)
+    first = [c for c in _FIRST if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def export_study(study: optuna.Study, path: str | Path) -> int:
+    """Write ``study``'s trials to the CSV file ``path`` (parents created); return the rows."""
+    df = trials_frame(study)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    log.debug("wrote %d trials of %s to %s", len(df), study.study_name, out)
+    return len(df)
+
+
+def export_all(storage: optuna.storages.BaseStorage, directory: str | Path) -> list[Path]:
+    """Write one ``<study name>.csv`` per study in ``storage`` into ``directory``."""
+    out_dir = Path(directory)
+    paths = []
+    for summary in storage.get_all_studies():
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        path = out_dir / f"{_safe_name(summary.study_name)}.csv"
+        export_study(study, path)
+        paths.append(path)
+    return paths
+
+
+def _expand(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One column per list element, inserted where the list column was."""
+    lists = df[column].map(lambda v: list(v) if isinstance(v, (list, tuple)) else [])
+    width = int(lists.map(len).max())
+    wide = pd.DataFrame(
+        [row + [math.nan] * (width - len(row)) for row in lists],
+        columns=[f"{column}_{i}" for i in range(1, width + 1)],
+        index=df.index,
+    )
+    at = df.columns.get_loc(column)
+    return pd.concat([df.iloc[:, :at], wide, df.iloc[:, at + 1:]], axis=1)
+
+
+def _is_number_list_or_missing(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(
+            v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool)) for v in value
+        )
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return value
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "study"

@@ -1,0 +1,207 @@
+"""Study-level comparison on temporary SQLite studies built with Optuna (no training)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+from optuna.trial import TrialState
+
+from hpo.analysis.compare import NothingToCompareError, compare_study, param_importances
+from hpo.analysis.trials import pair_trials, read_trials
+from hpo.cli import compare_cmd
+from hpo.errors import HpoError, StudyNotFoundError
+from hpo.service.study import load_study
+from tests.analysis._studies import StudyBuilder
+
+RESAMPLES = 2000
+F32 = ("fc", "mnist", "float32", "relu")
+BF16 = ("fc", "mnist", "bfloat16", "relu")
+
+
+def paired_study(tmp_path, name="paired"):
+    """Paired mode: every tuned trial has a twin. float32 gains about +1 pp, bfloat16
+    nothing (differences +-0.1, +-0.2, ... sum to 0). Plus plain baselines, a pruned,
+    a diverged and a failed trial."""
+    b = StudyBuilder(tmp_path, name)
+    rng = np.random.default_rng(0)
+    for seed in range(8):
+        base = 0.97 + 0.001 * seed
+        t = b.add(rpz=0.5 + 0.05 * seed, seed=seed, acc=base + 0.01 + rng.normal(0, 0.001))
+        b.add(rpz=0.0, seed=seed, acc=base, baseline=True, twin_of=t)
+        delta = 0.001 * (seed // 2 + 1) * (1 if seed % 2 else -1)
+        t = b.add(precision="bfloat16", rpz=0.3, seed=seed, acc=base + delta)
+        b.add(precision="bfloat16", rpz=0.0, seed=seed, acc=base, baseline=True, twin_of=t)
+    for seed, acc in enumerate([0.960, 0.962, 0.964]):
+        b.add(rpz=0.0, seed=100 + seed, acc=acc, baseline=True)
+    b.add(rpz=0.9, seed=50, state=TrialState.PRUNED)
+    b.add(rpz=0.8, seed=51, state=TrialState.PRUNED, diverged=True)
+    b.add(precision="bfloat16", rpz=0.7, seed=52, state=TrialState.FAIL, kink_hits=None)
+    return b
+
+
+def by_group(result):
+    return {g.group: g for g in result.groups}
+
+
+def test_paired_mode_finds_the_twins_and_judges_each_group(tmp_path):
+    b = paired_study(tmp_path)
+    study, cfg = load_study("paired", b.url)
+    result = compare_study(study, cfg, n_resamples=RESAMPLES)
+    assert result.metric == "test_accuracy"
+    groups = by_group(result)
+    f32, bf16 = groups[F32], groups[BF16]
+    assert f32.n_pairs == 8 and f32.paired.n == 8
+    assert f32.paired.mean_diff == pytest.approx(1.0, abs=0.1)
+    assert f32.paired.ci_low > 0
+    assert f32.paired.verdict.startswith("tuning ReLU'(0) improved accuracy by +")
+    assert bf16.n_pairs == 8
+    assert bf16.paired.mean_diff == pytest.approx(0.0, abs=1e-9)
+    assert bf16.paired.verdict.startswith("no evidence of a difference")
+    # every pair is the tuned trial and its own twin
+    twins = {r.number: r.twin_of for r in result.records if r.twin_of is not None}
+    assert all(twins[p.default] == p.tuned for p in result.pairs)
+
+
+def test_baseline_best_and_trial_counts_per_group(tmp_path):
+    b = paired_study(tmp_path)
+    study, cfg = load_study("paired", b.url)
+    f32 = by_group(compare_study(study, cfg, n_resamples=RESAMPLES))[F32]
+    # plain baselines (no twins) give the baseline accuracy
+    assert f32.n_baseline == 3
+    assert f32.baseline_mean == pytest.approx(96.2)
+    assert f32.baseline_std == pytest.approx(0.2)
+    assert f32.best_relu_prime_zero == pytest.approx(0.85)  # seed 7 has the top accuracy
+    assert (f32.n_complete, f32.n_pruned, f32.n_diverged, f32.n_failed) == (19, 1, 1, 0)
+    bf16 = by_group(compare_study(study, cfg, n_resamples=RESAMPLES))[BF16]
+    assert bf16.n_failed == 1
+    # paired mode without plain baselines: the twins are the baseline runs
+    assert bf16.n_baseline == 8
+
+
+def test_kink_hits_per_training_sample_epoch(tmp_path):
+    b = StudyBuilder(tmp_path, "kinks")
+    b.add(rpz=0.5, kink_hits=4000)
+    records, _ = read_trials(b.study, b.cfg)
+    assert records[0].kink_rate_per_sample
+    assert records[0].kink_rate == pytest.approx(2.0)  # 4000 hits / (2000 samples * 1 epoch)
+
+
+def test_plain_mode_pairs_by_seed_and_settings_and_counts_default_runs(tmp_path):
+    b = StudyBuilder(tmp_path, "plain")
+    for seed in range(3):
+        b.add(rpz=0.0, seed=seed, acc=0.95, baseline=True)
+    for i in range(6):
+        b.add(rpz=0.1 + 0.1 * i, seed=0, acc=0.96)  # search trials keep seed 0
+    b.add(rpz=0.5, seed=9, acc=0.99)  # no baseline with seed 9: unpaired
+    result = compare_study(b.study, b.cfg, n_resamples=RESAMPLES)
+    f32 = by_group(result)[F32]
+    assert f32.n_pairs == 6
+    assert {p.default for p in result.pairs} == {0}
+    assert f32.paired.n == 1  # all six share one default run
+    assert f32.paired.verdict.startswith("insufficient evidence: only 1 default runs (6 pairs)")
+
+
+def test_pairing_ignores_default_runs_of_another_precision(tmp_path):
+    b = StudyBuilder(tmp_path, "prec")
+    b.add(precision="bfloat16", rpz=0.0, seed=0, baseline=True)
+    b.add(precision="float32", rpz=0.4, seed=0)
+    records, _ = read_trials(b.study, b.cfg)
+    assert pair_trials(records) == []
+
+
+def test_falls_back_to_validation_accuracy_without_test_accuracy(tmp_path):
+    b = StudyBuilder(tmp_path, "val")
+    b.add(rpz=0.3, acc=0.9, test=False)
+    records, metric = read_trials(b.study, b.cfg)
+    assert metric == "val_accuracy"
+    assert records[0].accuracy == pytest.approx(90.0)
+
+
+def test_study_without_completed_trials_is_a_clear_error(tmp_path):
+    b = StudyBuilder(tmp_path, "empty")
+    b.add(rpz=0.3, state=TrialState.PRUNED)
+    with pytest.raises(NothingToCompareError, match="no completed trials yet .*1 pruned"):
+        compare_study(b.study, b.cfg, n_resamples=RESAMPLES)
+    assert NothingToCompareError.exit_code == 1
+
+
+def test_against_a_study_with_the_derivative_fixed(tmp_path):
+    tuned = StudyBuilder(tmp_path, "tuned")
+    fixed = StudyBuilder(tmp_path, "fixed", search_derivative=False)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        tuned.add(rpz=float(rng.uniform()), seed=0, acc=float(0.98 + rng.normal(0, 0.001)))
+        fixed.add(seed=0, acc=float(0.96 + rng.normal(0, 0.02)))
+    fixed.add(seed=0, acc=0.5, baseline=True)  # baselines are not search trials
+    result = compare_study(tuned.study, tuned.cfg, against=(fixed.study, fixed.cfg),
+                           n_resamples=RESAMPLES)
+    rows = {r.group: r for r in result.against}
+    assert set(rows) == {"fc/mnist/float32/relu", "all"}
+    assert rows["all"].b.size == 20
+    r = rows["all"].result
+    assert r.median_ci[0] > 0
+    assert "tuned has a higher median accuracy than fixed" in r.verdict
+    assert "tuned is more stable" in r.verdict
+    table = result.against_table()
+    assert list(table["group"]) == ["fc/mnist/float32/relu", "all"]
+    assert table.loc[1, "a_std_pp"] < table.loc[1, "b_std_pp"]
+
+
+def test_param_importances_edge_cases(tmp_path):
+    one = StudyBuilder(tmp_path, "one")
+    one.add(rpz=0.3)
+    imp, note = param_importances(one.study)
+    assert imp == {} and "need at least 2" in note
+
+    many = StudyBuilder(tmp_path, "many")
+    rng = np.random.default_rng(2)
+    for _ in range(12):
+        rpz = float(rng.uniform())
+        many.add(rpz=rpz, precision=str(rng.choice(["float32", "bfloat16"])), acc=0.9 + rpz / 20)
+    many.add(rpz=0.0, acc=0.1, baseline=True)  # left out of the importances
+    imp, note = param_importances(many.study)
+    assert set(imp) == {"relu_prime_zero", "precision"} and note is None
+    assert imp["relu_prime_zero"] > imp["precision"]
+
+    single = StudyBuilder(tmp_path, "single", search_derivative=False)
+    for acc in (0.9, 0.95, 0.97):
+        single.add(precision="bfloat16" if acc > 0.92 else "float32", acc=acc)
+    imp, note = param_importances(single.study)
+    assert "only one searched parameter" in note
+
+
+# ----------------------------------------------------------------------------------
+def _run_cli(argv):
+    parser = argparse.ArgumentParser(prog="hpo")
+    compare_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+def test_cli_writes_csv_and_html(tmp_path, capsys):
+    b = paired_study(tmp_path)
+    out = tmp_path / "out"
+    code = _run_cli(["compare", "paired", "--storage", b.url, "--output", str(out),
+                     "--resamples", "500", "--seed", "3"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "fc/mnist/float32/relu" in text and "tuning ReLU'(0) improved" in text
+    assert (out / "compare_paired.csv").is_file()
+    assert (out / "compare_paired.html").is_file()
+
+
+def test_cli_unknown_study_is_study_not_found(tmp_path):
+    b = paired_study(tmp_path)
+    with pytest.raises(StudyNotFoundError) as err:
+        _run_cli(["compare", "nope", "--storage", b.url, "--output", str(tmp_path)])
+    assert err.value.exit_code == 1 and "\n" not in str(err.value)
+    assert "paired" in str(err.value)  # lists the existing studies
+
+
+def test_cli_missing_storage_file_is_an_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 'missing.db'}"
+    with pytest.raises(HpoError):
+        _run_cli(["compare", "nope", "--storage", url])
+    assert not (tmp_path / "missing.db").exists()
