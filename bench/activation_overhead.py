@@ -11,7 +11,10 @@ channel for the fc net, 3 channels 28x28 for MobileNetV3-small).
     ReLU input shape of MobileNetV3-small, captured with forward pre-hooks. Per call: a
     fresh non-leaf copy of the input is made outside the timed region, then
     ``out = act(h)`` and ``torch.autograd.grad(out, leaf, g)`` are timed (the gradient
-    reaches the leaf through one identity clone node, the same on both sides).
+    reaches the leaf through one identity clone node, the same on both sides). Ours does
+    one more pass over the input than ``nn.ReLU``: the search for inputs exactly on the
+    kink (a cast to bool and a byte-wise min) that must happen before an in-place ReLU
+    overwrites them; when none is found PyTorch's own op and backward run.
 (b) **Training step** (forward, cross-entropy, ``zero_grad``, backward, Adam step) with the
     engine's own loss function and optimizer settings, on fc 3x256 and MobileNetV3-small.
 (c) **Peak memory of a training step**, same models and step. CPU has no
@@ -29,16 +32,22 @@ channel for the fc net, 3 channels 28x28 for MobileNetV3-small).
     tensors themselves). Memory outside PyTorch's allocator (Python objects, the autograd
     graph's C++ nodes) is not seen: a few hundred bytes per node, and the same nodes on both
     sides when no input is on a kink. Every run also checks that the measure sees a
-    tensor kept only on an autograd ``ctx`` (``self_check``).
+    tensor kept only on an autograd ``ctx`` (``self_check``). PyTorch warns once that
+    blocks allocated before profiling started are not tracked: that is why the first
+    profiled step is not the measured one.
 
 Timings alternate between stock and ours block by block after a warm-up and report the
 median over blocks. The run reports how many inputs were exactly on a kink, since a step
-with kink hits takes the slower path that keeps their positions.
+with kink hits takes the slower path that keeps their positions. On a machine shared with
+other jobs, ``--threads 1 --cpu-clock`` times the main thread's CPU time instead of wall
+time (steadier; says nothing about two threads).
 
 Usage::
 
     HPO_DATA_DIR=/work/shared/datasets python bench/activation_overhead.py            # final
     HPO_DATA_DIR=/work/shared/datasets python bench/activation_overhead.py --quick    # sanity
+    HPO_DATA_DIR=/work/shared/datasets python bench/activation_overhead.py --quick \
+        --threads 1 --cpu-clock                                              # busy machine
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ about 2.5-3x is the ceiling, so that row is information only).
 Variants run interleaved (their order rotates every round) after a warm-up round that is
 not counted; each figure is the median over the counted rounds. On a machine shared with
 other jobs, ``--threads 1 --cpu-clock`` measures the main thread's CPU time instead of
-wall time (the engine's own timers are switched to the same clock): steadier, but it hides
-waiting for memory less than one might hope, and says nothing about two threads.
+wall time (the engine's own timers are switched to the same clock): steadier, though
+memory stalls still count, and it says nothing about two threads.
 
 Usage::
 

@@ -13,6 +13,7 @@ propagates unchanged.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import math
@@ -92,23 +93,10 @@ def train(
     precision = resolve_precision(spec.precision)
     input_dtype = precision.param_dtype
     raw = data_mod.load_raw(spec.dataset, data_dir)
-    train_idx, val_idx = data_mod.split_indices(
-        len(raw.train_labels),
-        val_size=spec.val_size,
-        train_subset=spec.train_subset,
-        split_seed=spec.split_seed,
+    train_split, val_split, test_split = _prepared_splits(
+        raw, spec.val_size, spec.train_subset, spec.split_seed, spec.normalize, input_dtype,
+        device,
     )
-
-    def split(images: Tensor, labels: Tensor) -> _Split:
-        x = data_mod.prepare_images(
-            images, dataset=spec.dataset, normalize=spec.normalize, dtype=input_dtype,
-            device=device,
-        )
-        return _Split(x, labels.to(device))
-
-    train_split = split(raw.train_images[train_idx], raw.train_labels[train_idx])
-    val_split = split(raw.train_images[val_idx], raw.train_labels[val_idx])
-    test_split = split(raw.test_images, raw.test_labels)
 
     result = TrainResult(
         device=str(device), precision=spec.precision, torch_version=torch.__version__,
@@ -129,6 +117,41 @@ def train(
     result.params_sha256 = params_sha256(model)
     result.wall_time_s = time.perf_counter() - started
     return result
+
+
+@functools.lru_cache(maxsize=2)
+def _prepared_splits(
+    raw: data_mod.RawDataset,
+    val_size: int,
+    train_subset: int | None,
+    split_seed: int,
+    normalize: bool,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[_Split, _Split, _Split]:
+    """Train, validation and test tensors, ready for the model; cached per process.
+
+    A worker runs many trials on the same data: preparing the splits (indexing, scaling,
+    casting) is done once per setting instead of once per trial. The loop only reads them
+    (batches are gathered into new tensors), so sharing is safe. ``raw`` is hashed by
+    identity, and the data module caches it per process.
+    """
+    train_idx, val_idx = data_mod.split_indices(
+        len(raw.train_labels), val_size=val_size, train_subset=train_subset,
+        split_seed=split_seed,
+    )
+
+    def split(images: Tensor, labels: Tensor) -> _Split:
+        x = data_mod.prepare_images(
+            images, dataset=raw.name, normalize=normalize, dtype=dtype, device=device
+        )
+        return _Split(x, labels.to(device))
+
+    return (
+        split(raw.train_images[train_idx], raw.train_labels[train_idx]),
+        split(raw.train_images[val_idx], raw.train_labels[val_idx]),
+        split(raw.test_images, raw.test_labels),
+    )
 
 
 def _fit(
