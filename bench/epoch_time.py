@@ -199,7 +199,8 @@ class Bench:
             for start in range(0, n, bs):
                 if shuffled:
                     idx = order[start : start + bs]
-                    x, y = self.train_x.index_select(0, idx), self.train_y.index_select(0, idx)
+                    x = data_mod.gather_rows(self.train_x, idx)
+                    y = self.train_y.index_select(0, idx)
                 else:
                     x, y = self.train_x[: min(bs, n - start)], self.train_y[: min(bs, n - start)]
                 loss = F.cross_entropy(model(x), y)

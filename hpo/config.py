@@ -35,6 +35,7 @@ from hpo.service.storage import mask_url
 __all__ = [
     "BaselineConfig",
     "HeartbeatConfig",
+    "ProbeConfig",
     "PrunerConfig",
     "SamplerConfig",
     "StudyConfig",
@@ -86,15 +87,40 @@ class HeartbeatConfig:
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """Runs with PyTorch's own derivatives at the kinks, one per (combination, seed).
+    """Runs with PyTorch's own derivatives at the kinks.
+
+    ``mode: fixed`` (the default): one run per (combination, seed), enqueued when the study is
+    created. ``mode: paired``: no fixed runs; every search trial gets its own seed (the
+    training seed + its trial number, the original trial's number for a retry) and each
+    trial whose derivatives differ from PyTorch's gets a *twin*: the same settings and seed
+    (hence the same initial weights and batch order) with PyTorch's derivatives, enqueued by
+    the worker that runs the trial (see :mod:`hpo.service.twins`). Twins come on top of the
+    budget.
 
     Attributes:
-        seeds: the training seeds of the baseline runs.
-        params: values for searched parameters other than the derivatives.
+        seeds: the training seeds of the baseline runs (fixed mode; empty when paired).
+        params: values for searched parameters other than the derivatives (fixed mode).
+        mode: ``fixed`` or ``paired``.
     """
 
     seeds: tuple[int, ...] = (0,)
     params: Mapping[str, Any] = field(default_factory=dict)
+    mode: str = "fixed"
+
+    @property
+    def paired(self) -> bool:
+        return self.mode == "paired"
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The bifurcation probe run by ``objective: probe`` studies (:func:`hpo.analysis.probe.
+    run_probe`): ``inits`` initialisations, ReLU'(0) = ``alphas[0]`` against ``alphas[1]``,
+    gradients of the ``first`` parameterised layer or of ``all`` parameters."""
+
+    inits: int = 4
+    alphas: tuple[float, float] = (0.0, 1.0)
+    compare: str = "first"
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,8 @@ class StudyConfig:
     search_space: Mapping[str, BaseDistribution]
     baseline: BaselineConfig | None
     source: str
+    objective: str = "train"  # "train" (train each trial) or "probe" (the bifurcation probe)
+    probe: ProbeConfig | None = None  # set for objective "probe"
 
     # ------------------------------------------------------------------------------
     def train_spec(self, params: Mapping[str, Any], seed: int | None = None) -> TrainSpec:
@@ -137,7 +165,7 @@ class StudyConfig:
         default for other numeric ones, and one run per choice for categorical ones without
         a baseline value.
         """
-        if self.baseline is None:
+        if self.baseline is None or self.baseline.paired:
             return []
         return [
             (params, seed)
@@ -147,7 +175,8 @@ class StudyConfig:
 
     @property
     def total_budget(self) -> int:
-        """Search trials plus baseline trials: the number of finished trials a study needs."""
+        """Search trials plus baseline trials: the number of finished trials a study needs
+        (in paired mode the twins come on top: one per trial with tuned derivatives)."""
         return self.n_trials + len(self.baseline_trials())
 
     # ------------------------------------------------------------------------------
@@ -181,15 +210,15 @@ class StudyConfig:
                 name: json.loads(distribution_to_json(dist))
                 for name, dist in self.search_space.items()
             },
-            "baseline": (
-                None
-                if self.baseline is None
-                else {
-                    "seeds": list(self.baseline.seeds),
-                    "params": dict(self.baseline.params),
-                }
-            ),
+            "baseline": _baseline_dict(self.baseline),
             "source": self.source,
+            # Written for probe studies only, so configs stored before these keys existed
+            # still compare equal to the same file loaded now.
+            **(
+                {}
+                if self.objective == "train"
+                else {"objective": self.objective, "probe": _probe_dict(self.probe)}
+            ),
         }
 
     @classmethod
@@ -232,10 +261,18 @@ class StudyConfig:
                     None
                     if baseline is None
                     else BaselineConfig(
-                        seeds=tuple(baseline["seeds"]), params=dict(baseline["params"])
+                        seeds=tuple(baseline.get("seeds", ())),
+                        params=dict(baseline.get("params", {})),
+                        mode=baseline.get("mode", "fixed"),
                     )
                 ),
                 source=d["source"],
+                objective=d.get("objective", "train"),
+                probe=None if d.get("probe") is None else ProbeConfig(
+                    inits=d["probe"]["inits"],
+                    alphas=tuple(d["probe"]["alphas"]),
+                    compare=d["probe"]["compare"],
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
@@ -276,7 +313,24 @@ def load_study_config(
         search_space=v["search_space"],
         baseline=None if v["baseline"] is None else BaselineConfig(**v["baseline"]),
         source=source,
+        objective=v["objective"],
+        probe=None if v["probe"] is None else ProbeConfig(**v["probe"]),
     )
+
+
+def _baseline_dict(baseline: BaselineConfig | None) -> dict[str, Any] | None:
+    # Each mode writes the keys its YAML has (fixed: seeds, params; paired: mode only).
+    if baseline is None:
+        return None
+    if baseline.paired:
+        return {"mode": baseline.mode}
+    return {"seeds": list(baseline.seeds), "params": dict(baseline.params)}
+
+
+def _probe_dict(probe: ProbeConfig | None) -> dict[str, Any] | None:
+    if probe is None:
+        return None
+    return {"inits": probe.inits, "alphas": list(probe.alphas), "compare": probe.compare}
 
 
 # ----------------------------------------------------------------------------------

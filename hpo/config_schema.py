@@ -20,6 +20,13 @@ from optuna.distributions import (
     CategoricalDistribution,
 )
 
+from hpo.config_modes import (
+    BASELINE_MODES,
+    check_derivatives_not_fixed,
+    check_objective,
+    check_paired,
+    check_probe_study,
+)
 from hpo.config_yaml import Checker, Shown, one_line
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError, UsageError
@@ -30,7 +37,6 @@ from hpo.search_space import (
     describe,
     expand_baseline,
     parse_search_space,
-    pytorch_derivative,
     representatives,
     spec_default,
 )
@@ -41,8 +47,8 @@ __all__ = ["validate"]
 logger = logging.getLogger(__name__)
 
 TOP_KEYS = (
-    "name", "direction", "metric", "storage", "n_trials", "timeout", "sampler", "pruner",
-    "heartbeat", "train", "search_space", "baseline",
+    "name", "direction", "objective", "metric", "probe", "storage", "n_trials", "timeout",
+    "sampler", "pruner", "heartbeat", "train", "search_space", "baseline",
 )  # fmt: skip
 DEFAULT_N_TRIALS = 10
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -68,17 +74,29 @@ def validate(raw: Any, *, source: str, storage_override: str | None = None) -> d
     out["direction"] = c.choice(
         raw.get("direction", "maximize"), "direction", ("maximize", "minimize")
     )
-    out["metric"] = c.choice(raw.get("metric", "val_accuracy"), "metric", ("val_accuracy",))
+    out.update(check_objective(c, raw))  # objective, metric, probe
     out["storage"] = storage_override or c.storage(raw.get("storage")) or default_storage_url(name)
     out["n_trials"] = c.integer(raw.get("n_trials", DEFAULT_N_TRIALS), "n_trials", 0)
     out["timeout"] = c.timeout(raw.get("timeout"))
     out["heartbeat"] = c.heartbeat(raw.get("heartbeat") or {})
     out["train"] = c.train(raw["train"])
-    out["search_space"] = c.search(raw.get("search_space") or {}, out["train"], out["n_trials"])
+    out["search_space"] = c.search(
+        raw.get("search_space") or {},
+        out["train"],
+        out["n_trials"],
+        # the probe runs backward passes only on kinked mini-batches: float16 stays cheap
+        warn_float16=out["objective"] == "train",
+    )
+    if out["objective"] == "probe":
+        check_probe_study(c, out["train"], out["search_space"], raw.get("baseline"))
     out["baseline"] = c.baseline(raw.get("baseline"), out["train"], out["search_space"])
-    if out["n_trials"] == 0 and out["baseline"] is None:
+    if out["n_trials"] == 0 and (out["baseline"] is None or out["baseline"]["mode"] == "paired"):
         raise c.error(
-            "n_trials", "nothing to run", 0, "an integer >= 1, or a baseline: block", "set n_trials"
+            "n_trials",
+            "nothing to run",
+            0,
+            "an integer >= 1, or a baseline: block of mode fixed",
+            "set n_trials",
         )
     out["sampler"] = check_sampler(c, raw.get("sampler") or "tpe", out["search_space"])
     out["pruner"] = check_pruner(c, raw.get("pruner") or "median")
@@ -163,7 +181,7 @@ class _Checker(Checker):
         return fixed
 
     def search(
-        self, value: Any, fixed: Mapping[str, Any], n_trials: int
+        self, value: Any, fixed: Mapping[str, Any], n_trials: int, *, warn_float16: bool = True
     ) -> dict[str, BaseDistribution]:
         self.mapping(value, "search_space")
         if not value and n_trials > 0:
@@ -204,7 +222,8 @@ class _Checker(Checker):
         self._check_combinations(fixed, space)
         precision = space.get("precision")
         if (
-            isinstance(precision, CategoricalDistribution)
+            warn_float16
+            and isinstance(precision, CategoricalDistribution)
             and "float16" in precision.choices
             and fixed.get("device", "cpu") == "cpu"
         ):
@@ -254,7 +273,9 @@ class _Checker(Checker):
     ) -> dict[str, Any] | None:
         if value is None:
             return None
-        self.mapping(value, "baseline", ("seeds", "params"))
+        self.mapping(value, "baseline", ("mode", "seeds", "params"))
+        if self.choice(value.get("mode", "fixed"), "baseline.mode", BASELINE_MODES) == "paired":
+            return check_paired(self, value, fixed, space)
         seeds = value.get("seeds", 1)
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             seeds = tuple(range(self.integer(seeds, "baseline.seeds", 1)))
@@ -301,15 +322,7 @@ class _Checker(Checker):
                     describe(space[name]),
                     "pick a value the search can produce",
                 )
-        for name in DERIVATIVES:
-            if fixed.get(name) is not None and fixed[name] != pytorch_derivative(name, fixed):
-                raise self.error(
-                    f"train.{name}",
-                    "baselines need PyTorch's derivative, but "
-                    "train: fixes another one for every trial",
-                    fixed[name],
-                    fix=f"search {name}, set it to null, or drop baseline:",
-                )
+        check_derivatives_not_fixed(self, fixed)
         for name, dist in space.items():
             if name in DERIVATIVES or name in params:
                 continue
@@ -323,7 +336,7 @@ class _Checker(Checker):
                         describe(dist),
                         f"add baseline.params.{name}",
                     )
-        out = {"seeds": seeds, "params": dict(params)}
+        out = {"seeds": seeds, "params": dict(params), "mode": "fixed"}
         for combo in expand_baseline(fixed, space, params):
             for name in DERIVATIVES:
                 if name in combo and not contains(space[name], combo[name]):

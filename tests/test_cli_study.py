@@ -271,3 +271,43 @@ def test_dashboard_serves_the_study(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+PAIRED = """\
+name: {name}
+n_trials: 3
+sampler: {{name: random, seed: 0}}
+pruner: {{name: none}}
+heartbeat: {{interval: 1, grace: 5}}
+train: {{model: fc, depth: 1, width: 16, train_subset: 500, val_size: 500, epochs: 1}}
+search_space:
+  relu_prime_zero: {{type: float, low: 0.0, high: 1.0}}
+baseline: {{mode: paired}}
+"""
+
+
+@needs_data
+def test_run_paired_study_finishes_its_budget_plus_one_twin_per_tuned_trial(tmp_path) -> None:
+    from hpo.analysis.trials import pair_trials, read_trials
+    from hpo.service.study import load_study
+
+    url = f"sqlite:///{tmp_path / 'paired.db'}"
+    config = tmp_path / "paired.yaml"
+    config.write_text(PAIRED.format(name="paired"))
+    run = hpo("run", str(config), "--workers", "2", "--storage", url, "--poll-interval", "0.5",
+              cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    trials = _trials(url, "paired")
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    search = [t for t in _finished(trials) if not t.user_attrs.get("hpo_baseline")]
+    twins = [t for t in _finished(trials) if t.user_attrs.get("hpo_twin_of") is not None]
+    assert len(search) == 3  # a continuous ReLU'(0): every search trial is tuned
+    assert len(twins) == 3 and len(_finished(trials)) == 6
+    assert sorted(t.user_attrs["hpo_twin_of"] for t in twins) == sorted(t.number for t in search)
+    assert "6/6 trials" in run.stdout and "twins" in run.stdout
+    status = hpo("status", "paired", "--storage", url, cwd=tmp_path)
+    assert status.returncode == 0 and "twins" in status.stdout, status.stderr
+    study, cfg = load_study("paired", url)
+    pairs = pair_trials(read_trials(study, cfg)[0])
+    by_tuned = {t.user_attrs["hpo_twin_of"]: t.number for t in twins}
+    assert {(p.tuned, p.default) for p in pairs} == set(by_tuned.items())

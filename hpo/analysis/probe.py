@@ -281,7 +281,7 @@ def _reference_init(
     compared = [_compared_params(m, tracker.compare) for m in models]
     acts = kinked_modules(models[0])
     for b, idx in enumerate(batches):
-        xb, yb = _shape(spec, x.index_select(0, idx)), y.index_select(0, idx)
+        xb, yb = _shape(spec, data_mod.gather_rows(x, idx)), y.index_select(0, idx)
         before = _rng_state(device)  # both models must draw the same dropout masks
         for _, act in acts:
             act.reset_kink_hits()

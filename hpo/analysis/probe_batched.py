@@ -117,7 +117,7 @@ def _probe_group(
     compared = 1 if tracker.compare == "first" else len(layers)
     for b, idx in enumerate(batches):
         xb = data_mod.shape_batch(
-            x.index_select(0, idx), channels=spec.resolved_channels,
+            data_mod.gather_rows(x, idx), channels=spec.resolved_channels,
             image_size=spec.resolved_image_size,
         ).flatten(1)
         yb = y.index_select(0, idx)

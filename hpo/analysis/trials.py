@@ -63,6 +63,7 @@ class TrialRecord:
     relu6_prime_six: float
     kink_rate: float | None
     kink_rate_per_sample: bool
+    twin: int | None = None  # a tuned trial's hpo_twin: the hpo_twin_of of its twin
 
     @property
     def complete(self) -> bool:
@@ -142,6 +143,7 @@ def _record(t: FrozenTrial, spec: TrainSpec, metric: str) -> TrialRecord:
         raw = t.user_attrs.get("test_accuracy") if metric == "test_accuracy" else t.value
         acc = None if raw is None else 100.0 * float(raw)
     twin = t.user_attrs.get("hpo_twin_of")
+    link = t.user_attrs.get("hpo_twin")
     rate, per_sample = _kink_rate(t, spec)
     return TrialRecord(
         number=t.number,
@@ -158,6 +160,7 @@ def _record(t: FrozenTrial, spec: TrainSpec, metric: str) -> TrialRecord:
         relu6_prime_six=eff["relu6_prime_six"],
         kink_rate=rate,
         kink_rate_per_sample=per_sample,
+        twin=None if link is None else int(link),
     )
 
 
@@ -179,7 +182,8 @@ def pair_trials(records: Iterable[TrialRecord]) -> list[Pair]:
     """Pair every completed tuned trial with one completed default-derivative trial of the
     same training run otherwise (same seed and other settings).
 
-    Preference: a twin that names the tuned trial (``hpo_twin_of``), then a baseline trial,
+    Preference: a twin that names the tuned trial (``hpo_twin_of``, or the tuned trial's
+    ``hpo_twin`` when it is a retry of the trial that enqueued the twin), then a baseline trial,
     then any other default-derivative trial; ties go to the lowest trial number. Tuned
     trials without a partner are left out.
     """
@@ -195,8 +199,9 @@ def pair_trials(records: Iterable[TrialRecord]) -> list[Pair]:
         candidates = defaults.get(r.pair_key, [])
         if not candidates:
             continue
-        best = min(candidates, key=lambda c: (c.twin_of != r.number, not c.baseline, c.number))
-        if best.twin_of is not None and best.twin_of != r.number:
+        mine = {r.number} if r.twin is None else {r.number, r.twin}
+        best = min(candidates, key=lambda c: (c.twin_of not in mine, not c.baseline, c.number))
+        if best.twin_of is not None and best.twin_of not in mine:
             logger.debug("trial %d paired with the twin of trial %d", r.number, best.twin_of)
         pairs.append(Pair(r.group, r.number, best.number, r.accuracy, best.accuracy))
     twins = [r for r in records if r.twin_of is not None and r.complete]

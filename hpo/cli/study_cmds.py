@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--worker-index", type=_non_negative_int, metavar="I",
                    help="offsets the sampler seed (default: a random seed)")
     p.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: $HPO_DATA_DIR)")
+    p.add_argument("--storage-retry", type=_non_negative_float, default=None, metavar="S",
+                   help="seconds a worker keeps retrying an unreachable storage before it "
+                   "gives up (default 600; 0: give up at the first error)")
     p.set_defaults(handler=_worker)
 
     p = sub.add_parser("run", help="create a study and run N local workers with progress",
@@ -61,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="search trials (overrides the file's n_trials)")
     p.add_argument("--storage", metavar="URL", help=_STORAGE_HELP)
     p.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: $HPO_DATA_DIR)")
+    p.add_argument("--storage-retry", type=_non_negative_float, default=None, metavar="S",
+                   help="seconds a worker keeps retrying an unreachable storage before it "
+                   "gives up (default 600; 0: give up at the first error)")
     p.add_argument("--log-dir", metavar="DIR",
                    help="worker log files (default: logs/<study name>)")
     p.add_argument("--poll-interval", type=float, default=2.0, metavar="S",
@@ -107,8 +113,9 @@ def _create(args: argparse.Namespace) -> int:
     cfg, url = _load_config(args.config, args.storage, args.n_trials)
     study = create_study(cfg, make_storage(url))
     n_baseline = len(cfg.baseline_trials())
+    twins = "; plus one twin per tuned trial" if cfg.baseline and cfg.baseline.paired else ""
     print(f"study {study.study_name} in {mask_url(url)}: budget {cfg.total_budget} trials "
-          f"({cfg.n_trials} search + {n_baseline} baseline)")
+          f"({cfg.n_trials} search + {n_baseline} baseline{twins})")
     print(f"start workers with: hpo worker {args.config}"
           + (" --storage URL" if args.storage else ""))
     return 0
@@ -116,6 +123,7 @@ def _create(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from hpo.service.pool import open_worker, set_threads
+    from hpo.service.progress import open_existing_storage
     from hpo.service.storage import resolve_storage_url
 
     if args.config and args.study:
@@ -128,29 +136,37 @@ def _worker(args: argparse.Namespace) -> int:
     else:
         raise UsageError("no study given; allowed: CONFIG or --study NAME; fix: "
                          "hpo worker study_configs/quickstart.yaml.")
+    # A mistyped name or path must not leave an empty SQLite database behind.
+    open_existing_storage(url).engine.dispose()
     set_threads(args.threads)
-    worker = open_worker(name, url, worker_index=args.worker_index, data_dir=args.data_dir)
+    retry = {} if args.storage_retry is None else {"storage_retry_s": args.storage_retry}
+    worker = open_worker(name, url, worker_index=args.worker_index, data_dir=args.data_dir,
+                         **retry)
     stats = worker.run()
     print(f"worker done ({stats.stopped_by}): {stats.completed} complete, {stats.pruned} "
           f"pruned, {stats.failed} failed, {stats.discarded} discarded, "
-          f"{stats.wall_s:.1f} s")
+          f"{stats.wall_s:.1f} s"
+          + (f"; storage unreachable for {stats.storage_outage_s:.1f} s "
+             f"({stats.storage_retries} retries)" if stats.storage_retries else ""))
     return 128 + stats.signal if stats.signal else 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hpo.service.pool import run_local
+    from hpo.service.pool import check_data, run_local
     from hpo.service.progress import format_duration, format_status
     from hpo.service.storage import make_storage, mask_url
     from hpo.service.study import create_study
 
     cfg, url = _load_config(args.config, args.storage, args.n_trials)
-    create_study(cfg, make_storage(url))
+    storage = make_storage(url)  # unreachable: fail before a possible download
+    check_data(cfg, args.data_dir)  # before the study is written; downloads once, not N times
+    create_study(cfg, storage)
     log_dir = args.log_dir or str(Path("logs") / cfg.name)
     print(f"study {cfg.name} in {mask_url(url)}: budget {cfg.total_budget} trials, "
           f"{args.workers} workers (logs in {log_dir})", file=sys.stderr)
     outcome = run_local(cfg.name, url, args.workers, log_dir=log_dir,
                         data_dir=args.data_dir, poll_interval=args.poll_interval,
-                        debug=args.debug)
+                        debug=args.debug, storage_retry_s=args.storage_retry)
     for line in format_status(outcome.final):
         print(line)
     print(f"  elapsed {format_duration(outcome.elapsed_s)}")
@@ -265,6 +281,16 @@ def _positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0")
     return value
 
 

@@ -100,11 +100,12 @@ def spec_from_args(args: argparse.Namespace) -> TrainSpec:
 
 
 def _run(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)  # first: a bad flag fails without the seconds torch takes
+
     import torch
 
     from hpo.engine.train import train
 
-    spec = spec_from_args(args)
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     result = train(spec, data_dir=args.data_dir)

@@ -173,17 +173,19 @@ def _fit(
     result.kink_hits_per_layer = layer_hits
     scaler = _grad_scaler(precision, train_split.x.device)
     n = len(train_split.y)
-    check_every = 1 if train_split.x.device.type == "cpu" else _CUDA_CHECK_EVERY
+    on_cpu = train_split.x.device.type == "cpu"
     for epoch in range(1, spec.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=batch_order).to(train_split.x.device)
+        # On CPU the loss is read every step (free there): summed as Python floats (float64,
+        # like the device-side sum used on GPUs, where a per-step read would synchronise).
+        loss_total = 0.0
         loss_sum = torch.zeros((), dtype=torch.float64, device=train_split.x.device)
         steps = 0
         for step, start in enumerate(range(0, n, spec.batch_size), start=1):
             idx = order[start : start + spec.batch_size]
-            # index_select copies whole rows: on CPU about twice as fast as x[idx].
-            xb = _shape(spec, train_split.x.index_select(0, idx))
+            xb = _shape(spec, data_mod.gather_rows(train_split.x, idx))
             loss = _loss(model, xb, train_split.y.index_select(0, idx), precision)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -193,11 +195,18 @@ def _fit(
             else:
                 loss.backward()
                 optimizer.step()
-            loss_sum += loss.detach()
             steps += 1
-            if step % check_every == 0 and not math.isfinite(loss.item()):
-                _mark_diverged(result, epoch, step, loss.item())
-                break
+            if on_cpu:
+                value = loss.item()
+                loss_total += value
+                if not math.isfinite(value):
+                    _mark_diverged(result, epoch, step, value)
+                    break
+            else:
+                loss_sum += loss.detach()
+                if step % _CUDA_CHECK_EVERY == 0 and not math.isfinite(loss.item()):
+                    _mark_diverged(result, epoch, step, loss.item())
+                    break
         result.train_time_s += time.perf_counter() - epoch_start
         hits = 0
         for name, module in activations:
@@ -207,7 +216,7 @@ def _fit(
             hits += layer
         result.kink_hits_per_epoch.append(hits)
         result.kink_hits += hits
-        mean_loss = (loss_sum / max(steps, 1)).item()
+        mean_loss = (loss_total if on_cpu else loss_sum.item()) / max(steps, 1)
         if not result.diverged and not math.isfinite(mean_loss):
             _mark_diverged(result, epoch, steps, mean_loss)
         if result.diverged:

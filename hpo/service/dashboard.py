@@ -7,6 +7,7 @@ machine only) unless the caller asks for another address.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from hpo.errors import UsageError
 from hpo.service.storage import make_storage, mask_url
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_port", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_port", "is_loopback", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,17 @@ def serve(
     """Serve the dashboard for the storage at ``url`` until interrupted (Ctrl-C returns)."""
     import optuna_dashboard
 
+    check_port(host, port)  # before the storage is opened (or created)
     storage = make_storage(url)
-    check_port(host, port)
-    where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "the network"
+    local = is_loopback(host)
+    if not local:
+        log.warning(
+            "the dashboard listens on %s, reachable from the network: anyone who can reach "
+            "port %d can read, create, rename and delete studies (it has no login); fix: "
+            "omit --host (127.0.0.1) and use an SSH tunnel (ssh -L %d:127.0.0.1:%d HOST)",
+            host, port, port, port,
+        )
+    where = "this machine only" if local else "the network"
     announce(
         f"optuna-dashboard for {mask_url(url)} at http://{_url_host(host)}:{port}/ "
         f"(bound to {host}: reachable from {where}; Ctrl-C stops it)"
@@ -73,6 +82,17 @@ def serve(
         optuna_dashboard.run_server(storage, host=host, port=port)
     except KeyboardInterrupt:
         log.info("dashboard stopped")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback address (this machine only)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(info[4][0].split("%", 1)[0]).is_loopback for info in infos
+    )
 
 
 def _url_host(host: str) -> str:

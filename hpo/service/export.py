@@ -10,7 +10,8 @@ them without parsing Python reprs:
   earlier);
 * any other list or dict becomes a JSON string.
 
-The columns every analysis needs come first: number, state, value, baseline tag, seed.
+The columns every analysis needs come first: number, state, value, baseline tag, seed, and
+in paired studies the twin links.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ _FIRST = (
     "value",
     "user_attrs_hpo_baseline",
     "user_attrs_hpo_seed",
+    "user_attrs_hpo_twin_of",  # paired mode: a twin's tuned trial
+    "user_attrs_hpo_twin",  # paired mode: a tuned trial's twin (its hpo_twin_of)
 )
 
 

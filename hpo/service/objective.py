@@ -14,9 +14,11 @@ every completed trial instead of ignoring that region of the search space.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -29,11 +31,20 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from hpo.service import twins
+
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
     from hpo.engine.spec import TrainResult, TrainSpec
 
-__all__ = ["Objective", "TrainFn", "record_result", "set_user_attrs", "suggest_params"]
+__all__ = [
+    "Objective",
+    "TrainFn",
+    "make_objective",
+    "record_result",
+    "set_user_attrs",
+    "suggest_params",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +127,39 @@ def set_user_attrs(trial: optuna.trial.BaseTrial, attrs: Mapping[str, Any]) -> N
             trial.set_user_attr(key, value)
         return
     with _create_scoped_session(backend.scoped_session, True) as session:
-        for key, value in attrs.items():
-            backend._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial._trial_id, key, value
-            )
+        upsert = _multi_row_upsert(backend.engine.name)
+        if upsert is None or not attrs:
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial._trial_id, key, value
+                )
+            return
+        # One state check and one multi-row upsert instead of two statements per attribute
+        # (what _set_trial_attr_without_commit does, row by row).
+        row = models.TrialModel.find_or_raise_by_id(trial._trial_id, session)
+        backend.check_trial_is_updatable(trial._trial_id, row.state)
+        table = models.TrialUserAttributeModel
+        stmt = upsert(table).values(
+            [{"trial_id": trial._trial_id, "key": k, "value_json": json.dumps(v)}
+             for k, v in attrs.items()]
+        )
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[table.trial_id, table.key],
+            set_={"value_json": stmt.excluded.value_json},
+        ))
+
+
+def _multi_row_upsert(dialect: str) -> Any:
+    """The dialect's INSERT with ON CONFLICT support, or None (then one row at a time)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert
+    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
+        from sqlalchemy.dialects.sqlite import insert
+
+        return insert
+    return None
 
 
 def _rdb_backend(trial: optuna.trial.BaseTrial) -> optuna.storages.RDBStorage | None:
@@ -175,20 +215,48 @@ class Objective:
     def spec_for(
         self, trial: optuna.trial.BaseTrial, user_attrs: Mapping[str, Any] | None = None
     ) -> TrainSpec:
-        """The training run a trial stands for (baselines carry their seed as ``hpo_seed``)."""
+        """The training run a trial stands for (baselines and twins carry their seed as
+        ``hpo_seed``; in paired mode each search trial derives its own, see
+        :mod:`hpo.service.twins`). Enqueues nothing."""
+        attrs = trial.user_attrs if user_attrs is None else user_attrs
+        return self._inputs(trial, attrs, enqueue_twin=False)[0]
+
+    def _inputs(
+        self, trial: optuna.trial.BaseTrial, attrs: Mapping[str, Any], *, enqueue_twin: bool
+    ) -> tuple[TrainSpec, dict[str, Any]]:
+        """The spec, and the input attributes to record with the results. In paired mode a
+        tuned search trial enqueues its twin here, before training."""
         params = suggest_params(trial, self.cfg.search_space)
-        seed = (trial.user_attrs if user_attrs is None else user_attrs).get("hpo_seed")
-        return self.cfg.train_spec(params, None if seed is None else int(seed))
+        seed = attrs.get("hpo_seed")
+        inputs: dict[str, Any] = {"hpo_baseline": bool(attrs.get("hpo_baseline", False))}
+        search = not inputs["hpo_baseline"] and attrs.get(twins.TWIN_OF_ATTR) is None
+        sys_attrs: Mapping[str, Any] = {}
+        if search and twins.is_paired(self.cfg):
+            sys_attrs = twins.system_attrs(trial)
+            if seed is None:
+                seed = twins.paired_seed(self.cfg, trial.number, sys_attrs)
+        spec = self.cfg.train_spec(params, None if seed is None else int(seed))
+        inputs["hpo_seed"] = spec.seed
+        if enqueue_twin and search and twins.is_paired(self.cfg) and twins.is_tuned(spec):
+            if isinstance(trial, optuna.Trial):
+                inputs[twins.TWIN_ATTR] = twins.ensure_twin(
+                    trial, self.cfg, params, spec.seed, sys_attrs
+                )
+            else:  # a FixedTrial (tests) has no study to enqueue into
+                log.debug("trial %d has no study: no twin enqueued", trial.number)
+        return spec, inputs
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         attrs = trial.user_attrs  # one storage read
-        spec = self.spec_for(trial, attrs)
         # Written with the results, in one transaction (a baseline already has both).
-        inputs = {"hpo_seed": spec.seed, "hpo_baseline": bool(attrs.get("hpo_baseline", False))}
+        spec, inputs = self._inputs(trial, attrs, enqueue_twin=True)
         epochs: list[Any] = []
-        # NopPruner never prunes: skip the storage read that asking it costs.
+        # NopPruner never prunes: skip the storage read that asking it costs. Twins are never
+        # pruned: a pruned twin would leave its completed tuned trial without a partner.
         study = getattr(trial, "study", None)
-        may_prune = not isinstance(getattr(study, "pruner", None), optuna.pruners.NopPruner)
+        may_prune = not isinstance(
+            getattr(study, "pruner", None), optuna.pruners.NopPruner
+        ) and attrs.get(twins.TWIN_OF_ATTR) is None
 
         def on_epoch_end(report: Any) -> None:
             epochs.append(report)
@@ -210,6 +278,21 @@ class Objective:
         if not result.val_accuracy:
             raise RuntimeError("training finished without a validation accuracy")
         return float(result.val_accuracy[-1])
+
+
+def make_objective(
+    cfg: StudyConfig,
+    *,
+    train_fn: TrainFn | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Callable[[optuna.trial.BaseTrial], float]:
+    """The objective of the study's ``objective:``: :class:`Objective` for ``train``,
+    :class:`hpo.service.probe_objective.ProbeObjective` for ``probe`` (``train_fn`` unused)."""
+    if cfg.objective == "probe":
+        from hpo.service.probe_objective import ProbeObjective
+
+        return ProbeObjective(cfg, data_dir=data_dir)
+    return Objective(cfg, train_fn=train_fn, data_dir=data_dir)
 
 
 def _record_pruned(

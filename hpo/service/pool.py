@@ -17,17 +17,32 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 
-from hpo.service.objective import Objective, TrainFn
+from hpo.engine.spec import TrainSpec
+from hpo.errors import StorageError
+from hpo.service.objective import TrainFn, make_objective
 from hpo.service.progress import ProgressMonitor, StudySnapshot, snapshot
-from hpo.service.storage import ENV_VAR, make_storage
+from hpo.service.retry import DEFAULT_GIVE_UP_S, describe, storage_fault
+from hpo.service.storage import ENV_VAR, make_storage, mask_url
 from hpo.service.study import load_study
 from hpo.service.workers import Worker
 
-__all__ = ["LocalRun", "WorkerPlan", "open_worker", "plan_workers", "run_local", "set_threads"]
+if TYPE_CHECKING:
+    from hpo.config import StudyConfig
+
+__all__ = [
+    "LocalRun",
+    "WorkerPlan",
+    "check_data",
+    "open_worker",
+    "plan_workers",
+    "run_local",
+    "set_threads",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +64,15 @@ def open_worker(
     data_dir: str | os.PathLike[str] | None = None,
     train_fn: TrainFn | None = None,
     poll_interval: float = 2.0,
+    storage_retry_s: float = DEFAULT_GIVE_UP_S,
 ) -> Worker:
     """Load a study (with the config stored in it) and build a worker for it.
 
     Args:
         worker_index: Offsets the sampler seed so parallel workers do not draw the same
             points; ``None`` (a worker started by hand) reseeds the sampler randomly.
+        storage_retry_s: How long the worker keeps retrying a storage that became
+            unreachable before it gives up (see :class:`hpo.service.workers.Worker`).
 
     Raises:
         StudyNotFoundError: no such study in the storage.
@@ -64,14 +82,36 @@ def open_worker(
     study, cfg = load_study(study_name, url, seed_offset=worker_index or 0)
     if worker_index is None:
         study.sampler.reseed_rng()
-    objective = Objective(cfg, train_fn=train_fn, data_dir=data_dir)
+    if train_fn is None:  # the real engine: fail on missing data before taking a trial
+        check_data(cfg, data_dir)
+    objective = make_objective(cfg, train_fn=train_fn, data_dir=data_dir)
     return Worker(
         study,
         objective,
         timeout=cfg.timeout,
         poll_interval=poll_interval,
         max_retry=cfg.heartbeat.max_retry,
+        storage_retry_s=storage_retry_s,
     )
+
+
+def check_data(cfg: StudyConfig, data_dir: str | os.PathLike[str] | None = None) -> None:
+    """Verify the files of every dataset the study's trials train on, downloading missing
+    ones into the cache: done before a study or trial is written, and once by ``hpo run``
+    rather than by N workers at once.
+
+    Raises:
+        DataError: a file is corrupt, or missing and cannot be downloaded.
+    """
+    from hpo.engine.data import verify_files
+
+    searched = cfg.search_space.get("dataset")
+    if isinstance(searched, CategoricalDistribution):
+        names = list(searched.choices)
+    else:
+        names = [cfg.fixed.get("dataset", TrainSpec().dataset)]
+    for name in names:
+        verify_files(name, data_dir)
 
 
 @dataclass(frozen=True)
@@ -133,11 +173,14 @@ def run_local(
     stream: TextIO | None = None,
     gpus: list[str] | None = None,
     debug: bool = False,
+    storage_retry_s: float | None = None,
 ) -> LocalRun:
     """Run ``n_workers`` worker processes on this machine until the study's budget is spent.
 
     The storage URL reaches the workers through ``$HPO_STORAGE``, not their command line,
-    so a password never shows in ``ps``.
+    so a password never shows in ``ps``. While the storage is unreachable the progress line
+    pauses (the workers retry on their own, for ``storage_retry_s``; ``None``: their
+    default) instead of stopping the run.
     """
     study = optuna.load_study(study_name=study_name, storage=make_storage(url))
     log_path = Path(log_dir)
@@ -166,7 +209,7 @@ def run_local(
             with open(path, "ab") as log_file:
                 procs.append(
                     subprocess.Popen(
-                        _worker_command(study_name, plan, data_dir, debug),
+                        _worker_command(study_name, plan, data_dir, debug, storage_retry_s),
                         env=_worker_env(url, plan),
                         stdout=log_file,
                         stderr=subprocess.STDOUT,
@@ -180,10 +223,10 @@ def run_local(
         next_poll = 0.0
         while any(proc.poll() is None for proc in procs):
             if time.monotonic() >= next_poll:
-                monitor.update()
+                _poll(monitor, url)
                 next_poll = time.monotonic() + poll_interval
             time.sleep(0.1)
-        outcome.final = monitor.update()
+        outcome.final = _poll(monitor, url, final=True)
     finally:
         monitor.close()
         for proc in procs:
@@ -200,8 +243,30 @@ def run_local(
     return outcome
 
 
+def _poll(monitor: ProgressMonitor, url: str, *, final: bool = False) -> StudySnapshot | None:
+    """One progress update; ``None`` while the storage is unreachable (the workers retry)."""
+    try:
+        return monitor.update()
+    except Exception as exc:
+        fault = storage_fault(exc)
+        if fault is None:
+            raise
+        if final:
+            raise StorageError(
+                f"storage {mask_url(url)} {fault} after the workers stopped ({describe(exc)}); "
+                "fix: once it is back, `hpo status` shows where the study stands."
+            ) from exc
+        log.warning("progress paused: storage %s %s (%s); the workers retry on their own",
+                    mask_url(url), fault, describe(exc))
+        return None
+
+
 def _worker_command(
-    study_name: str, plan: WorkerPlan, data_dir: str | os.PathLike[str] | None, debug: bool
+    study_name: str,
+    plan: WorkerPlan,
+    data_dir: str | os.PathLike[str] | None,
+    debug: bool,
+    storage_retry_s: float | None = None,
 ) -> list[str]:
     cmd = [sys.executable, "-m", "hpo"]
     if debug:
@@ -210,6 +275,8 @@ def _worker_command(
             "--worker-index", str(plan.index)]
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
+    if storage_retry_s is not None:
+        cmd += ["--storage-retry", f"{storage_retry_s:g}"]
     return cmd
 
 

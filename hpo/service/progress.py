@@ -19,7 +19,14 @@ from optuna.trial import TrialState
 
 from hpo.errors import StudyNotFoundError
 from hpo.service.storage import make_storage, mask_url
-from hpo.service.workers import BUDGET_ATTR, DISCARDED, FAIL_REASON_ATTR
+from hpo.service.twins import TWIN_ATTR, TWIN_OF_ATTR, is_twin
+from hpo.service.workers import (
+    BUDGET_ATTR,
+    DISCARDED,
+    DUPLICATE_TWIN,
+    FAIL_REASON_ATTR,
+    SLOT_STATES,
+)
 
 __all__ = [
     "ProgressMonitor",
@@ -37,7 +44,7 @@ class StudySnapshot:
 
     name: str
     direction: str
-    budget: int | None
+    budget: int | None  # hpo_budget plus the twins enqueued so far (paired mode)
     counts: dict[str, int]  # trial state name -> count, discarded trials left out of FAIL
     discarded: int
     fail_reasons: dict[str, int] = field(default_factory=dict)  # interrupted/error/worker lost
@@ -48,6 +55,9 @@ class StudySnapshot:
     best_search_number: int | None = None
     best_search_value: float | None = None
     baseline_values: tuple[float, ...] = ()
+    twins: int = 0  # paired mode: twins waiting, running or finished (one per tuned trial)
+    twins_finished: int = 0
+    pair_differences: tuple[float, ...] = ()  # tuned minus twin value, complete pairs
 
     @property
     def finished(self) -> int:
@@ -78,7 +88,8 @@ def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
         StudyNotFoundError: ``url`` names a SQLite file that does not exist.
     """
     if url.startswith("sqlite:///") and ":memory:" not in url:
-        path = Path(url[len("sqlite:///"):].split("?", 1)[0])
+        # a SQLite URI (sqlite:///file:PATH?mode=ro&uri=true) names the file after "file:"
+        path = Path(url[len("sqlite:///"):].split("?", 1)[0].removeprefix("file:"))
         if not path.exists():
             raise StudyNotFoundError(
                 f"no study storage at {mask_url(url)} (file {str(path)!r} does not exist); "
@@ -96,7 +107,7 @@ def snapshot(study: optuna.Study) -> StudySnapshot:
     fail_reasons: dict[str, int] = {}
     for t in trials:
         reason = t.user_attrs.get(FAIL_REASON_ATTR)
-        if t.state == TrialState.FAIL and reason == DISCARDED:
+        if t.state == TrialState.FAIL and reason in (DISCARDED, DUPLICATE_TWIN):
             discarded += 1
             continue
         counts[t.state.name] += 1
@@ -111,12 +122,22 @@ def snapshot(study: optuna.Study) -> StudySnapshot:
     best = pick(complete, key=lambda t: t.value, default=None)
     search = [t for t in complete if not t.user_attrs.get("hpo_baseline")]
     best_search = pick(search, key=lambda t: t.value, default=None)
-    baseline = tuple(float(t.value) for t in complete if t.user_attrs.get("hpo_baseline"))
+    baseline = tuple(
+        float(t.value) for t in complete if t.user_attrs.get("hpo_baseline") and not is_twin(t)
+    )
+    twins = [t for t in trials if is_twin(t) and t.state in SLOT_STATES]
+    twin_values = {t.user_attrs[TWIN_OF_ATTR]: float(t.value) for t in complete if is_twin(t)}
+    pairs = tuple(
+        float(t.value) - twin_values[t.user_attrs[TWIN_ATTR]]
+        for t in complete
+        if not is_twin(t) and t.user_attrs.get(TWIN_ATTR) in twin_values
+    )
     budget = study.user_attrs.get(BUDGET_ATTR)
+    budget = budget + len(twins) if isinstance(budget, int) else None
     return StudySnapshot(
         name=study.study_name,
         direction="maximize" if maximize else "minimize",
-        budget=budget if isinstance(budget, int) else None,
+        budget=budget,
         counts=counts,
         discarded=discarded,
         fail_reasons=fail_reasons,
@@ -127,6 +148,9 @@ def snapshot(study: optuna.Study) -> StudySnapshot:
         best_search_number=None if best_search is None else best_search.number,
         best_search_value=None if best_search is None else float(best_search.value),
         baseline_values=baseline,
+        twins=len(twins),
+        twins_finished=sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in twins),
+        pair_differences=pairs,
     )
 
 
@@ -169,6 +193,16 @@ def format_status(snap: StudySnapshot) -> list[str]:
         if snap.best_search_value is not None:
             diff = snap.best_search_value - snap.baseline_mean
             lines.append(f"  best search trial - baseline mean: {diff:+.4f}")
+    if snap.twins:
+        lines.append(
+            f"  twins (PyTorch derivatives, paired with tuned trials): {snap.twins} "
+            f"({snap.twins_finished} finished; not in the search budget)"
+        )
+    if snap.pair_differences:
+        lines.append(
+            f"  tuned - twin: mean {statistics.fmean(snap.pair_differences):+.4f} over "
+            f"{len(snap.pair_differences)} complete pairs (hpo compare for the statistics)"
+        )
     return lines
 
 

@@ -6,20 +6,26 @@
   the write lock instead of failing at once with "database is locked" (Python's default
   is 5 s). pysqlite opens its transaction at the first write, so the busy wait covers every
   write that Optuna makes.
-* PostgreSQL and other servers (several machines): a small connection pool per worker and
-  ``pool_pre_ping`` so a restarted server or a dropped connection is not an error.
+* PostgreSQL and other servers (several machines): a small connection pool per worker
+  (at most 4 connections: ``pool_size=2, max_overflow=2``), ``pool_pre_ping`` so a
+  restarted server or a dropped connection is not an error, and TCP timeouts so a vanished
+  server fails a query within a minute instead of hanging (the workers retry it:
+  :mod:`hpo.service.retry`).
 * Heartbeats: a trial whose worker died is marked failed after the grace period and
-  re-queued with the same parameters.
+  re-queued with the same parameters; so is one whose worker died before its first beat.
+* A read-only or full location is a one-line StorageError that says so.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
 import sqlite3
 import time
 import warnings
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +35,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import URL, make_url
 
 from hpo.errors import StorageError, UsageError
+from hpo.service.retry import FULL, READ_ONLY, sqlite_disk_fault
 
 if TYPE_CHECKING:
     from hpo.config import HeartbeatConfig
@@ -54,6 +61,7 @@ _OPEN_ERRORS = (
 _CREATE_ATTEMPTS = 5
 _CREATE_RACE = re.compile(r"already exists|UNIQUE constraint failed|duplicate key", re.I)
 SQLITE_BUSY_TIMEOUT_S = 60
+_PASSWORD_KEYS = ("password", "passwd", "pass", "pwd")
 _EXAMPLES = "sqlite:///storage/NAME.db, postgresql+psycopg2://USER:PASSWORD@HOST:5432/DB"
 
 
@@ -84,11 +92,22 @@ def resolve_storage_url(
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (safe to print and to store)."""
+    """The URL with its password replaced by ``***`` (safe to print and to store), also a
+    ``?password=`` query argument and the password of a URL too malformed to parse."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        secret = {k: "***" for k in parsed.query if k.lower() in _PASSWORD_KEYS}
+        if parsed.password is None and not secret:
+            return str(url)  # as given: rendering would escape e.g. '@' in a SQLite path
+        text = parsed.update_query_dict(secret).render_as_string(hide_password=True)
+        return text.replace("=%2A%2A%2A", "=***")
     except Exception:  # noqa: BLE001 - an unparsable URL must still never leak a password
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+        text = str(url)
+        at = text.rfind("@")  # the last one: a password may hold '@' too
+        start = text.rfind("//", 0, at) + 2 if "//" in text[:at] else 0
+        user, colon, _ = text[start:at].partition(":")
+        masked = f"{text[:start]}{user}:***@{text[at + 1:]}" if at >= 0 and colon else text
+        return re.sub(r"(?i)(pass(?:word|wd)?|pwd)=[^&]*", r"\1=***", masked)
 
 
 def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> optuna.storages.RDBStorage:
@@ -113,16 +132,33 @@ def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> optuna.s
     elif backend == "postgresql":
         engine_kwargs.update(pool_size=2, max_overflow=2, pool_pre_ping=True)
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        if parsed.get_driver_name() == "psycopg2":
+            # A server that vanished without closing the connection (a network partition,
+            # a crashed host) would leave a query waiting for minutes; libpq's TCP timeouts
+            # turn that into an error within a minute, which the workers retry.
+            engine_kwargs["connect_args"].update(
+                keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+                tcp_user_timeout=60_000,
+            )
     else:
         engine_kwargs["pool_pre_ping"] = True
 
     try:
         storage = _open_rdb(url, engine_kwargs, heartbeat)
     except ImportError as exc:
+        # Optuna re-raises the driver's ModuleNotFoundError under a generic message.
+        cause = exc.__cause__ or exc.__context__
+        module = getattr(cause, "name", None) or getattr(exc, "name", None) or "?"
+        if backend == "postgresql" and importlib.util.find_spec("psycopg2") is not None:
+            # SQLAlchemy 2.1 reads postgresql:// as psycopg (3); psycopg2 is here
+            fix = "write the URL as postgresql+psycopg2://..., or pip install psycopg"
+        elif backend == "postgresql":
+            fix = "pip install psycopg2-binary and write the URL as postgresql+psycopg2://..."
+        else:
+            fix = f"install the Python package that provides the module {module!r}"
         raise UsageError(
             f"storage {mask_url(url)}: the database driver for {parsed.drivername!r} is not "
-            f"installed ({_one_line(exc, parsed)}); fix: install it (PostgreSQL: pip install "
-            "psycopg2-binary)."
+            f"installed (no module {module!r}); fix: {fix}."
         ) from exc
     except _OPEN_ERRORS as exc:
         raise StorageError(
@@ -144,7 +180,7 @@ def _open_rdb(
                 # Heartbeats and the retry callback are flagged experimental; we rely on
                 # them on purpose, and the warning would repeat in every worker.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                return _RDBStorage(
                     url, engine_kwargs=dict(engine_kwargs), **_heartbeat_kwargs(heartbeat)
                 )
         except sqlalchemy.exc.DatabaseError as exc:
@@ -155,6 +191,48 @@ def _open_rdb(
             logger.debug("storage tables created concurrently; retrying (%s)", exc)
             time.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+class _RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose stale-trial check also catches a trial that never beat.
+
+    A worker killed between creating (or dequeuing) its trial and its first heartbeat, a few
+    milliseconds, leaves a RUNNING trial without a heartbeat row. Optuna's check skips such a
+    trial, so it would hold a slot of the budget forever and the study would never end. It
+    is stale too once it started more than the grace period ago.
+    """
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+        from optuna.trial import TrialState
+
+        stale = super()._get_stale_trial_ids(study_id)
+        assert self.heartbeat_interval is not None  # only called with heartbeats on
+        grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
+        # The start time is written with the worker's clock, not the database's, so it is
+        # compared with this machine's: naive UTC since Optuna 5, naive local time before.
+        started = getattr(models.TrialModel, "_datetime_start_utc", None)
+        if started is not None:
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+        else:  # pragma: no cover - optuna < 5
+            started, now = models.TrialModel.datetime_start, datetime.now()
+        cutoff = now - timedelta(seconds=grace)
+        with _create_scoped_session(self.scoped_session, True) as session:
+            rows = (
+                session.query(models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialModel.state == TrialState.RUNNING)
+                .filter(started < cutoff)
+                .filter(~models.TrialModel.heartbeats.any())
+                .all()
+            )
+        orphans = [row.trial_id for row in rows if row.trial_id not in stale]
+        if orphans:
+            logger.warning("trial ids %s are RUNNING without any heartbeat since more than "
+                           "%s s (their worker died before its first beat); failing them",
+                           orphans, grace)
+        return stale + orphans
 
 
 def _heartbeat_kwargs(heartbeat: HeartbeatConfig | None) -> dict:
@@ -184,15 +262,15 @@ def parse_storage_url(url: str) -> URL:
     try:
         parsed = make_url(url)
         parsed.get_dialect()  # raises for an unknown scheme such as "sqlit://"
-    except sqlalchemy.exc.ArgumentError as exc:
-        raise UsageError(
-            f"storage: not a database URL (got {mask_url(url)!r}); allowed: {_EXAMPLES}; "
-            "fix: write it as DIALECT[+DRIVER]://..."
-        ) from exc
-    except sqlalchemy.exc.NoSuchModuleError as exc:
+    except sqlalchemy.exc.NoSuchModuleError as exc:  # a subclass of ArgumentError: first
         raise UsageError(
             f"storage: unknown database kind in URL (got {mask_url(url)!r}); allowed: "
             f"sqlite, postgresql, mysql (e.g. {_EXAMPLES}); fix: correct the scheme."
+        ) from exc
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:  # ValueError: a bad port
+        raise UsageError(
+            f"storage: not a database URL (got {mask_url(url)!r}); allowed: {_EXAMPLES}; "
+            "fix: write it as DIALECT[+DRIVER]://..."
         ) from exc
     return parsed
 
@@ -210,6 +288,18 @@ def _prepare_sqlite(url: URL) -> None:
             mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         con.close()
     except (OSError, sqlite3.Error) as exc:
+        fault = sqlite_disk_fault(f"sqlite:///{path}")
+        if fault == READ_ONLY:
+            raise StorageError(
+                f"SQLite storage {str(path)!r} is in a read-only folder ({exc}); nothing was "
+                "changed; fix: copy the database to a writable folder and pass that with "
+                "--storage, or make the folder writable (remount it read-write)."
+            ) from exc
+        if fault == FULL:
+            raise StorageError(
+                f"SQLite storage {str(path)!r} is on a full disk ({exc}); nothing was "
+                "changed; fix: free space on that disk (or move the database) and start again."
+            ) from exc
         raise StorageError(
             f"cannot open SQLite storage {str(path)!r}: {exc}; fix: choose a writable path "
             "on a local disk (SQLite locking does not work on network file systems)."

@@ -1,54 +1,86 @@
 """The pull loop: run trials until the study's budget is spent, across every worker.
 
-Budget accounting (exact, whatever the number of workers and machines)
-----------------------------------------------------------------------
-The budget ``B`` (study user attr ``hpo_budget`` = search trials + baselines) is the number
-of trials that must end COMPLETE or PRUNED. A trial *holds a slot* while it is WAITING,
-RUNNING, COMPLETE or PRUNED; a FAIL trial holds none, so crashed, interrupted or errored
-trials never eat the budget (they are re-queued with the same parameters and seed instead).
-
-* Before asking, a worker stops when ``B`` trials are finished, and waits (without asking)
-  while all ``B`` slots are held by other workers' running trials: if one of them dies, its
-  heartbeat goes stale, it is failed and re-queued, and a waiting worker runs the copy.
-* After ``study.ask()`` the trial has its number. Optuna numbers trials under a lock on the
-  study row, so every trial with a lower number is already visible. The trial is *in budget*
-  when fewer than ``B`` slot-holding trials have a lower number. Two workers racing for the
-  last slot both ask, but only the lower number is in budget; the other is **discarded**:
-  told FAIL at once, before any parameter is sampled, with user attr
-  ``hpo_fail_reason="discarded: over budget"``. A discarded trial holds no slot and trains
-  nothing, so it never becomes an extra finished trial.
-* Why that is exact: suppose ``B + 1`` trials finished. When the highest-numbered of them
-  was checked, the ``B`` others already existed (lower numbers are committed first) and held
-  slots (a trial that ends finished never was FAIL), so its rank was ``B``: it would have
-  been discarded. This relies on Optuna numbering trials under the study-row lock
-  (``RDBStorage._create_new_trial``; SQLite transactions here are ``BEGIN IMMEDIATE``).
+Budget accounting is exact whatever the number of workers and machines: see
+:mod:`hpo.service.budget` for the rules and the argument.
 
 Stopping: SIGINT/SIGTERM during training interrupt it; the trial is told FAIL
 (``hpo_fail_reason="interrupted (SIGTERM)"``) and re-queued, so nothing stays RUNNING and the
 next run resumes it. Between storage calls a signal only sets a flag that the loop checks, so
 a storage write is never cut in half.
+
+Faults (tested in ``tests/faults``):
+
+* The storage unreachable for a while (a database server restarting, a network drop): every
+  storage call retries with exponential back-off, logging ``storage URL unreachable while
+  ...; retrying in X s (attempt n ...)`` with the password masked, and gives up with a
+  one-line StorageError after ``storage_retry_s`` (``hpo worker --storage-retry``). A trial
+  whose reports could not be stored is failed and re-queued once the storage is back. A
+  full or read-only storage is a one-line StorageError at once: the failed write was rolled
+  back, the stored trials are intact (:mod:`hpo.service.retry`).
+* A worker killed outright (SIGKILL, power loss): its trial's heartbeat stops, and after
+  ``heartbeat.grace`` seconds another worker's stale check fails it and re-queues a copy
+  with the same parameters; a trial killed before its first heartbeat is caught too
+  (:class:`hpo.service.storage._RDBStorage`).
+* A run out of memory (``torch.OutOfMemoryError``, ``MemoryError``, CPU allocation
+  failure) ends PRUNED with user attrs ``out_of_memory=True`` and ``out_of_memory_reason``:
+  like divergence it is an outcome of the parameters (width, batch size, precision) on this
+  hardware, so it counts against the budget, is not retried, and the sampler learns to avoid
+  it; the worker frees the memory and goes on. An objective that returns NaN or an infinity
+  is recorded the same way as a diverged run (PRUNED, ``diverged=True``).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import signal
+import sys
 import threading
 import time
+import traceback
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+from optuna.storages._heartbeat import (
+    BaseHeartbeatThread,
+    HeartbeatThread,
+    NullHeartbeatThread,
+    is_heartbeat_enabled,
+)
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import DataError, HpoError, ModelAuditError, StorageError
+from hpo.service.budget import (
+    BUDGET_ATTR,
+    DISCARDED,
+    DUPLICATE_TWIN,
+    FAIL_REASON_ATTR,
+    SLOT_STATES,
+    budget_rank,
+    requeue,
+    study_budget,
+    study_spent,
+    twin_rank,
+)
+from hpo.service.retry import (
+    DEFAULT_GIVE_UP_S,
+    PERMANENT,
+    StorageRetry,
+    TolerantHeartbeat,
+    describe,
+    permanent_error,
+    storage_fault,
+)
+from hpo.service.storage import mask_url
+from hpo.service.twins import is_twin
 
 __all__ = [
     "BUDGET_ATTR",
     "DISCARDED",
+    "DUPLICATE_TWIN",
     "FAIL_REASON_ATTR",
     "SLOT_STATES",
     "Worker",
@@ -56,18 +88,14 @@ __all__ = [
     "budget_rank",
     "requeue",
     "study_budget",
+    "study_spent",
+    "twin_rank",
 ]
 
 log = logging.getLogger(__name__)
 
-BUDGET_ATTR = "hpo_budget"
-FAIL_REASON_ATTR = "hpo_fail_reason"
-DISCARDED = "discarded: over budget"
-#: States of trials that hold a slot of the budget.
-SLOT_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-# User attrs that describe a trial's input (copied to a re-queued trial); the rest are results.
-_INPUT_ATTRS = ("hpo_baseline", "hpo_seed")
+OOM_ATTR = "out_of_memory"
+OOM_REASON_ATTR = "out_of_memory_reason"
 # Errors that will recur for every trial: stop the worker instead of burning the queue.
 _FATAL = (DataError, StorageError, ModelAuditError)
 
@@ -85,6 +113,8 @@ class WorkerStats:
     wall_s: float = 0.0
     stopped_by: str = ""  # "budget", "timeout" or "signal SIGTERM"
     signal: int | None = None
+    storage_retries: int = 0  # storage calls retried while the storage was unreachable
+    storage_outage_s: float = 0.0  # time spent waiting for the storage to come back
 
     @property
     def trials(self) -> int:
@@ -95,46 +125,6 @@ class WorkerStats:
     def overhead_s(self) -> float:
         """Time spent outside training and outside waiting: storage, sampling, bookkeeping."""
         return max(self.wall_s - self.objective_s - self.idle_s, 0.0)
-
-
-def study_budget(study: optuna.Study) -> int:
-    """The study's total budget (search + baseline trials), set by ``hpo create``."""
-    budget = study.user_attrs.get(BUDGET_ATTR)
-    if not isinstance(budget, int):
-        raise StorageError(
-            f"study {study.study_name!r} has no {BUDGET_ATTR!r} attribute (got {budget!r}); "
-            "it was not created by 'hpo create'; fix: create it with hpo create CONFIG."
-        )
-    return budget
-
-
-def budget_rank(trials: list[FrozenTrial], number: int) -> int:
-    """How many slot-holding trials come before trial ``number``; in budget when < budget."""
-    return sum(1 for t in trials if t.number < number and t.state in SLOT_STATES)
-
-
-def requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:
-    """Queue a copy of a failed trial (same parameters, baseline tag and seed).
-
-    Mirrors :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`, but copies only the
-    input attributes: the failed trial's partial results must not show up on the copy.
-    Returns False when the trial was already retried ``max_retry`` times.
-    """
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if max_retry is not None and len(history) > max_retry:
-        log.warning("trial %d failed %d times; not retrying it again", history[0], len(history))
-        return False
-    system_attrs = {"failed_trial": history[0], **trial.system_attrs, "retry_history": history}
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs={k: v for k, v in trial.user_attrs.items() if k in _INPUT_ATTRS},
-            system_attrs=system_attrs,
-        )
-    )
-    return True
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -156,6 +146,8 @@ class Worker:
         max_retry: How often a failed trial is re-queued (``None``: always).
         max_consecutive_failures: Stop (re-raising the error) after this many trials in a
             row failed with an exception.
+        storage_retry_s: How long a storage call keeps retrying while the storage is
+            unreachable before the worker gives up (``0``: at the first error).
     """
 
     def __init__(
@@ -167,6 +159,7 @@ class Worker:
         poll_interval: float = 2.0,
         max_retry: int | None = 3,
         max_consecutive_failures: int = 3,
+        storage_retry_s: float = DEFAULT_GIVE_UP_S,
     ) -> None:
         self.study = study
         self.objective = objective
@@ -179,6 +172,9 @@ class Worker:
         self._in_objective = False
         self._consecutive_failures = 0
         self._next_stale_check = 0.0
+        self._where = _where(study)
+        self._retry = StorageRetry(self._where, give_up_s=storage_retry_s,
+                                   sleep=self._retry_sleep)
 
     # ------------------------------------------------------------------------------
     def run(self, *, handle_signals: bool = True) -> WorkerStats:
@@ -189,16 +185,25 @@ class Worker:
         previous = self._install_handlers() if install else {}
         try:
             while True:
-                trial = self._next_trial(deadline)
-                if trial is None:
+                try:
+                    # Retried as a whole: a trial asked just before the storage went away
+                    # never beats, and the stale check fails and re-queues it.
+                    trial = self._call(lambda: self._next_trial(deadline), "asking for a trial")
+                    if trial is None:
+                        break
+                    self._run_trial(trial)
+                except _StoppedWhileWaiting:
+                    log.warning("stopped while waiting for the storage; a running trial is "
+                                "failed and re-queued by the heartbeat check once it is back")
                     break
-                self._run_trial(trial)
                 if self._stop_signal is not None:
                     break
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self.stats.wall_s = time.perf_counter() - started
+            self.stats.storage_retries = self._retry.retries
+            self.stats.storage_outage_s = self._retry.outage_s
         if self._stop_signal is not None:
             self.stats.signal = self._stop_signal
             self.stats.stopped_by = f"signal {signal.Signals(self._stop_signal).name}"
@@ -238,13 +243,13 @@ class Worker:
                     optuna.storages.fail_stale_trials(study)
             budget = study_budget(study)
             trials = study.get_trials(deepcopy=False)
-            if sum(t.state in FINISHED_STATES for t in trials) >= budget:
+            if study_spent(trials, budget):
                 self.stats.stopped_by = "budget"
                 return None
             if time.perf_counter() >= deadline:
                 self.stats.stopped_by = "timeout"
                 return None
-            held = sum(t.state in SLOT_STATES for t in trials)
+            held = sum(t.state in SLOT_STATES and not is_twin(t) for t in trials)
             waiting = any(t.state == TrialState.WAITING for t in trials)
             if held >= budget and not waiting:
                 if not heartbeat:
@@ -267,12 +272,16 @@ class Worker:
             trials = study._get_trials(deepcopy=False, use_cache=True)
             if not any(t.number == trial.number for t in trials):  # pragma: no cover
                 trials = study.get_trials(deepcopy=False)
-            rank = budget_rank(trials, trial.number)
-            if rank < budget:
+            frozen = next(t for t in trials if t.number == trial.number)
+            if is_twin(frozen):  # outside the budget; one per tuned lineage
+                rank, limit, reason = twin_rank(trials, frozen), 1, DUPLICATE_TWIN
+            else:
+                rank, limit, reason = budget_rank(trials, trial.number), budget, DISCARDED
+            if rank < limit:
                 return trial
             log.debug("trial %d is over budget (%d >= %d); discarding it",
-                      trial.number, rank, budget)
-            self._fail(trial, DISCARDED, retry=False)
+                      trial.number, rank, limit)
+            self._fail(trial, reason, retry=False)
             self.stats.discarded += 1
         return None
 
@@ -284,12 +293,11 @@ class Worker:
         self.stats.idle_s += time.perf_counter() - started
 
     def _run_trial(self, trial: optuna.Trial) -> None:
-        study = self.study
         value: float | None = None
         state = TrialState.FAIL
         error: BaseException | None = None
         started = time.perf_counter()
-        with get_heartbeat_thread(trial._trial_id, study._storage):
+        with self._heartbeat(trial):
             try:
                 self._in_objective = True
                 try:
@@ -304,7 +312,7 @@ class Worker:
                 error = exc
         self.stats.objective_s += time.perf_counter() - started
 
-        if self._finished_elsewhere(trial):
+        if self._call(lambda: self._finished_elsewhere(trial), f"checking trial {trial.number}"):
             # Another worker's stale-trial check failed (and re-queued) this trial while it
             # ran: its heartbeat was late, e.g. on an overloaded machine. Its result cannot
             # be stored any more; the re-queued copy runs it again.
@@ -321,41 +329,173 @@ class Worker:
             log.warning("trial %d interrupted; it is re-queued", trial.number)
             return
         if error is not None:
-            self.stats.failed += 1
-            self._consecutive_failures += 1
-            self._fail(trial, f"error: {type(error).__name__}: {error}", retry=True)
-            log.error("trial %d failed: %s: %s", trial.number, type(error).__name__, error,
-                      exc_info=not isinstance(error, HpoError))
-            if isinstance(error, _FATAL):
-                raise error
-            if self._consecutive_failures >= self.max_consecutive_failures:
-                raise HpoError(
-                    f"{self._consecutive_failures} trials in a row failed, the last with "
-                    f"{type(error).__name__}: {error}; fix the cause (the log has the "
-                    "traceback) and start the worker again: failed trials are re-queued."
-                ) from error
+            self._trial_error(trial, error)
             return
-
         self._consecutive_failures = 0
+        if state == TrialState.COMPLETE and isinstance(value, float) and not math.isfinite(value):
+            # Optuna would store this as FAIL, without a reason, and re-queue nothing.
+            log.warning("trial %d returned %s: recorded as diverged", trial.number, value)
+            self._set_attrs(trial, {"diverged": True,
+                                    "divergence_reason": f"the objective returned {value}"})
+            state = TrialState.PRUNED
+        self._finish(trial, state, value)
+
+    def _trial_error(self, trial: optuna.Trial, error: BaseException) -> None:
+        fault = storage_fault(error)
+        if fault in PERMANENT:
+            # The trial cannot even be failed: the heartbeat check re-queues it later.
+            raise permanent_error(fault, error, self._where) from error
+        if fault is not None:
+            # The storage went away during the run (a report, the results): nothing is
+            # wrong with the trial, so it neither counts as a failure in a row nor stops
+            # the worker; once the storage is back it is failed and re-queued.
+            self.stats.failed += 1
+            log.warning("trial %d could not reach the storage during its run (%s); it is "
+                        "re-queued once the storage is back", trial.number, describe(error))
+            self._fail(trial, f"error: storage {fault} during the run ({describe(error)})",
+                       retry=True)
+            return
+        if _out_of_memory(error):
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            _release_memory(error)
+            log.warning("trial %d ran out of memory (%s); recorded as pruned", trial.number,
+                        reason)
+            self._consecutive_failures = 0
+            self._set_attrs(trial, {OOM_ATTR: True, OOM_REASON_ATTR: reason})
+            self._finish(trial, TrialState.PRUNED, None)
+            return
+        self.stats.failed += 1
+        self._consecutive_failures += 1
+        self._fail(trial, f"error: {type(error).__name__}: {error}", retry=True)
+        log.error("trial %d failed: %s: %s", trial.number, type(error).__name__, error,
+                  exc_info=not isinstance(error, HpoError))
+        if isinstance(error, _FATAL):
+            raise error
+        if self._consecutive_failures >= self.max_consecutive_failures:
+            raise HpoError(
+                f"{self._consecutive_failures} trials in a row failed, the last with "
+                f"{type(error).__name__}: {error}; fix the cause (the log has the "
+                "traceback) and start the worker again: failed trials are re-queued."
+            ) from error
+
+    def _finish(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
+        """Tell COMPLETE (with ``value``) or PRUNED, counting it unless another worker's
+        stale check failed the trial first."""
+        what = f"storing the result of trial {trial.number}"
         try:
+            # skip_if_finished: a retry after a reply lost with the connection finds the
+            # state stored by the first attempt instead of raising.
             if state == TrialState.COMPLETE:
-                study.tell(trial, value)
-                self.stats.completed += 1
-                log.info("trial %d finished: value=%.4f", trial.number, value)
+                stored = self._call(lambda: self.study.tell(trial, value, skip_if_finished=True),
+                                    what)
             else:
-                study.tell(trial, state=TrialState.PRUNED)
-                self.stats.pruned += 1
+                stored = self._call(lambda: self.study.tell(trial, state=state,
+                                                            skip_if_finished=True), what)
         except optuna.exceptions.UpdateFinishedTrialError:
+            stored = None
+        if stored is None or stored.state != state:
             log.warning("trial %d was failed by another worker just before it finished; "
                         "its result is discarded and the re-queued copy runs again",
                         trial.number)
+        elif state == TrialState.COMPLETE:
+            self.stats.completed += 1
+            log.info("trial %d finished: value=%.4f", trial.number, value)
+        else:
+            self.stats.pruned += 1
 
     def _finished_elsewhere(self, trial: optuna.Trial) -> bool:
         frozen = self.study._storage.get_trial(trial._trial_id)
         return frozen.state.is_finished()
 
     def _fail(self, trial: optuna.Trial, reason: str, *, retry: bool) -> None:
-        trial.set_user_attr(FAIL_REASON_ATTR, reason)
-        frozen = self.study.tell(trial, state=TrialState.FAIL)
+        try:
+            self._call(lambda: trial.set_user_attr(FAIL_REASON_ATTR, reason),
+                       f"failing trial {trial.number}")
+            frozen = self._call(lambda: self.study.tell(trial, state=TrialState.FAIL),
+                                f"failing trial {trial.number}")
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+            if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
+                raise
+            # Another worker's stale check got there first (this worker's heartbeat was
+            # late or the storage was away for longer than the grace period): it failed the
+            # trial and re-queued it.
+            log.warning("trial %d was already failed by another worker; not re-queued here",
+                        trial.number)
+            return
         if retry:
+            self._requeue(frozen)
+
+    def _requeue(self, frozen: FrozenTrial) -> None:
+        attempts = 0
+
+        def add() -> None:
+            nonlocal attempts
+            attempts += 1
+            # Only this worker re-queues a trial it failed itself, so after a failed attempt
+            # (whose insert may have been stored before the connection dropped) a copy in
+            # the storage can only be that attempt's.
+            if attempts > 1 and any(
+                t.system_attrs.get("retry_history", [])[-1:] == [frozen.number]
+                for t in self.study.get_trials(deepcopy=False)
+            ):
+                return
             requeue(self.study, frozen, self.max_retry)
+
+        self._call(add, f"re-queueing trial {frozen.number}")
+
+    def _set_attrs(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+        try:
+            for key, value in attrs.items():
+                self._call(lambda k=key, v=value: trial.set_user_attr(k, v),
+                           f"recording trial {trial.number}")
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # failed by another worker meanwhile: _finish says so
+
+    def _heartbeat(self, trial: optuna.Trial) -> BaseHeartbeatThread:
+        storage = self.study._storage
+        if not is_heartbeat_enabled(storage):
+            return NullHeartbeatThread()
+        return HeartbeatThread(trial._trial_id, TolerantHeartbeat(storage, self._where))
+
+    def _call(self, fn: Any, what: str) -> Any:
+        return self._retry.call(fn, what)
+
+    def _retry_sleep(self, seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            if self._stop_signal is not None:
+                raise _StoppedWhileWaiting()
+            time.sleep(min(0.1, max(end - time.perf_counter(), 0.0)))
+
+
+class _StoppedWhileWaiting(Exception):
+    """A stop signal arrived while the worker waited for an unreachable storage."""
+
+
+def _where(study: optuna.Study) -> str:
+    storage = study._storage
+    url = getattr(getattr(storage, "_backend", storage), "url", None)
+    return mask_url(url) if url else type(storage).__name__
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """torch's OutOfMemoryError (CUDA, or any device), Python's MemoryError, and torch's CPU
+    allocator failing ("can't allocate memory")."""
+    if isinstance(error, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # only a worker that trains has imported it
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom is not None and isinstance(error, oom):
+        return True
+    return isinstance(error, RuntimeError) and (
+        "can't allocate memory" in str(error) or "out of memory" in str(error).lower()
+    )
+
+
+def _release_memory(error: BaseException) -> None:
+    """Free what the failed run held: its frames (their tensors), then the CUDA cache."""
+    traceback.clear_frames(error.__traceback__)
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()

@@ -266,3 +266,10 @@ def test_a_data_dir_that_does_not_exist_is_an_error_not_a_download(tmp_path, mon
     with pytest.raises(DataError, match="does not exist") as err:
         data._resolve_files("mnist", tmp_path / "typo")
     assert "typo" in str(err.value) and "HPO_DATA_DIR" in str(err.value)
+
+
+def test_gather_rows_equals_indexing():
+    x = torch.randn(10, 1, 4, 4)
+    idx = torch.tensor([3, 0, 9, 3])
+    out = data.gather_rows(x, idx)
+    assert out.shape == (4, 1, 4, 4) and torch.equal(out, x[idx])
