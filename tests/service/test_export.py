@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import optuna
@@ -14,23 +13,10 @@ from optuna.trial import TrialState
 from hpo.service.export import export_all, export_study, trials_frame
 from hpo.service.storage import make_storage
 
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("HPO_TEST_POSTGRES_URL") else [])
 
-
-@pytest.fixture(params=BACKENDS)
-def storage(request: pytest.FixtureRequest, tmp_path):
-    if request.param == "sqlite":
-        yield make_storage(f"sqlite:///{tmp_path / 'studies.db'}")
-        return
-    storage = make_storage(os.environ["HPO_TEST_POSTGRES_URL"])
-    before = {s.study_name for s in storage.get_all_studies()}
-    yield storage
-    # The PostgreSQL database outlives the test: remove the studies this test made.
-    for s in storage.get_all_studies():
-        if s.study_name not in before and s.study_name.startswith(("export-", "empty-",
-                                                                    "queued-")):
-            optuna.delete_study(study_name=s.study_name, storage=storage)
-
+@pytest.fixture
+def storage(storage_url):
+    return make_storage(storage_url)
 
 def _study(storage, name: str | None = None) -> optuna.Study:
     study = optuna.create_study(study_name=name or f"export-{uuid.uuid4().hex[:10]}",

@@ -7,7 +7,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import optuna
 import pytest
@@ -24,19 +23,6 @@ from hpo.service.storage import (
 )
 
 POSTGRES_ENV = "HPO_TEST_POSTGRES_URL"  # e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage_url(request, tmp_path) -> Iterator[str]:
-    """Every storage kind: a fresh SQLite file, and PostgreSQL when CI provides one (an
-    unreachable server then fails the test: it is never skipped once the URL is set)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/studies/test.db"
-        return
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"set {POSTGRES_ENV} to run against PostgreSQL")
-    yield url
 
 
 def unique_name() -> str:

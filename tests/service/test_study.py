@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +23,6 @@ from hpo.service.study import (
     create_study,
     load_study,
 )
-
-POSTGRES_ENV = "HPO_TEST_POSTGRES_URL"  # e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage_url(request, tmp_path) -> Iterator[str]:
-    """A fresh SQLite file, and PostgreSQL when CI provides one (then never skipped)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/studies.db"
-        return
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"set {POSTGRES_ENV} to run against PostgreSQL")
-    before = set(optuna.get_all_study_names(storage=make_storage(url)))
-    yield url
-    storage = make_storage(url)
-    for name in set(optuna.get_all_study_names(storage=storage)) - before:
-        if name.startswith("s1-test-"):
-            optuna.delete_study(study_name=name, storage=storage)
 
 
 def _cfg(tmp_path: Path, name: str | None = None, **changes: Any) -> StudyConfig:

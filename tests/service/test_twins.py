@@ -31,30 +31,10 @@ from tests.service.test_objective import FakeTrain
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("HPO_TEST_POSTGRES_URL") else [])
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DATA = os.environ.get("HPO_DATA_DIR")
-_CREATED: list[str] = []
-
-
-@pytest.fixture(params=BACKENDS)
-def storage_url(request: pytest.FixtureRequest, tmp_path):
-    _CREATED.clear()
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'studies.db'}"
-        return
-    url = os.environ["HPO_TEST_POSTGRES_URL"]
-    yield url
-    while _CREATED:  # the PostgreSQL database outlives the test
-        try:
-            optuna.delete_study(study_name=_CREATED.pop(), storage=url)
-        except KeyError:
-            pass
-
-
 def _cfg(tmp_path: Path, url: str, **changes: Any) -> StudyConfig:
     name = f"twins-{uuid.uuid4().hex[:10]}"
-    _CREATED.append(name)
     data: dict[str, Any] = {
         "name": name,
         "n_trials": 6,

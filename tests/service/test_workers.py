@@ -30,29 +30,12 @@ from hpo.service.workers import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("HPO_TEST_POSTGRES_URL") else [])
-
-
-_CREATED: list[str] = []
-
-
-@pytest.fixture(params=BACKENDS)
-def storage_url(request: pytest.FixtureRequest, tmp_path):
-    _CREATED.clear()
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'studies.db'}"
-        return
-    url = os.environ["HPO_TEST_POSTGRES_URL"]
-    yield url
-    while _CREATED:  # the PostgreSQL database outlives the test: leave it as it was
-        optuna.delete_study(study_name=_CREATED.pop(), storage=url)
 
 
 def _study(url: str, budget: int, *, grace: int = 30, name: str | None = None) -> optuna.Study:
     """A fresh study (unique name: the PostgreSQL database is shared) with a budget."""
     storage = make_storage(url, HeartbeatConfig(interval=1, grace=grace))
     name = name or f"test-{uuid.uuid4().hex[:10]}"
-    _CREATED.append(name)
     study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize",
         sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True,
