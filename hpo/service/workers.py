@@ -21,26 +21,18 @@ Faults (tested in ``tests/faults``):
   ``heartbeat.grace`` seconds another worker's stale check fails it and re-queues a copy
   with the same parameters; a trial killed before its first heartbeat is caught too
   (:class:`hpo.service.storage._RDBStorage`).
-* A run out of memory (``torch.OutOfMemoryError``, ``MemoryError``, CPU allocation
-  failure) ends PRUNED with user attrs ``out_of_memory=True`` and ``out_of_memory_reason``:
-  like divergence it is an outcome of the parameters (width, batch size, precision) on this
-  hardware, so it counts against the budget, is not retried, and the sampler learns to avoid
-  it; the worker frees the memory and goes on. An objective that returns NaN or an infinity
-  is recorded the same way as a diverged run (PRUNED, ``diverged=True``).
+* A run out of memory, or an objective returning NaN or an infinity, ends PRUNED with its
+  reason (:mod:`hpo.service.outcomes`); the worker goes on.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import signal
-import sys
 import threading
 import time
-import traceback
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -50,7 +42,7 @@ from optuna.storages._heartbeat import (
     NullHeartbeatThread,
     is_heartbeat_enabled,
 )
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from hpo.errors import DataError, HpoError, ModelAuditError, StorageError
 from hpo.service.budget import (
@@ -64,6 +56,14 @@ from hpo.service.budget import (
     study_budget,
     study_spent,
     twin_rank,
+)
+from hpo.service.outcomes import (
+    OOM_ATTR,
+    OOM_REASON_ATTR,
+    TrialRecorder,
+    WorkerStats,
+    is_out_of_memory,
+    release_memory,
 )
 from hpo.service.retry import (
     DEFAULT_GIVE_UP_S,
@@ -79,6 +79,8 @@ from hpo.service.twins import is_twin
 
 __all__ = [
     "BUDGET_ATTR",
+    "OOM_ATTR",
+    "OOM_REASON_ATTR",
     "DISCARDED",
     "DUPLICATE_TWIN",
     "FAIL_REASON_ATTR",
@@ -94,37 +96,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OOM_ATTR = "out_of_memory"
-OOM_REASON_ATTR = "out_of_memory_reason"
 # Errors that will recur for every trial: stop the worker instead of burning the queue.
 _FATAL = (DataError, StorageError, ModelAuditError)
-
-
-@dataclass
-class WorkerStats:
-    """What one worker did; times in seconds."""
-
-    completed: int = 0
-    pruned: int = 0
-    failed: int = 0
-    discarded: int = 0
-    objective_s: float = 0.0  # inside the objective (training)
-    idle_s: float = 0.0  # waiting for other workers' last trials
-    wall_s: float = 0.0
-    stopped_by: str = ""  # "budget", "timeout" or "signal SIGTERM"
-    signal: int | None = None
-    storage_retries: int = 0  # storage calls retried while the storage was unreachable
-    storage_outage_s: float = 0.0  # time spent waiting for the storage to come back
-
-    @property
-    def trials(self) -> int:
-        """Trials this worker trained (finished or failed)."""
-        return self.completed + self.pruned + self.failed
-
-    @property
-    def overhead_s(self) -> float:
-        """Time spent outside training and outside waiting: storage, sampling, bookkeeping."""
-        return max(self.wall_s - self.objective_s - self.idle_s, 0.0)
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -175,6 +148,7 @@ class Worker:
         self._where = _where(study)
         self._retry = StorageRetry(self._where, give_up_s=storage_retry_s,
                                    sleep=self._retry_sleep)
+        self._record = TrialRecorder(study, self._call, self.stats, max_retry)
 
     # ------------------------------------------------------------------------------
     def run(self, *, handle_signals: bool = True) -> WorkerStats:
@@ -264,7 +238,7 @@ class Worker:
                 warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
                 trial = study.ask()
             if self._stop_signal is not None:
-                self._fail(trial, f"interrupted ({signal.Signals(self._stop_signal).name})",
+                self._record.fail(trial, f"interrupted ({signal.Signals(self._stop_signal).name})",
                            retry=True)
                 return None
             # Read through the per-ask trial cache that the sampler reads next anyway (ask
@@ -281,7 +255,7 @@ class Worker:
                 return trial
             log.debug("trial %d is over budget (%d >= %d); discarding it",
                       trial.number, rank, limit)
-            self._fail(trial, reason, retry=False)
+            self._record.fail(trial, reason, retry=False)
             self.stats.discarded += 1
         return None
 
@@ -312,7 +286,9 @@ class Worker:
                 error = exc
         self.stats.objective_s += time.perf_counter() - started
 
-        if self._call(lambda: self._finished_elsewhere(trial), f"checking trial {trial.number}"):
+        elsewhere = self._call(lambda: self._record.finished_elsewhere(trial),
+                               f"checking trial {trial.number}")
+        if elsewhere:
             # Another worker's stale-trial check failed (and re-queued) this trial while it
             # ran: its heartbeat was late, e.g. on an overloaded machine. Its result cannot
             # be stored any more; the re-queued copy runs it again.
@@ -325,7 +301,7 @@ class Worker:
         if isinstance(error, KeyboardInterrupt):
             signum = getattr(error, "signum", signal.SIGINT)
             self._stop_signal = signum
-            self._fail(trial, f"interrupted ({signal.Signals(signum).name})", retry=True)
+            self._record.fail(trial, f"interrupted ({signal.Signals(signum).name})", retry=True)
             log.warning("trial %d interrupted; it is re-queued", trial.number)
             return
         if error is not None:
@@ -335,10 +311,10 @@ class Worker:
         if state == TrialState.COMPLETE and isinstance(value, float) and not math.isfinite(value):
             # Optuna would store this as FAIL, without a reason, and re-queue nothing.
             log.warning("trial %d returned %s: recorded as diverged", trial.number, value)
-            self._set_attrs(trial, {"diverged": True,
+            self._record.set_attrs(trial, {"diverged": True,
                                     "divergence_reason": f"the objective returned {value}"})
             state = TrialState.PRUNED
-        self._finish(trial, state, value)
+        self._record.finish(trial, state, value)
 
     def _trial_error(self, trial: optuna.Trial, error: BaseException) -> None:
         fault = storage_fault(error)
@@ -352,21 +328,21 @@ class Worker:
             self.stats.failed += 1
             log.warning("trial %d could not reach the storage during its run (%s); it is "
                         "re-queued once the storage is back", trial.number, describe(error))
-            self._fail(trial, f"error: storage {fault} during the run ({describe(error)})",
+            self._record.fail(trial, f"error: storage {fault} during the run ({describe(error)})",
                        retry=True)
             return
-        if _out_of_memory(error):
+        if is_out_of_memory(error):
             reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-            _release_memory(error)
+            release_memory(error)
             log.warning("trial %d ran out of memory (%s); recorded as pruned", trial.number,
                         reason)
             self._consecutive_failures = 0
-            self._set_attrs(trial, {OOM_ATTR: True, OOM_REASON_ATTR: reason})
-            self._finish(trial, TrialState.PRUNED, None)
+            self._record.set_attrs(trial, {OOM_ATTR: True, OOM_REASON_ATTR: reason})
+            self._record.finish(trial, TrialState.PRUNED, None)
             return
         self.stats.failed += 1
         self._consecutive_failures += 1
-        self._fail(trial, f"error: {type(error).__name__}: {error}", retry=True)
+        self._record.fail(trial, f"error: {type(error).__name__}: {error}", retry=True)
         log.error("trial %d failed: %s: %s", trial.number, type(error).__name__, error,
                   exc_info=not isinstance(error, HpoError))
         if isinstance(error, _FATAL):
@@ -377,79 +353,6 @@ class Worker:
                 f"{type(error).__name__}: {error}; fix the cause (the log has the "
                 "traceback) and start the worker again: failed trials are re-queued."
             ) from error
-
-    def _finish(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
-        """Tell COMPLETE (with ``value``) or PRUNED, counting it unless another worker's
-        stale check failed the trial first."""
-        what = f"storing the result of trial {trial.number}"
-        try:
-            # skip_if_finished: a retry after a reply lost with the connection finds the
-            # state stored by the first attempt instead of raising.
-            if state == TrialState.COMPLETE:
-                stored = self._call(lambda: self.study.tell(trial, value, skip_if_finished=True),
-                                    what)
-            else:
-                stored = self._call(lambda: self.study.tell(trial, state=state,
-                                                            skip_if_finished=True), what)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            stored = None
-        if stored is None or stored.state != state:
-            log.warning("trial %d was failed by another worker just before it finished; "
-                        "its result is discarded and the re-queued copy runs again",
-                        trial.number)
-        elif state == TrialState.COMPLETE:
-            self.stats.completed += 1
-            log.info("trial %d finished: value=%.4f", trial.number, value)
-        else:
-            self.stats.pruned += 1
-
-    def _finished_elsewhere(self, trial: optuna.Trial) -> bool:
-        frozen = self.study._storage.get_trial(trial._trial_id)
-        return frozen.state.is_finished()
-
-    def _fail(self, trial: optuna.Trial, reason: str, *, retry: bool) -> None:
-        try:
-            self._call(lambda: trial.set_user_attr(FAIL_REASON_ATTR, reason),
-                       f"failing trial {trial.number}")
-            frozen = self._call(lambda: self.study.tell(trial, state=TrialState.FAIL),
-                                f"failing trial {trial.number}")
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
-            if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
-                raise
-            # Another worker's stale check got there first (this worker's heartbeat was
-            # late or the storage was away for longer than the grace period): it failed the
-            # trial and re-queued it.
-            log.warning("trial %d was already failed by another worker; not re-queued here",
-                        trial.number)
-            return
-        if retry:
-            self._requeue(frozen)
-
-    def _requeue(self, frozen: FrozenTrial) -> None:
-        attempts = 0
-
-        def add() -> None:
-            nonlocal attempts
-            attempts += 1
-            # Only this worker re-queues a trial it failed itself, so after a failed attempt
-            # (whose insert may have been stored before the connection dropped) a copy in
-            # the storage can only be that attempt's.
-            if attempts > 1 and any(
-                t.system_attrs.get("retry_history", [])[-1:] == [frozen.number]
-                for t in self.study.get_trials(deepcopy=False)
-            ):
-                return
-            requeue(self.study, frozen, self.max_retry)
-
-        self._call(add, f"re-queueing trial {frozen.number}")
-
-    def _set_attrs(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-        try:
-            for key, value in attrs.items():
-                self._call(lambda k=key, v=value: trial.set_user_attr(k, v),
-                           f"recording trial {trial.number}")
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # failed by another worker meanwhile: _finish says so
 
     def _heartbeat(self, trial: optuna.Trial) -> BaseHeartbeatThread:
         storage = self.study._storage
@@ -476,26 +379,3 @@ def _where(study: optuna.Study) -> str:
     storage = study._storage
     url = getattr(getattr(storage, "_backend", storage), "url", None)
     return mask_url(url) if url else type(storage).__name__
-
-
-def _out_of_memory(error: BaseException) -> bool:
-    """torch's OutOfMemoryError (CUDA, or any device), Python's MemoryError, and torch's CPU
-    allocator failing ("can't allocate memory")."""
-    if isinstance(error, MemoryError):
-        return True
-    torch = sys.modules.get("torch")  # only a worker that trains has imported it
-    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
-    if oom is not None and isinstance(error, oom):
-        return True
-    return isinstance(error, RuntimeError) and (
-        "can't allocate memory" in str(error) or "out of memory" in str(error).lower()
-    )
-
-
-def _release_memory(error: BaseException) -> None:
-    """Free what the failed run held: its frames (their tensors), then the CUDA cache."""
-    traceback.clear_frames(error.__traceback__)
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
