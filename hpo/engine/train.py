@@ -174,6 +174,11 @@ def _fit(
     scaler = _grad_scaler(precision, train_split.x.device)
     n = len(train_split.y)
     on_cpu = train_split.x.device.type == "cpu"
+    # Each batch is gathered into the same two buffers: nothing keeps a batch past its step
+    # (the graph that saved it is freed by backward), and reusing memory spares the
+    # allocator a fresh mapping per batch.
+    x_buffer = train_split.x.new_empty((min(spec.batch_size, n), *train_split.x.shape[1:]))
+    y_buffer = train_split.y.new_empty((min(spec.batch_size, n),))
     for epoch in range(1, spec.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -185,8 +190,9 @@ def _fit(
         steps = 0
         for step, start in enumerate(range(0, n, spec.batch_size), start=1):
             idx = order[start : start + spec.batch_size]
-            xb = _shape(spec, data_mod.gather_rows(train_split.x, idx))
-            loss = _loss(model, xb, train_split.y.index_select(0, idx), precision)
+            xb = _shape(spec, data_mod.gather_rows(train_split.x, idx, out=x_buffer))
+            yb = torch.index_select(train_split.y, 0, idx, out=y_buffer[: len(idx)])
+            loss = _loss(model, xb, yb, precision)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -274,15 +280,19 @@ def _recalibrate_batch_norm(
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: the exact mean over the batches
     model.eval()  # dropout off: the calibration draws no random numbers
     for m in norms:
         m.train()
     end = min(len(split.y), _BN_CALIBRATION_BATCHES * spec.batch_size)
-    for start in range(0, end, spec.batch_size):
+    for batch, start in enumerate(range(0, end, spec.batch_size), start=1):
         xb = _shape(spec, split.x[start : start + spec.batch_size])
         if len(xb) < 2:
             break  # batch norm needs more than one value per channel in train mode
+        # A cumulative moving average, the exact mean over the batches: the factor 1/n that
+        # PyTorch uses with momentum=None, but computed here: PyTorch reads n from the
+        # device (one synchronisation per layer per batch on a GPU).
+        for m in norms:
+            m.momentum = 1.0 / batch
         with _autocast(precision, xb.device):
             model(xb)
     for m, momentum in zip(norms, momenta):

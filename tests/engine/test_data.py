@@ -273,3 +273,12 @@ def test_gather_rows_equals_indexing():
     idx = torch.tensor([3, 0, 9, 3])
     out = data.gather_rows(x, idx)
     assert out.shape == (4, 1, 4, 4) and torch.equal(out, x[idx])
+
+
+def test_gather_rows_into_a_reused_buffer():
+    x = torch.randn(10, 1, 4, 4)
+    buffer = torch.full((5, 1, 4, 4), float("nan"))
+    first = data.gather_rows(x, torch.tensor([3, 0, 9, 3, 1]), out=buffer)
+    assert first.data_ptr() == buffer.data_ptr() and torch.equal(first, x[[3, 0, 9, 3, 1]])
+    last = data.gather_rows(x, torch.tensor([7, 2]), out=buffer)  # a short final batch
+    assert last.shape == (2, 1, 4, 4) and torch.equal(last, x[[7, 2]])
