@@ -14,10 +14,12 @@ shared mini-batch through a stride-0 ``expand`` (no copy). Per mini-batch:
 3. the compared gradients are tested bitwise per init; inits that differ are dropped from
    the stacks.
 
-One ``baddbmm`` slice is the same GEMM as one ``F.linear`` call; on MKL it is bitwise the
-single-threaded ``F.linear`` and does not depend on the thread count (``F.linear`` itself
-can change bits with the thread count for some shapes). Whatever the BLAS, both alphas go
-through the same kernels, so their bitwise comparison is valid.
+One ``baddbmm`` slice computes the same product as one ``F.linear`` call, but the BLAS may
+pick another kernel for it: on one CPU here MKL gave bitwise the single-threaded
+``F.linear``, on another (an AVX-512 EPYC) float32 results differed in the last bits.
+That does not touch what the probe measures: both alphas go through the same kernels, so
+their bitwise comparison is valid (tested: the batched path finds a bifurcation exactly
+where the engine's model does).
 """
 
 from __future__ import annotations

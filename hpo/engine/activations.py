@@ -184,14 +184,14 @@ class KinkedActivation(nn.Module):
 
         ``None`` on CPU when no input is on a kink: PyTorch's own op is then exact.
         """
-        x = x.detach()  # the search is not part of the graph
         if not x.is_cpu:
-            return [x == kink for kink in self.kinks]
+            return [x.detach() == kink for kink in self.kinks]
         # The compiled scan (one read pass, see kinkscan.py) answers the usual question,
         # "none on a kink?", at a fraction of a ReLU's cost; positions are found only on a hit.
         hit = kinkscan.any_on_kinks(x, self.kinks)
         if hit is False:
             return None
+        x = x.detach()  # the search is not part of the graph
         # On CPU, `x == k` is several times slower than a cast to bool (which is `!= 0`)
         # and a byte-wise min; `x - k` is exactly 0 only when x == k (IEEE subtraction).
         off_kink = [(x - kink if kink else x).bool() for kink in self.kinks]

@@ -21,7 +21,8 @@ trials never eat the budget (they are re-queued with the same parameters and see
   was checked, the ``B`` others already existed (lower numbers are committed first) and held
   slots (a trial that ends finished never was FAIL), so its rank was ``B``: it would have
   been discarded. This relies on Optuna numbering trials under the study-row lock
-  (``RDBStorage._create_new_trial``; SQLite transactions here are ``BEGIN IMMEDIATE``).
+  (``RDBStorage._create_new_trial`` inserts the trial before it counts the study's
+  trials, so on SQLite the count is read under the database's write lock).
 
 Paired twins (``baseline: {mode: paired}``, :mod:`hpo.service.twins`) are outside ``B``: the
 study's total grows by one per tuned trial that gets a twin. Every count above leaves twins
@@ -75,7 +76,12 @@ _INPUT_ATTRS = ("hpo_baseline", "hpo_seed", TWIN_OF_ATTR, TWIN_ATTR)
 
 def study_budget(study: optuna.Study) -> int:
     """The study's total budget (search + baseline trials), set by ``hpo create``."""
-    budget = study.user_attrs.get(BUDGET_ATTR)
+    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
+    read_one = getattr(storage, "read_study_user_attr", None)  # hpo.service.trial_reads
+    if read_one is not None:  # before every trial: one row, not every attr and the config
+        budget = read_one(study._study_id, BUDGET_ATTR)
+    else:
+        budget = study.user_attrs.get(BUDGET_ATTR)
     if not isinstance(budget, int):
         raise StorageError(
             f"study {study.study_name!r} has no {BUDGET_ATTR!r} attribute (got {budget!r}); "

@@ -120,6 +120,8 @@ def set_user_attrs(trial: optuna.trial.BaseTrial, attrs: Mapping[str, Any]) -> N
         try:
             from optuna.storages._rdb import models
             from optuna.storages._rdb.storage import _create_scoped_session
+
+            from hpo.service.trial_writes import trial_state
         except ImportError:  # pragma: no cover - a future Optuna moved its internals
             backend = None
     if backend is None:
@@ -136,8 +138,8 @@ def set_user_attrs(trial: optuna.trial.BaseTrial, attrs: Mapping[str, Any]) -> N
             return
         # One state check and one multi-row upsert instead of two statements per attribute
         # (what _set_trial_attr_without_commit does, row by row).
-        row = models.TrialModel.find_or_raise_by_id(trial._trial_id, session)
-        backend.check_trial_is_updatable(trial._trial_id, row.state)
+        state, _study_id = trial_state(session.connection(), trial._trial_id)  # or KeyError
+        backend.check_trial_is_updatable(trial._trial_id, state)
         table = models.TrialUserAttributeModel
         stmt = upsert(table).values(
             [{"trial_id": trial._trial_id, "key": k, "value_json": json.dumps(v)}

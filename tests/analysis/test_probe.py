@@ -159,9 +159,13 @@ def test_same_seed_same_result_and_other_seed_other_inits():
     assert c.init_seeds == [100, 101]
 
 
-@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="bitwise claim is for MKL")
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_batched_gradients_are_the_engine_models_gradients(one_thread, precision):
+    # The batched GEMMs are the engine model's GEMMs up to the BLAS's choice of kernel: on
+    # some CPUs MKL's batched and plain products round differently, so values are compared
+    # to float tolerance. What the probe decides must not depend on that: per init, the
+    # gradients with ReLU'(0) = 0 and = 1 differ (bitwise) in the batched path exactly
+    # when they differ in the engine model.
     spec = _spec(depth=2, width=16, precision=precision)
     dtype = resolve_precision(precision).param_dtype
     layers = probe_batched._stack(
@@ -173,10 +177,13 @@ def test_batched_gradients_are_the_engine_models_gradients(one_thread, precision
     gen = torch.Generator().manual_seed(0)
     xb = torch.randn(48, 784, generator=gen).to(dtype)
     yb = torch.randint(0, 10, (48,), generator=gen)
+    tol = {"float32": 1e-5, "bfloat16": 2e-2}[precision]
+    batched_by_alpha, engine_by_alpha = {}, {}
     for alpha in (0.0, 1.0):
         batched = probe_batched._grads(
             layers, torch.tensor([0, 1]), xb, yb, probe_batched._activation(spec, alpha), 3
         )
+        batched_by_alpha[alpha] = batched
         for k in (0, 1):
             (model,) = probe._init_models(spec, k, (alpha,))
             model = model.to(dtype)
@@ -187,8 +194,20 @@ def test_batched_gradients_are_the_engine_models_gradients(one_thread, precision
                     lin.bias.copy_(c[k])
             params = [p for lin in linears for p in (lin.weight, lin.bias)]
             loss = F.cross_entropy(model(xb.view(48, 1, 28, 28)).float(), yb)
-            for g, mine in zip(torch.autograd.grad(loss, params), batched):
-                assert probe.bitwise_equal(g, mine[k])
+            grads = torch.autograd.grad(loss, params)
+            engine_by_alpha[(alpha, k)] = grads
+            for g, mine in zip(grads, batched):
+                assert torch.allclose(g.float(), mine[k].float(), rtol=tol, atol=tol * 1e-2)
+    for k in (0, 1):
+        engine_differs = not all(
+            probe.bitwise_equal(a, b)
+            for a, b in zip(engine_by_alpha[(0.0, k)], engine_by_alpha[(1.0, k)])
+        )
+        batched_differs = not all(
+            probe.bitwise_equal(a[k], b[k])
+            for a, b in zip(batched_by_alpha[0.0], batched_by_alpha[1.0])
+        )
+        assert batched_differs == engine_differs == (k == 1), k
 
 
 def test_init_k_has_the_weights_of_train_seed_plus_k():

@@ -161,6 +161,21 @@ class Check:
     reasons: Counter = field(default_factory=Counter)
 
 
+def describe_trials(ts: list[FrozenTrial]) -> str:
+    """One line per trial: number, state, params, user attrs and the retry bookkeeping of
+    the system attrs (the enqueue/retry markers), for an assertion message."""
+    keep = ("failed_trial", "retry_history", "fixed_params")
+    lines = []
+    for t in ts:
+        system = {k: t.system_attrs[k] for k in keep if k in t.system_attrs}
+        start = t.datetime_start.strftime("%H:%M:%S.%f") if t.datetime_start else "-"
+        end = t.datetime_complete.strftime("%H:%M:%S.%f") if t.datetime_complete else "-"
+        lines.append(f"  #{t.number} id={t._trial_id} {t.state.name} value={t.value} "
+                     f"start={start} end={end} params={t.params} "
+                     f"user={dict(sorted(t.user_attrs.items()))} system={system}")
+    return "\n".join(["trials:", *lines])
+
+
 def check_study(ts: list[FrozenTrial], budget: int, *, seeds: int = 0, max_retry: int = 3
                 ) -> Check:
     """Assert the invariants every scenario must keep, and count what happened.
@@ -169,7 +184,18 @@ def check_study(ts: list[FrozenTrial], budget: int, *, seeds: int = 0, max_retry
     * each baseline seed finished exactly once; at most one finished twin per tuned lineage;
     * every failed trial (other than a discarded ask) with retries left has exactly one
       re-queued copy, with the same parameters, seed and baseline tag.
+
+    A failed assertion lists every trial (:func:`describe_trials`), so that a rare failure
+    can be understood from its message alone.
     """
+    try:
+        return _check_study(ts, budget, seeds=seeds, max_retry=max_retry)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{describe_trials(ts)}") from None
+
+
+def _check_study(ts: list[FrozenTrial], budget: int, *, seeds: int, max_retry: int
+                 ) -> Check:
     by_number = {t.number: t for t in ts}
     states = Counter(t.state.name for t in ts)
     assert states["RUNNING"] == 0 and states["WAITING"] == 0, states

@@ -158,7 +158,12 @@ baseline: {{seeds: 2}}
     resumed = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    check = check_study(trials(url, name), 5, seeds=2)
+    try:
+        check = check_study(trials(url, name), 5, seeds=2)
+    except AssertionError as exc:  # the trials are listed; the workers' logs say who did what
+        logs = sorted((tmp_path / "logs" / name).glob("worker-*.log"))
+        raise AssertionError("\n".join([str(exc), *(f"== {p.name}:\n{p.read_text()}"
+                                                     for p in logs)])) from None
     print(f"\nSIGTERM on hpo run: stopped {stop_s:.1f} s after the signal with "
           f"{len(interrupted)} trial(s) interrupted; the next run resumed to "
           f"{check.finished}/5")

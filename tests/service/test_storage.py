@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -21,6 +22,7 @@ from hpo.service.storage import (
     mask_url,
     resolve_storage_url,
 )
+from tests.service._race import InTheWindow
 
 POSTGRES_ENV = "HPO_TEST_POSTGRES_URL"  # e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test
 
@@ -74,6 +76,27 @@ def test_sqlite_creates_parent_folder_wal_and_busy_timeout(tmp_path):
     with storage.engine.connect() as con:
         timeout_ms = con.exec_driver_sql("PRAGMA busy_timeout").scalar()
     assert timeout_ms == SQLITE_BUSY_TIMEOUT_S * 1000
+
+
+def test_sqlite_in_wal_mode_syncs_at_checkpoints_only(tmp_path):
+    """synchronous=NORMAL (1) on every connection to a file in WAL mode (no fsync per
+    commit); a file in another journal mode keeps FULL (2), where NORMAL is not crash-safe."""
+    db = tmp_path / "study.db"
+    storage = make_storage(f"sqlite:///{db}")
+
+    def synchronous() -> int:
+        with storage.engine.connect() as con:
+            return con.exec_driver_sql("PRAGMA synchronous").scalar()
+
+    assert synchronous() == 1
+    storage.engine.dispose()
+    assert synchronous() == 1  # a new connection too
+    storage.engine.dispose()  # leaving WAL needs the only connection
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    con.close()
+    storage.engine.dispose()
+    assert synchronous() == 2
 
 
 def test_default_sqlite_url_is_relative_to_the_working_directory(tmp_path, monkeypatch):
@@ -189,3 +212,96 @@ def test_stale_trial_is_failed_and_requeued_with_the_same_params(storage_url):
         assert trials[1].user_attrs == {"hpo_baseline": True, "hpo_seed": 1}
     finally:
         _delete(storage_url, name)
+
+
+# -- state changes are atomic: of two racing changes from one state, exactly one wins ------
+def _two_storages(url: str) -> tuple[optuna.Study, optuna.Study]:
+    """One study seen through two storages (two engines: two worker processes)."""
+    name = unique_name()
+    mine = optuna.create_study(study_name=name, storage=make_storage(url))
+    other = optuna.load_study(study_name=name, storage=make_storage(url))
+    return mine, other
+
+
+def test_two_workers_never_pop_the_same_waiting_trial(storage_url):
+    """Two workers asking at once: the enqueued trial (a baseline) goes to one of them, the
+    other gets a new trial. Both popping it meant a baseline trained twice, and on an
+    interrupt two failed tells and two re-queued copies of it."""
+    mine, other = _two_storages(storage_url)
+    try:
+        mine.enqueue_trial({"x": 0.25})
+        race = InTheWindow(mine, other.ask)
+        trial = mine.ask()
+        theirs = race.result()
+        assert isinstance(theirs, optuna.Trial), theirs
+        assert sorted([trial.number, theirs.number]) == [0, 1]
+        ts = mine.get_trials()
+        assert [t.state for t in ts] == [TrialState.RUNNING] * 2
+        assert [t.system_attrs.get("fixed_params") for t in ts] == [{"x": 0.25}, None]
+    finally:
+        _delete(storage_url, mine.study_name)
+
+
+@pytest.mark.parametrize("state", [TrialState.FAIL, TrialState.COMPLETE])
+def test_a_stale_check_and_the_workers_own_tell_never_both_win(storage_url, state):
+    """Another worker's stale check fails a trial while its own worker tells FAIL (it was
+    interrupted) or COMPLETE: exactly one of them changes the state, the other is told that
+    the trial is finished. Both winning meant two re-queued copies of the trial, or a
+    completed trial that was re-queued as well (a baseline seed finished twice)."""
+    mine, other = _two_storages(storage_url)
+    try:
+        trial = mine.ask()
+        race = InTheWindow(
+            mine, lambda: other._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        )
+        try:
+            mine.tell(trial, 0.5) if state == TrialState.COMPLETE else mine.tell(trial, state=state)
+            told = True
+        except optuna.exceptions.UpdateFinishedTrialError:
+            told = False
+        stale = race.result()
+        if told:  # the worker won: the stale check must have been refused
+            assert isinstance(stale, optuna.exceptions.UpdateFinishedTrialError), stale
+            assert [t.state for t in mine.get_trials()] == [state]
+        else:
+            assert stale is True
+            assert [t.state for t in mine.get_trials()] == [TrialState.FAIL]
+    finally:
+        _delete(storage_url, mine.study_name)
+
+
+def _open_new_file_at_once(path: str, start, results) -> None:
+    from hpo.service.storage import _set_wal
+
+    start.wait()
+    try:
+        _set_wal(Path(path))
+        con = sqlite3.connect(path, timeout=60)
+        con.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        con.execute("INSERT INTO t VALUES (1)")
+        con.commit()
+        con.close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_never_see_it_locked(tmp_path):
+    # Several `hpo create` / workers starting on a brand-new file: SQLite refuses the switch
+    # to WAL at once ("database is locked", no busy wait) while another process is in the
+    # middle of it. Without the retry, about one round in five failed here.
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    for round_ in range(12):
+        start, results = ctx.Event(), ctx.Queue()
+        path = str(tmp_path / f"new{round_}.db")
+        procs = [ctx.Process(target=_open_new_file_at_once, args=(path, start, results))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        start.set()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join()
+        assert outcomes == ["ok"] * 6, (round_, outcomes)

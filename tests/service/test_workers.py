@@ -18,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.config import HeartbeatConfig
+from hpo.service.outcomes import TrialRecorder, WorkerStats
 from hpo.service.storage import make_storage
 from hpo.service.workers import (
     BUDGET_ATTR,
@@ -27,6 +28,7 @@ from hpo.service.workers import (
     budget_rank,
     requeue,
 )
+from tests.service._race import InTheWindow
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
@@ -228,6 +230,31 @@ def test_sigterm_fails_and_requeues_the_running_trial(storage_url: str) -> None:
     # Running again resumes: the re-queued trial runs first, and the budget is met.
     Worker(study, _objective).run(handle_signals=False)
     assert _states(study) == {"FAIL": 1, "COMPLETE": 3}
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_interrupted_trial_failed_meanwhile_by_a_stale_check_is_requeued_once(
+    storage_url: str,
+) -> None:
+    """A worker fails its interrupted baseline (SIGTERM) at the moment another worker's
+    stale check fails it too (the heartbeat was late on a loaded machine): one copy is
+    re-queued, not two, and the baseline seed finishes once."""
+    study = _study(storage_url, budget=1, grace=1)
+    study.enqueue_trial({"x": 0.25}, user_attrs={"hpo_baseline": True, "hpo_seed": 0})
+    other = _reopen(study, storage_url, grace=1)
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    study._storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.1)  # > grace even with SQLite's whole-second CURRENT_TIMESTAMP: stale
+    race = InTheWindow(study, lambda: optuna.storages.fail_stale_trials(other))
+    recorder = TrialRecorder(study, lambda fn, _what: fn(), WorkerStats(), max_retry=3)
+    recorder.fail(trial, "interrupted (SIGTERM)", retry=True)
+    assert race.result() is None  # fail_stale_trials returns nothing; it did not raise
+    copies = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == 0]
+    assert [t.state for t in copies] == [TrialState.WAITING], study.get_trials()
+    Worker(_reopen(study, storage_url), _objective).run(handle_signals=False)
+    finished = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert [(t.params, t.user_attrs.get("hpo_seed")) for t in finished] == [({"x": 0.25}, 0)]
 
 
 def test_timeout_stops_before_the_budget(storage_url: str) -> None:
