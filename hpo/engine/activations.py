@@ -199,7 +199,7 @@ class KinkedActivation(nn.Module):
             x.numel() == 0 or all(off.view(torch.uint8).min() for off in off_kink)
         ):
             return None
-        return [_sparse_if_rare(off.logical_not_()) for off in off_kink]
+        return [kinkscan.sparse_if_rare(off.logical_not_()) for off in off_kink]
 
     def _changes_kink(self, i: int) -> bool:
         return self._changes[i]
@@ -372,17 +372,6 @@ def _build(
             kink_grad,
         )
     return LeakyReLU(negative_slope, prime_zero, inplace, kink_grad)
-
-
-def _sparse_if_rare(mask: Tensor) -> tuple[int, Any]:
-    """``(count, positions)`` of a CPU kink mask: a sparse index when kinks are rare (the
-    usual case: it costs almost no memory), else the mask itself."""
-    count = int(torch.count_nonzero(mask))
-    if count == 0:
-        return 0, None
-    if 8 * mask.dim() * count < mask.numel():
-        return count, mask.nonzero(as_tuple=True)
-    return count, mask  # kinks are everywhere (e.g. zero bias on blank image regions)
 
 
 def kinked_modules(model: nn.Module) -> list[tuple[str, KinkedActivation]]:

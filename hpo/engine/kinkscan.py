@@ -1,4 +1,5 @@
-"""Is any value of a CPU tensor exactly on a kink? The compiled scan, where it applies.
+"""Is any value of a CPU tensor exactly on a kink, and where? The compiled scan, where it
+applies, and the sparse positions of the hits.
 
 The activations must know this before PyTorch's (possibly in-place) kernel runs. With
 PyTorch ops it takes a cast to bool and a byte-wise min: two kernels, a temporary, and
@@ -16,6 +17,7 @@ than two kinks, a kink the dtype cannot represent); the caller then uses PyTorch
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,7 +27,7 @@ try:  # built by `pip install` from setup.py; optional (no C compiler -> PyTorch
 except ImportError:  # pragma: no cover - depends on the install
     _native = None
 
-__all__ = ["any_on_kinks", "native_available"]
+__all__ = ["any_on_kinks", "native_available", "sparse_if_rare"]
 
 _BITS = {torch.float16: torch.int16, torch.bfloat16: torch.int16,
          torch.float32: torch.int32, torch.float64: torch.int64}
@@ -68,3 +70,14 @@ def any_on_kinks(x: Tensor, kinks: tuple[float, ...]) -> bool | None:
     if args is None:
         return None
     return _native.any_on_kinks(x.data_ptr(), x.numel(), *args)
+
+
+def sparse_if_rare(mask: Tensor) -> tuple[int, Any]:
+    """``(count, positions)`` of a CPU kink mask: a sparse index when kinks are rare (the
+    usual case: it costs almost no memory), else the mask itself."""
+    count = int(torch.count_nonzero(mask))
+    if count == 0:
+        return 0, None
+    if 8 * mask.dim() * count < mask.numel():
+        return count, mask.nonzero(as_tuple=True)
+    return count, mask  # kinks are everywhere (e.g. zero bias on blank image regions)

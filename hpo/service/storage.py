@@ -6,7 +6,7 @@
   the write lock instead of failing at once with "database is locked" (Python's default
   is 5 s). pysqlite opens its transaction at the first write, so the busy wait covers every
   write that Optuna makes. Commits are synced at WAL checkpoints, not each one
-  (``synchronous=NORMAL``: consistent after any crash, see :func:`_sync_normal_in_wal`).
+  (``synchronous=NORMAL``: consistent after any crash; :mod:`hpo.service.sqlite_file`).
 * PostgreSQL and other servers (several machines): a small connection pool per worker
   (at most 4 connections: ``pool_size=2, max_overflow=2``), ``pool_pre_ping`` so a
   restarted server or a dropped connection is not an error, and TCP timeouts so a vanished
@@ -27,12 +27,10 @@ import importlib.util
 import logging
 import os
 import re
-import sqlite3
 import time
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
@@ -42,7 +40,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import URL, make_url
 
 from hpo.errors import StorageError, UsageError
-from hpo.service.retry import FULL, READ_ONLY, sqlite_disk_fault
+from hpo.service.sqlite_file import SQLITE_BUSY_TIMEOUT_S, prepare_sqlite, sync_normal_in_wal
 from hpo.service.trial_reads import PlainSqlTrialReads
 from hpo.service.trial_writes import PlainSqlTrialWrites
 
@@ -69,7 +67,6 @@ _OPEN_ERRORS = (
 )
 _CREATE_ATTEMPTS = 5
 _CREATE_RACE = re.compile(r"already exists|UNIQUE constraint failed|duplicate key", re.I)
-SQLITE_BUSY_TIMEOUT_S = 60
 _PASSWORD_KEYS = ("password", "passwd", "pass", "pwd")
 _EXAMPLES = "sqlite:///storage/NAME.db, postgresql+psycopg2://USER:PASSWORD@HOST:5432/DB"
 
@@ -136,7 +133,7 @@ def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> optuna.s
     backend = parsed.get_backend_name()
     engine_kwargs: dict = {}
     if backend == "sqlite":
-        _prepare_sqlite(parsed)
+        prepare_sqlite(parsed)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     elif backend == "postgresql":
         engine_kwargs.update(pool_size=2, max_overflow=2, pool_pre_ping=True)
@@ -155,7 +152,7 @@ def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> optuna.s
     try:
         storage = _open_rdb(url, engine_kwargs, heartbeat)
         if backend == "sqlite":
-            _sync_normal_in_wal(storage.engine)
+            sync_normal_in_wal(storage.engine)
     except ImportError as exc:
         # Optuna re-raises the driver's ModuleNotFoundError under a generic message.
         cause = exc.__cause__ or exc.__context__
@@ -325,92 +322,6 @@ def parse_storage_url(url: str) -> URL:
             "fix: write it as DIALECT[+DRIVER]://..."
         ) from exc
     return parsed
-
-
-def _prepare_sqlite(url: URL) -> None:
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return  # in-memory: nothing on disk to prepare
-    path = Path(database)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mode = _set_wal(path)
-    except (OSError, sqlite3.Error) as exc:
-        fault = sqlite_disk_fault(f"sqlite:///{path}")
-        if fault == READ_ONLY:
-            raise StorageError(
-                f"SQLite storage {str(path)!r} is in a read-only folder ({exc}); nothing was "
-                "changed; fix: copy the database to a writable folder and pass that with "
-                "--storage, or make the folder writable (remount it read-write)."
-            ) from exc
-        if fault == FULL:
-            raise StorageError(
-                f"SQLite storage {str(path)!r} is on a full disk ({exc}); nothing was "
-                "changed; fix: free space on that disk (or move the database) and start again."
-            ) from exc
-        raise StorageError(
-            f"cannot open SQLite storage {str(path)!r}: {exc}; fix: choose a writable path "
-            "on a local disk (SQLite locking does not work on network file systems)."
-        ) from exc
-    if mode.lower() != "wal":
-        logger.warning("SQLite storage %s stays in journal mode %s, not WAL", path, mode)
-
-
-def _set_wal(path: Path) -> str:
-    """Put the SQLite file in WAL mode; return the journal mode it ends in.
-
-    WAL is a property of the database file: setting it once covers every later connection,
-    from every worker and from the dashboard. Switching needs the file to itself, and
-    SQLite answers "database is locked" at once, without its busy wait, while another
-    process (a second `hpo create`, a worker starting) holds it: retried here for up to the
-    busy timeout. A file already in WAL mode is left alone.
-    """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
-    while True:
-        con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
-        try:
-            mode = str(con.execute("PRAGMA journal_mode").fetchone()[0])
-            if mode.lower() != "wal":
-                mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-            return mode
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            if time.monotonic() > deadline:
-                raise
-        finally:
-            con.close()
-        time.sleep(0.05)
-
-
-def _sync_normal_in_wal(engine: sqlalchemy.engine.Engine) -> None:
-    """``PRAGMA synchronous=NORMAL`` on every connection to a SQLite file in WAL mode.
-
-    With the default (FULL) every commit waits for an fsync of the WAL, a few milliseconds
-    with the write lock held, and a worker commits about ten times per trial. In WAL mode
-    NORMAL syncs at checkpoints only; the database stays consistent whatever happens, and a
-    crashed or killed process loses nothing. Only a power cut or an OS crash can undo the
-    last commits, and those of every worker on the machine alike: the study is then as it
-    was a moment earlier, and its RUNNING trials are re-queued by the heartbeat check.
-    (https://www.sqlite.org/pragma.html#pragma_synchronous). A file left in another journal
-    mode (WAL unsupported, see :func:`_prepare_sqlite`) keeps FULL.
-    """
-    if engine.url.database in (None, "", ":memory:") or str(engine.url.database).startswith(
-        "file:"
-    ):
-        return  # in memory: nothing to sync, and disposing the pool would drop the data
-
-    def on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
-            if str(mode).lower() == "wal":
-                cursor.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            cursor.close()
-
-    sqlalchemy.event.listen(engine, "connect", on_connect)
-    engine.dispose()  # the connections opened to create the tables reconnect with it
 
 
 def _one_line(exc: BaseException, url: URL) -> str:

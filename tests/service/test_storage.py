@@ -271,7 +271,7 @@ def test_a_stale_check_and_the_workers_own_tell_never_both_win(storage_url, stat
 
 
 def _open_new_file_at_once(path: str, start, results) -> None:
-    from hpo.service.storage import _set_wal
+    from hpo.service.sqlite_file import _set_wal
 
     start.wait()
     try:
