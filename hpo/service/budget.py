@@ -45,7 +45,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import StorageError
-from hpo.service.twins import TWIN_ATTR, TWIN_OF_ATTR, is_twin, lineage_root
+from hpo.service.trial_requeue import FAIL_REASON_ATTR, retry_template
+from hpo.service.twins import TWIN_OF_ATTR, is_twin, lineage_root
 
 __all__ = [
     "BUDGET_ATTR",
@@ -64,14 +65,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BUDGET_ATTR = "hpo_budget"
-FAIL_REASON_ATTR = "hpo_fail_reason"
 DISCARDED = "discarded: over budget"
 DUPLICATE_TWIN = "discarded: duplicate twin"
 #: States of trials that hold a slot of the budget.
 SLOT_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-# User attrs that describe a trial's input (copied to a re-queued trial); the rest are results.
-_INPUT_ATTRS = ("hpo_baseline", "hpo_seed", TWIN_OF_ATTR, TWIN_ATTR)
 
 
 def study_budget(study: optuna.Study) -> int:
@@ -124,24 +122,14 @@ def study_spent(trials: list[FrozenTrial], budget: int) -> bool:
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:
-    """Queue a copy of a failed trial (same parameters, baseline tag and seed).
+    """Queue a copy of a failed trial (:func:`hpo.service.trial_requeue.retry_template`).
 
-    Mirrors :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`, but copies only the
-    input attributes: the failed trial's partial results must not show up on the copy.
-    Returns False when the trial was already retried ``max_retry`` times.
+    A separate write from the failure itself: the workers use
+    :meth:`~hpo.service.trial_requeue.AtomicRequeue.fail_and_requeue`, which does both in
+    one transaction. Returns False when the trial was already retried ``max_retry`` times.
     """
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if max_retry is not None and len(history) > max_retry:
-        log.warning("trial %d failed %d times; not retrying it again", history[0], len(history))
+    template = retry_template(trial, max_retry)
+    if template is None:
         return False
-    system_attrs = {"failed_trial": history[0], **trial.system_attrs, "retry_history": history}
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs={k: v for k, v in trial.user_attrs.items() if k in _INPUT_ATTRS},
-            system_attrs=system_attrs,
-        )
-    )
+    study.add_trial(template)
     return True

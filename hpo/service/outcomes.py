@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.service.budget import FAIL_REASON_ATTR, requeue
+from hpo.service.trial_requeue import atomic_backend
 
 __all__ = [
     "OOM_ATTR",
@@ -119,40 +120,34 @@ class TrialRecorder:
         return frozen.state.is_finished()
 
     def fail(self, trial: optuna.Trial, reason: str, *, retry: bool) -> None:
+        """Tell FAIL with ``reason``; with ``retry``, queue the trial's copy in the same
+        transaction (:mod:`hpo.service.trial_requeue`), so no crash can lose it."""
+        what = f"failing trial {trial.number}"
+        backend = atomic_backend(self.study)
         try:
-            self._call(lambda: trial.set_user_attr(FAIL_REASON_ATTR, reason),
-                       f"failing trial {trial.number}")
-            frozen = self._call(lambda: self.study.tell(trial, state=TrialState.FAIL),
-                                f"failing trial {trial.number}")
+            if retry and backend is not None:
+                try:  # what study.tell does before storing the state
+                    self.study.sampler.after_trial(
+                        self.study, self.study._storage.get_trial(trial._trial_id),
+                        TrialState.FAIL, None)
+                finally:
+                    self._call(lambda: backend.fail_and_requeue(
+                        trial._trial_id, reason=reason, max_retry=self.max_retry), what)
+                return
+            self._call(lambda: trial.set_user_attr(FAIL_REASON_ATTR, reason), what)
+            frozen = self._call(lambda: self.study.tell(trial, state=TrialState.FAIL), what)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
             if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
                 raise
             # Another worker's stale check got there first (this worker's heartbeat was
             # late or the storage was away for longer than the grace period): it failed the
-            # trial and re-queued it.
+            # trial and re-queued it. (Or this call's own first attempt did, and its reply
+            # was lost with the connection: the copy was queued in the same transaction.)
             log.warning("trial %d was already failed by another worker; not re-queued here",
                         trial.number)
             return
-        if retry:
+        if retry:  # a storage without the atomic path (not one made by make_storage)
             self._requeue(frozen)
-
-    def _requeue(self, frozen: FrozenTrial) -> None:
-        attempts = 0
-
-        def add() -> None:
-            nonlocal attempts
-            attempts += 1
-            # Only this worker re-queues a trial it failed itself, so after a failed attempt
-            # (whose insert may have been stored before the connection dropped) a copy in
-            # the storage can only be that attempt's.
-            if attempts > 1 and any(
-                t.system_attrs.get("retry_history", [])[-1:] == [frozen.number]
-                for t in self.study.get_trials(deepcopy=False)
-            ):
-                return
-            requeue(self.study, frozen, self.max_retry)
-
-        self._call(add, f"re-queueing trial {frozen.number}")
 
     def set_attrs(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         try:

@@ -112,8 +112,9 @@ def snapshot(study: optuna.Study) -> StudySnapshot:
             continue
         counts[t.state.name] += 1
         if t.state == TrialState.FAIL:
-            # No reason recorded: its worker died and the heartbeat check failed it.
-            kind = str(reason).split(" ")[0].rstrip(":") if reason else "worker lost"
+            # "interrupted (SIGTERM)", "error: ...", "worker lost: ..." (the heartbeat check;
+            # no reason at all on trials failed by Optuna's own check or an older version).
+            kind = str(reason).split(":")[0].split(" (")[0] if reason else "worker lost"
             kind = "errored" if kind == "error" else kind
             fail_reasons[kind] = fail_reasons.get(kind, 0) + 1
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE

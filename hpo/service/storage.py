@@ -14,6 +14,7 @@
   :mod:`hpo.service.retry`).
 * Heartbeats: a trial whose worker died is marked failed after the grace period and
   re-queued with the same parameters; so is one whose worker died before its first beat.
+  The failure and the copy are one transaction (:mod:`hpo.service.trial_requeue`).
 * Trial state changes are atomic on SQLite too (Optuna's ``FOR UPDATE`` is a no-op there):
   of two processes that change a trial's state at once (two workers popping the same
   enqueued trial, a worker telling its trial while another's stale check fails it), exactly
@@ -42,6 +43,7 @@ from sqlalchemy.engine import URL, make_url
 from hpo.errors import StorageError, UsageError
 from hpo.service.sqlite_file import SQLITE_BUSY_TIMEOUT_S, prepare_sqlite, sync_normal_in_wal
 from hpo.service.trial_reads import PlainSqlTrialReads
+from hpo.service.trial_requeue import AtomicRequeue
 from hpo.service.trial_writes import PlainSqlTrialWrites
 
 if TYPE_CHECKING:
@@ -204,7 +206,10 @@ def _open_rdb(
 # PlainSqlTrialReads/Writes: a worker reads the study's trials about ten times per trial and
 # writes each parameter, intermediate value and heartbeat: done without the ORM, with the
 # same checks and results, for a fraction of the CPU (hpo.service.trial_reads/_writes).
-class _RDBStorage(PlainSqlTrialReads, PlainSqlTrialWrites, optuna.storages.RDBStorage):
+# AtomicRequeue: a trial is failed and its copy queued in one transaction.
+class _RDBStorage(
+    PlainSqlTrialReads, PlainSqlTrialWrites, AtomicRequeue, optuna.storages.RDBStorage
+):
     """Optuna's RDBStorage with atomic trial state changes on SQLite and a stale-trial
     check that also catches a trial that never beat.
 

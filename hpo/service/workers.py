@@ -75,6 +75,7 @@ from hpo.service.retry import (
     storage_fault,
 )
 from hpo.service.storage import mask_url
+from hpo.service.trial_requeue import fail_stale_trials
 from hpo.service.twins import is_twin
 
 __all__ = [
@@ -214,7 +215,7 @@ class Worker:
                 )
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
+                    fail_stale_trials(study, self._record.max_retry)
             budget = study_budget(study)
             trials = study.get_trials(deepcopy=False)
             if study_spent(trials, budget):

@@ -27,6 +27,7 @@ from hpo.config import load_study_config
 from hpo.service.storage import make_storage
 from hpo.service.study import create_study
 from hpo.service.twins import TWIN_OF_ATTR, lineage_root
+from hpo.service.trial_requeue import STALE_REASON
 from hpo.service.workers import BUDGET_ATTR, DISCARDED, DUPLICATE_TWIN, FAIL_REASON_ATTR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -565,7 +566,7 @@ def kill_scenario(
         if run is None:
             continue
         lost = [t for t in ts if t.state == TrialState.FAIL
-                and not t.user_attrs.get(FAIL_REASON_ATTR)
+                and str(t.user_attrs.get(FAIL_REASON_ATTR, STALE_REASON)) == STALE_REASON
                 and t.params.get("relu_prime_zero", 0.0) == (run["relu_prime_zero"] or 0.0)
                 and t.user_attrs.get("hpo_seed", run["seed"]) == run["seed"]
                 and t.datetime_start <= kill["at"]]

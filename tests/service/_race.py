@@ -1,8 +1,9 @@
 """Force the worst interleaving of two processes' trial state changes, without timing.
 
 :class:`InTheWindow` makes a storage's next state change (``set_trial_state_values``: a
-pop, a tell, a stale-check fail) run another process's storage call right after it has read
-the trial's state and before it writes the new one. On SQLite, Optuna's read-then-write let
+pop, a tell, a stale-check fail; or ``fail_and_requeue``: a fail with its re-queued copy)
+run another process's storage call right after it has read the trial's state and before it
+writes the new one. On SQLite, Optuna's read-then-write let
 both calls win there; the storage must make exactly one of them win.
 """
 
@@ -53,6 +54,17 @@ class InTheWindow:
 
         storage.set_trial_state_values = changing
         storage.check_trial_is_updatable = checking
+        fail_and_requeue = getattr(storage, "fail_and_requeue", None)
+        if fail_and_requeue is not None:
+
+            def failing(*args: Any, **kwargs: Any) -> Any:
+                armed.set()
+                try:
+                    return fail_and_requeue(*args, **kwargs)
+                finally:
+                    armed.clear()
+
+            storage.fail_and_requeue = failing
 
     def _run(self) -> None:
         try:
