@@ -149,6 +149,24 @@ class TrialRecorder:
         if retry:  # a storage without the atomic path (not one made by make_storage)
             self._requeue(frozen)
 
+    def _requeue(self, frozen: FrozenTrial) -> None:
+        attempts = 0
+
+        def add() -> None:
+            nonlocal attempts
+            attempts += 1
+            # Only this worker re-queues a trial it failed itself, so after a failed attempt
+            # (whose insert may have been stored before the connection dropped) a copy in
+            # the storage can only be that attempt's.
+            if attempts > 1 and any(
+                t.system_attrs.get("retry_history", [])[-1:] == [frozen.number]
+                for t in self.study.get_trials(deepcopy=False)
+            ):
+                return
+            requeue(self.study, frozen, self.max_retry)
+
+        self._call(add, f"re-queueing trial {frozen.number}")
+
     def set_attrs(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         try:
             for key, value in attrs.items():

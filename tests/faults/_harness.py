@@ -26,8 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import load_study_config
 from hpo.service.storage import make_storage
 from hpo.service.study import create_study
-from hpo.service.twins import TWIN_OF_ATTR, lineage_root
 from hpo.service.trial_requeue import STALE_REASON
+from hpo.service.twins import TWIN_OF_ATTR, lineage_root
 from hpo.service.workers import BUDGET_ATTR, DISCARDED, DUPLICATE_TWIN, FAIL_REASON_ATTR
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.config import HeartbeatConfig
+from hpo.service.outcomes import TrialRecorder, WorkerStats
 from hpo.service.progress import snapshot
 from hpo.service.storage import make_storage
 from hpo.service.trial_requeue import (
@@ -177,3 +178,28 @@ def test_retry_template_copies_inputs_and_lineage_only() -> None:
     assert template.system_attrs == {"failed_trial": 2, "retry_history": [2, 5]}
     assert template.intermediate_values == {}
     assert retry_template(failed, max_retry=1) is None  # [2, 5]: retried once already
+
+
+def test_a_storage_without_the_atomic_path_still_fails_and_requeues() -> None:
+    """Optuna's in-memory storage (no SQL transaction): tell FAIL, then add the copy."""
+    study = optuna.create_study()
+    trial = _running_baseline(study)
+    assert atomic_backend(study) is None
+    recorder = TrialRecorder(study, lambda fn, _what: fn(), WorkerStats(), max_retry=3)
+    recorder.fail(trial, "error: RuntimeError: boom", retry=True)
+    failed, copy = study.get_trials()
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs[FAIL_REASON_ATTR] == "error: RuntimeError: boom"
+    assert copy.state == TrialState.WAITING and copy.params == {"x": 0.25}
+    assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 3}
+
+
+def test_the_recorder_fails_and_requeues_in_one_transaction(storage_url: str) -> None:
+    study = _study(storage_url)
+    trial = _running_baseline(study)
+    recorder = TrialRecorder(study, lambda fn, _what: fn(), WorkerStats(), max_retry=3)
+    recorder.fail(trial, "interrupted (SIGINT)", retry=True)
+    recorder.fail(trial, "interrupted (SIGINT)", retry=True)  # a retried call: no 2nd copy
+    failed, copy = study.get_trials()
+    assert failed.user_attrs[FAIL_REASON_ATTR] == "interrupted (SIGINT)"
+    assert copy.state == TrialState.WAITING and copy.system_attrs["retry_history"] == [0]
