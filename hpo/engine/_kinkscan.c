@@ -21,6 +21,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <omp.h>
 
 /* Items compared before looking for a hit: large enough for the inner loop to vectorise,
  * small enough to stop soon when kinks are frequent (float16/bfloat16) and to split the
@@ -33,9 +34,15 @@
 #define CLONES
 #endif
 
-/* Inputs smaller than this are scanned by the calling thread alone: PyTorch's elementwise
- * kernels (the ReLU itself) go parallel from the same size (at::internal::GRAIN_SIZE). */
-#define PARALLEL_MIN 32768
+/* PyTorch's elementwise kernels (the op that wrote the input, then the ReLU itself) split
+ * their work as at::parallel_for does with at::internal::GRAIN_SIZE: no parallel region
+ * below GRAIN items; else thread t of the team takes the t-th of min(team, ceil(n / GRAIN))
+ * equal contiguous chunks. The scan splits the same way, so each thread reads the part its
+ * own core has just written (still in its cache), and the team is PyTorch's own. Up to
+ * GRAIN items that is one chunk: the calling thread scans it without waking the team. */
+#ifndef GRAIN
+#define GRAIN 32768
+#endif
 
 /* One block: any item on a kink? The loop has no exit, so it vectorises. */
 #define BLOCK_SCAN(NAME, T)                                                                \
@@ -46,24 +53,34 @@
         return hit;                                                                        \
     }
 
-/* All blocks, split over the OpenMP threads PyTorch uses (the extension links the
- * libgomp that torch has already loaded, so it is the same thread pool and the same
- * torch.set_num_threads); blocks after a hit are skipped. */
+/* All blocks, split as PyTorch splits elementwise work, over the OpenMP threads PyTorch
+ * uses (the extension links the libgomp that torch has already loaded, so it is the same
+ * thread pool and the same torch.set_num_threads); blocks after a hit are skipped. */
 #define SCAN(NAME, BLOCK_FN, T)                                                            \
     static int NAME(const T *x, Py_ssize_t n, T m0, T p0, T m1, T p1) {                   \
-        Py_ssize_t blocks = (n + BLOCK - 1) / BLOCK;                                       \
         int found = 0;                                                                     \
-        _Pragma("omp parallel for schedule(static) if (n >= PARALLEL_MIN)")               \
-        for (Py_ssize_t b = 0; b < blocks; b++) {                                          \
-            int seen;                                                                      \
-            _Pragma("omp atomic read")                                                     \
-            seen = found;                                                                  \
-            if (seen) continue;                                                            \
-            Py_ssize_t start = b * BLOCK;                                                  \
-            Py_ssize_t len = n - start < BLOCK ? n - start : BLOCK;                        \
-            if (BLOCK_FN(x + start, len, m0, p0, m1, p1)) {                                \
-                _Pragma("omp atomic write")                                                \
-                found = 1;                                                                 \
+        if (n <= GRAIN || omp_get_max_threads() == 1 || omp_in_parallel()) {              \
+            for (Py_ssize_t s = 0; s < n && !found; s += BLOCK)                            \
+                found = BLOCK_FN(x + s, n - s < BLOCK ? n - s : BLOCK, m0, p0, m1, p1);   \
+            return found;                                                                  \
+        }                                                                                  \
+        _Pragma("omp parallel")                                                            \
+        {                                                                                  \
+            Py_ssize_t team = omp_get_num_threads();                                       \
+            Py_ssize_t parts = (n + GRAIN - 1) / GRAIN;                                    \
+            if (parts < team) team = parts;                                                \
+            Py_ssize_t chunk = (n + team - 1) / team;                                      \
+            Py_ssize_t begin = (Py_ssize_t)omp_get_thread_num() * chunk;                   \
+            Py_ssize_t end = begin + chunk < n ? begin + chunk : n;                        \
+            for (Py_ssize_t s = begin; s < end; s += BLOCK) {                              \
+                int seen;                                                                  \
+                _Pragma("omp atomic read")                                                 \
+                seen = found;                                                              \
+                if (seen) break;                                                           \
+                if (BLOCK_FN(x + s, end - s < BLOCK ? end - s : BLOCK, m0, p0, m1, p1)) {  \
+                    _Pragma("omp atomic write")                                            \
+                    found = 1;                                                             \
+                }                                                                          \
             }                                                                              \
         }                                                                                  \
         return found;                                                                      \

@@ -143,10 +143,14 @@ class KinkedActivation(nn.Module):
 
     # -- public -----------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            records = self._find_kinks(x)
-            if records is not None:
-                return _KinkFunction.apply(x, self, records)
+        if x.requires_grad and torch.is_grad_enabled():
+            # The usual case on CPU, answered first and with the fewest Python calls: the
+            # compiled scan finds no input on a kink, and PyTorch's own op is exact.
+            hit = kinkscan.any_on_kinks(x, self.kinks) if x.is_cpu else True
+            if hit is not False:
+                records = self._find_kinks(x, hit)
+                if records is not None:
+                    return _KinkFunction.apply(x, self, records)
         return self._primal(x, inplace=self.inplace)
 
     @property
@@ -179,18 +183,14 @@ class KinkedActivation(nn.Module):
         return []
 
     # -- used by _KinkFunction --------------------------------------------------------
-    def _find_kinks(self, x: Tensor) -> list[Any] | None:
+    def _find_kinks(self, x: Tensor, hit: bool | None) -> list[Any] | None:
         """Per kink: a dense bool mask (non-CPU devices), or (count, sparse index) on CPU.
 
+        ``hit`` is the compiled scan's answer (``None``: it does not apply to ``x``).
         ``None`` on CPU when no input is on a kink: PyTorch's own op is then exact.
         """
         if not x.is_cpu:
             return [x.detach() == kink for kink in self.kinks]
-        # The compiled scan (one read pass, see kinkscan.py) answers the usual question,
-        # "none on a kink?", at a fraction of a ReLU's cost; positions are found only on a hit.
-        hit = kinkscan.any_on_kinks(x, self.kinks)
-        if hit is False:
-            return None
         x = x.detach()  # the search is not part of the graph
         # On CPU, `x == k` is several times slower than a cast to bool (which is `!= 0`)
         # and a byte-wise min; `x - k` is exactly 0 only when x == k (IEEE subtraction).

@@ -15,6 +15,7 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 KINK_SETS = [(0.0,), (0.0, 6.0)]
 # Bigger than the scan's block (4096) and than its parallel threshold (32768).
 LARGE = 3 * 32768 + 17
+GRAIN = 32768  # PyTorch's at::internal::GRAIN_SIZE: the scan splits work as PyTorch does
 
 needs_native = pytest.mark.skipif(
     not kinkscan.native_available(), reason="the compiled scan is not built here"
@@ -52,6 +53,29 @@ def test_finds_a_single_value_on_a_kink_anywhere(dtype, kinks, n):
             y = x.clone()
             y[pos] = value
             assert kinkscan.any_on_kinks(y, kinks) is True, (pos, value)
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n", [GRAIN, GRAIN + 1, 2 * GRAIN + 1, LARGE])
+def test_finds_a_kink_at_every_thread_chunk_boundary(threads, n):
+    """Each thread scans the chunk PyTorch's elementwise kernels give it (min(threads,
+    ceil(n / GRAIN)) equal chunks; one chunk up to GRAIN items): a hit on either side of
+    every chunk boundary, and in the last item, is found whatever the thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = _off_kink(n, torch.float32)
+        assert kinkscan.any_on_kinks(x, (0.0,)) is False
+        parts = 1 if n <= GRAIN else min(threads, -(-n // GRAIN))
+        chunk = -(-n // parts)
+        edges = {p for k in range(1, parts) for p in (k * chunk - 1, k * chunk)}
+        for pos in sorted({0, *edges, n - 1}):
+            y = x.clone()
+            y[pos] = 0.0
+            assert kinkscan.any_on_kinks(y, (0.0,)) is True, (threads, n, pos)
+    finally:
+        torch.set_num_threads(before)
 
 
 @needs_native
