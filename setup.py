@@ -1,8 +1,9 @@
-"""Build script for the one compiled part: hpo/engine/_kinkscan.c (everything else is in
-pyproject.toml).
+"""Build script for the two compiled parts (everything else is in pyproject.toml):
+hpo/engine/_kinkscan.c (is any input exactly on a kink?) and hpo/engine/_bytegather.c (a
+training batch gathered from uint8 images through a table of input values).
 
-The extension is optional: where no C compiler is available the install still succeeds
-and the activations find kinks with PyTorch ops instead (same results, slower on CPU).
+Both are optional: where no C compiler is available the install still succeeds and the
+engine uses PyTorch ops instead (same results, slower on CPU).
 """
 
 from setuptools import Extension, setup
@@ -17,6 +18,13 @@ setup(
             extra_compile_args=["-O3", "-fopenmp"],
             extra_link_args=["-fopenmp"],
             optional=True,
-        )
+        ),
+        Extension(
+            "hpo.engine._bytegather",
+            sources=["hpo/engine/_bytegather.c"],
+            extra_compile_args=["-O3", "-fopenmp"],
+            extra_link_args=["-fopenmp"],
+            optional=True,
+        ),
     ]
 )

@@ -19,6 +19,11 @@ same initial weights) on the same 50,000 training images, measured side by side 
 * **floor**: the pure compute: the same number of forward/backward/Adam steps, with the
   same batch sizes, on one batch already in memory, stock ``nn.ReLU``, the engine's Adam
   settings and determinism settings, nothing else in the loop.
+* **floor, 16 rotating batches** (information): the floor, but the steps use 16 different
+  batches in turn, gathered before the clock starts. Nothing is gathered in the loop; what
+  it adds to the floor is the cost of a step reading an input it did not read last step
+  (the same-batch floor keeps its input, weights, gradients and Adam state in the core's
+  cache; a new 400 KB batch each step does not fit beside them).
 * **floor, shuffled batches** (information): the floor, but each step's batch is gathered
   with ``index_select`` from the whole prepared training tensor in a random order. The
   difference to the floor is the data movement that any per-sample shuffling costs
@@ -140,7 +145,7 @@ class Bench:
         self.train_y = raw.train_labels[train_idx]
         self.times: dict[str, list[float]] = {
             k: [] for k in ("ours_train", "ours_epoch", "ours_call", "ref_train", "ref_epoch",
-                            "floor", "floor_shuffled")
+                            "floor", "floor_rotating", "floor_shuffled")
         }
 
     # -- ours: the engine's own loop and timers -------------------------------------------
@@ -178,29 +183,45 @@ class Bench:
 
     # -- floor: the same steps on one batch in memory ----------------------------------------
     def floor(self) -> None:
-        self.times["floor"].append(self._floor(shuffled=False))
+        self.times["floor"].append(self._floor("same"))
+
+    def floor_rotating(self) -> None:
+        self.times["floor_rotating"].append(self._floor("rotating"))
 
     def floor_shuffled(self) -> None:
-        self.times["floor_shuffled"].append(self._floor(shuffled=True))
+        self.times["floor_shuffled"].append(self._floor("shuffled"))
 
-    def _floor(self, shuffled: bool) -> float:
-        """The compute alone, under the engine's determinism settings. ``shuffled``: each
-        step's batch is gathered from the whole training tensor (what any pipeline that
-        shuffles samples must move), instead of the same batch every step."""
+    def _floor(self, batches: str) -> float:
+        """The compute alone, under the engine's determinism settings. ``batches``:
+
+        * ``same``: the same batch every step (it stays in the core's cache);
+        * ``rotating``: 16 different batches gathered before the clock starts, used in turn
+          (no gather in the loop, but each step reads an input it did not read last step:
+          the cost of new data alone, which no pipeline can avoid);
+        * ``shuffled``: each step's batch is gathered from the whole training tensor (what
+          any pipeline that shuffles samples must move).
+        """
         model = build_stock(self.spec)
         optimizer = _make_optimizer(
             self.spec, model, resolve_precision(self.spec.precision), TrainResult()
         )
         bs, n = self.spec.batch_size, self.n_train
         order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+        rotating = [
+            (data_mod.gather_rows(self.train_x, idx), self.train_y.index_select(0, idx))
+            for idx in order[: 16 * bs].split(bs)
+        ] if batches == "rotating" else []
         model.train()
         with train_mod._deterministic(torch.device("cpu")):
             started = clock()
-            for start in range(0, n, bs):
-                if shuffled:
+            for step, start in enumerate(range(0, n, bs)):
+                if batches == "shuffled":
                     idx = order[start : start + bs]
                     x = data_mod.gather_rows(self.train_x, idx)
                     y = self.train_y.index_select(0, idx)
+                elif batches == "rotating":
+                    x, y = rotating[step % len(rotating)]
+                    x, y = x[: min(bs, n - start)], y[: min(bs, n - start)]
                 else:
                     x, y = self.train_x[: min(bs, n - start)], self.train_y[: min(bs, n - start)]
                 loss = F.cross_entropy(model(x), y)
@@ -221,6 +242,9 @@ class Bench:
                   note="" if ref_target else "compute-bound: ~2.5-3x is the ceiling"),
             Check(f"fc {net}: reference train+val / ours train+val",
                   t["ref_epoch"] / t["ours_epoch"], None),
+            Check(f"fc {net}: floor with 16 rotating batches / floor",
+                  t["floor_rotating"] / t["floor"], None,
+                  note="new input each step, nothing gathered"),
             Check(f"fc {net}: ours train pass / floor with shuffled batches",
                   t["ours_train"] / t["floor_shuffled"], None,
                   note="the floor plus the per-step batch gather"),
@@ -257,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                              precision="float32", optimizer="adam", lr=1e-3, epochs=1,
                              relu_prime_zero=1.0, train_subset=subset)
             bench = Bench(net, spec, data_dir, mnist_root)
-            variants = [bench.ours, bench.reference, bench.floor, bench.floor_shuffled]
+            variants = [bench.ours, bench.reference, bench.floor, bench.floor_rotating,
+                        bench.floor_shuffled]
             for r in range(rounds + 1):
                 shift = r % len(variants)
                 for variant in variants[shift:] + variants[:shift]:
@@ -266,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                     for v in bench.times.values():
                         v.clear()
             for key, label in [("floor", "floor (compute only)"),
+                               ("floor_rotating", "floor, 16 rotating batches"),
                                ("floor_shuffled", "floor, shuffled batches"),
                                ("ours_train", "ours: train pass"),
                                ("ours_epoch", "ours: train + val"),

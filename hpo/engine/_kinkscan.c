@@ -11,7 +11,7 @@
  * mask drops the sign bit (+0 and -0 are both on the kink; subnormals are not); for other k
  * the mask keeps every bit (one representation only; NaN never matches).
  *
- * any_on_kinks(address, numel, itemsize, mask0, pattern0, mask1, pattern1) -> bool
+ * any_on_kinks(address, numel, (itemsize, mask0, pattern0, mask1, pattern1)) -> bool
  *
  * The caller guarantees a contiguous CPU tensor of `numel` items of `itemsize` bytes at
  * `address` that stays alive during the call (the GIL is released while scanning).
@@ -95,18 +95,17 @@ SCAN(scan64, block64, uint64_t)
 
 static PyObject *any_on_kinks(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 7) {
-        PyErr_Format(PyExc_TypeError,
-                     "any_on_kinks(address, numel, itemsize, mask0, pattern0, mask1, "
-                     "pattern1) takes 7 arguments, got %zd",
-                     nargs);
+    if (nargs != 3 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "any_on_kinks(address, numel, (itemsize, mask0, pattern0, mask1, "
+                        "pattern1)) takes 3 arguments, the last a tuple of 5 ints");
         return NULL;
     }
     void *ptr = PyLong_AsVoidPtr(args[0]);
     Py_ssize_t n = PyLong_AsSsize_t(args[1]);
-    long size = PyLong_AsLong(args[2]);
+    long size = PyLong_AsLong(PyTuple_GET_ITEM(args[2], 0));
     unsigned long long v[4];
-    for (int i = 0; i < 4; i++) v[i] = PyLong_AsUnsignedLongLong(args[3 + i]);
+    for (int i = 0; i < 4; i++) v[i] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(args[2], i + 1));
     if (PyErr_Occurred()) return NULL;
     if (n < 0 || (n > 0 && ptr == NULL)) {
         PyErr_SetString(PyExc_ValueError, "any_on_kinks: null address or negative numel");
@@ -131,7 +130,7 @@ static PyObject *any_on_kinks(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 static PyMethodDef methods[] = {
     {"any_on_kinks", (PyCFunction)(void (*)(void))any_on_kinks, METH_FASTCALL,
-     "any_on_kinks(address, numel, itemsize, mask0, pattern0, mask1, pattern1) -> bool"},
+     "any_on_kinks(address, numel, (itemsize, mask0, pattern0, mask1, pattern1)) -> bool"},
     {NULL, NULL, 0, NULL},
 };
 

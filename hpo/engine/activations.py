@@ -120,6 +120,7 @@ class KinkedActivation(nn.Module):
         for kink, value in zip(self.kinks, derivatives):
             _check_finite(f"derivative of {self.name} at {kink:g}", value)
         self.derivatives = tuple(float(d) for d in derivatives)
+        self._scan = kinkscan.Scanner(self.kinks)
         self.inplace = inplace
         self.kink_grad = kink_grad
         self._host_hits = [0] * len(self.kinks)
@@ -146,7 +147,7 @@ class KinkedActivation(nn.Module):
         if x.requires_grad and torch.is_grad_enabled():
             # The usual case on CPU, answered first and with the fewest Python calls: the
             # compiled scan finds no input on a kink, and PyTorch's own op is exact.
-            hit = kinkscan.any_on_kinks(x, self.kinks) if x.is_cpu else True
+            hit = self._scan(x) if x.is_cpu else True
             if hit is not False:
                 records = self._find_kinks(x, hit)
                 if records is not None:

@@ -27,7 +27,7 @@ try:  # built by `pip install` from setup.py; optional (no C compiler -> PyTorch
 except ImportError:  # pragma: no cover - depends on the install
     _native = None
 
-__all__ = ["any_on_kinks", "native_available", "sparse_if_rare"]
+__all__ = ["Scanner", "any_on_kinks", "native_available", "sparse_if_rare"]
 
 _BITS = {torch.float16: torch.int16, torch.bfloat16: torch.int16,
          torch.float32: torch.int32, torch.float64: torch.int64}
@@ -59,6 +59,35 @@ def _patterns(kinks: tuple[float, ...], dtype: torch.dtype) -> tuple[int, ...] |
     return (size, *args)
 
 
+class Scanner:
+    """:func:`any_on_kinks` for one set of kinks, its per-dtype arguments computed once:
+    what an activation module calls on every forward (the fewest Python steps)."""
+
+    __slots__ = ("_args", "kinks")
+
+    def __init__(self, kinks: tuple[float, ...]) -> None:
+        self.kinks = tuple(kinks)
+        self._args: dict[torch.dtype, tuple[int, ...]] = {}
+
+    def __call__(self, x: Tensor) -> bool | None:
+        """Whether a CPU tensor ``x`` has an element on a kink; None where the scan does not
+        apply (the caller has checked that ``x`` is on the CPU)."""
+        args = self._args.get(x.dtype)
+        if args is None:
+            args = self._args[x.dtype] = (
+                (_patterns(self.kinks, x.dtype) or ()) if _native is not None else ()
+            )
+        if not args or _native is None or not x.is_contiguous():
+            return None
+        return _native.any_on_kinks(x.data_ptr(), x.numel(), args)
+
+    def __getstate__(self) -> tuple[float, ...]:
+        return self.kinks
+
+    def __setstate__(self, kinks: tuple[float, ...]) -> None:
+        self.__init__(kinks)
+
+
 def any_on_kinks(x: Tensor, kinks: tuple[float, ...]) -> bool | None:
     """Whether any element of ``x`` equals one of ``kinks`` (at most two) exactly.
 
@@ -69,7 +98,7 @@ def any_on_kinks(x: Tensor, kinks: tuple[float, ...]) -> bool | None:
     args = _patterns(kinks, x.dtype)
     if args is None:
         return None
-    return _native.any_on_kinks(x.data_ptr(), x.numel(), *args)
+    return _native.any_on_kinks(x.data_ptr(), x.numel(), args)
 
 
 def sparse_if_rare(mask: Tensor) -> tuple[int, Any]:

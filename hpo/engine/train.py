@@ -13,7 +13,6 @@ propagates unchanged.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import math
@@ -31,6 +30,7 @@ from hpo.engine.activations import kinked_modules
 from hpo.engine.models import build_model
 from hpo.engine.precision import Precision, resolve_adam_eps, resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
+from hpo.engine.splits import Split, prepared_splits
 from hpo.errors import ConfigError
 
 __all__ = ["EpochReport", "params_sha256", "resolve_device", "train"]
@@ -50,12 +50,6 @@ class EpochReport:
     train_loss: float
     kink_hits: int  # kink hits during this epoch's backward passes
     elapsed_s: float
-
-
-@dataclass
-class _Split:
-    x: Tensor
-    y: Tensor
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,7 +87,7 @@ def train(
     precision = resolve_precision(spec.precision)
     input_dtype = precision.param_dtype
     raw = data_mod.load_raw(spec.dataset, data_dir)
-    train_split, val_split, test_split = _prepared_splits(
+    train_split, val_split, test_split = prepared_splits(
         raw, spec.val_size, spec.train_subset, spec.split_seed, spec.normalize, input_dtype,
         device,
     )
@@ -119,48 +113,13 @@ def train(
     return result
 
 
-@functools.lru_cache(maxsize=2)
-def _prepared_splits(
-    raw: data_mod.RawDataset,
-    val_size: int,
-    train_subset: int | None,
-    split_seed: int,
-    normalize: bool,
-    dtype: torch.dtype,
-    device: torch.device,
-) -> tuple[_Split, _Split, _Split]:
-    """Train, validation and test tensors, ready for the model; cached per process.
-
-    A worker runs many trials on the same data: preparing the splits (indexing, scaling,
-    casting) is done once per setting instead of once per trial. The loop only reads them
-    (batches are gathered into new tensors), so sharing is safe. ``raw`` is hashed by
-    identity, and the data module caches it per process.
-    """
-    train_idx, val_idx = data_mod.split_indices(
-        len(raw.train_labels), val_size=val_size, train_subset=train_subset,
-        split_seed=split_seed,
-    )
-
-    def split(images: Tensor, labels: Tensor) -> _Split:
-        x = data_mod.prepare_images(
-            images, dataset=raw.name, normalize=normalize, dtype=dtype, device=device
-        )
-        return _Split(x, labels.to(device))
-
-    return (
-        split(raw.train_images[train_idx], raw.train_labels[train_idx]),
-        split(raw.train_images[val_idx], raw.train_labels[val_idx]),
-        split(raw.test_images, raw.test_labels),
-    )
-
-
 def _fit(
     spec: TrainSpec,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     precision: Precision,
-    train_split: _Split,
-    val_split: _Split,
+    train_split: Split,
+    val_split: Split,
     batch_order: torch.Generator,
     on_epoch_end: Callable[[EpochReport], None] | None,
     observe_model: Callable[[int, nn.Module], None] | None,
@@ -179,6 +138,8 @@ def _fit(
     # allocator a fresh mapping per batch.
     x_buffer = train_split.x.new_empty((min(spec.batch_size, n), *train_split.x.shape[1:]))
     y_buffer = train_split.y.new_empty((min(spec.batch_size, n),))
+    next_batch = train_split.batcher(x_buffer, y_buffer)
+    reshape = _shape(spec, x_buffer) is not x_buffer  # resize or 3 channels: per batch
     for epoch in range(1, spec.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -189,9 +150,9 @@ def _fit(
         loss_sum = torch.zeros((), dtype=torch.float64, device=train_split.x.device)
         steps = 0
         for step, start in enumerate(range(0, n, spec.batch_size), start=1):
-            idx = order[start : start + spec.batch_size]
-            xb = _shape(spec, data_mod.gather_rows(train_split.x, idx, out=x_buffer))
-            yb = torch.index_select(train_split.y, 0, idx, out=y_buffer[: len(idx)])
+            xb, yb = next_batch(order[start : start + spec.batch_size])
+            if reshape:
+                xb = _shape(spec, xb)
             loss = _loss(model, xb, yb, precision)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -264,7 +225,7 @@ _BN_CALIBRATION_BATCHES = 32
 
 @torch.no_grad()
 def _recalibrate_batch_norm(
-    spec: TrainSpec, model: nn.Module, split: _Split, precision: Precision
+    spec: TrainSpec, model: nn.Module, split: Split, precision: Precision
 ) -> None:
     """Recompute batch-norm running statistics as exact averages over training batches.
 
@@ -300,7 +261,7 @@ def _recalibrate_batch_norm(
 
 
 @torch.no_grad()
-def _accuracy(spec: TrainSpec, model: nn.Module, split: _Split, precision: Precision) -> float:
+def _accuracy(spec: TrainSpec, model: nn.Module, split: Split, precision: Precision) -> float:
     model.eval()
     batch = max(spec.batch_size, 1000 if spec.model == "fc" else 256)
     correct = torch.zeros((), dtype=torch.int64, device=split.x.device)

@@ -169,3 +169,20 @@ def test_training_is_bitwise_the_same_with_and_without_the_scan(monkeypatch):
     fallback = train(spec)
     assert native.kink_hits == fallback.kink_hits > 0
     assert native.params_sha256 == fallback.params_sha256
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_modules_scanner_answers_as_any_on_kinks(dtype):
+    import copy
+    import pickle
+
+    scan = kinkscan.Scanner((0.0, 6.0))
+    x = _off_kink(5000, dtype)
+    assert scan(x) is False and scan(x.view(50, 100).t()) is None  # not contiguous
+    x[1234] = 6.0
+    assert scan(x) is True
+    for clone in (pickle.loads(pickle.dumps(scan)), copy.deepcopy(scan)):
+        assert clone.kinks == (0.0, 6.0) and clone(x) is True
+    relu = pickle.loads(pickle.dumps(ReLU(1.0)))  # a module with its scanner pickles
+    assert relu._scan(torch.zeros(3, dtype=dtype)) is True

@@ -145,7 +145,8 @@ def test_batch_norm_recalibration_changes_evaluation_only():
 
 def test_recalibrated_statistics_are_exact_batch_averages():
     from hpo.engine.precision import resolve_precision
-    from hpo.engine.train import _recalibrate_batch_norm, _Split
+    from hpo.engine.splits import Split as _Split
+    from hpo.engine.train import _recalibrate_batch_norm
 
     spec = _spec(batch_size=4)
     bn = torch.nn.BatchNorm1d(784, momentum=0.1)
