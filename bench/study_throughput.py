@@ -103,7 +103,8 @@ def main() -> int:
         # times one worker of 2 threads.
         gain = results[1]["per_s"] / single["per_s"]
         print(f"1 worker on 1 core: {single['trials']} trials in {single['span_s']:.1f} s "
-              f"({single['per_s']:.3f} trials/s)")
+              f"({single['per_s']:.3f} trials/s; {single['train_s'] / single['trials']:.2f} s "
+              "training per trial)")
         bound = 2 / gain
         ratio = results[2]["per_s"] / results[1]["per_s"]
         checks.append(Check("1 worker: 2 threads vs 1 thread (speed-up s)", gain, None,
