@@ -76,19 +76,22 @@ class ByteBatches:
             raise ValueError("batcher needs contiguous int64 labels, one per image")
         self._check(torch.zeros(len(x_out), dtype=torch.int64), x_out)
         views: dict[int, tuple[Tensor, Tensor]] = {}
+        gather = _native.gather
+        codes, rows, row_len = self._codes_ptr, len(self.codes), self.row_len
+        table, size = self._table_ptr, self.table.element_size()
         x_ptr, labels_ptr, y_ptr = x_out.data_ptr(), labels.data_ptr(), y_out.data_ptr()
-        call = self._call
 
         def batch(idx: Tensor) -> tuple[Tensor, Tensor]:
             n = len(idx)
-            if n not in views:
+            view = views.get(n)
+            if view is None:
                 if n > len(x_out) or idx.dtype != torch.int64:
                     raise ValueError(f"{n} indices for a buffer of {len(x_out)} rows")
-                views[n] = (x_out[:n], y_out[:n])
+                view = views[n] = (x_out[:n], y_out[:n])
             if not idx.is_contiguous():
                 idx = idx.contiguous()
-            call(idx, x_ptr, labels_ptr, y_ptr)
-            return views[n]
+            gather(codes, rows, row_len, idx.data_ptr(), n, table, size, x_ptr, labels_ptr, y_ptr)
+            return view
 
         return batch
 

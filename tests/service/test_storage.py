@@ -11,6 +11,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
+import sqlalchemy.pool
 from optuna.trial import TrialState
 
 from hpo.config import HeartbeatConfig
@@ -178,13 +180,29 @@ def test_storage_round_trip(storage_url):
         _delete(storage_url, name)
 
 
-def test_postgres_uses_a_small_pre_pinged_pool():
+def test_postgres_pool_is_small_and_replaces_connections_the_server_dropped():
+    """A server restart or failover kills the pooled connections; the health check (a
+    ping at checkout) finds them dead and the pool opens new ones, unseen by the caller."""
     url = os.environ.get(POSTGRES_ENV)
     if not url:
         pytest.skip(f"set {POSTGRES_ENV} to run against PostgreSQL")
     storage = make_storage(url)
-    assert storage.engine.pool.size() == 2
-    assert storage.engine.pool._pre_ping
+    assert storage.engine.pool.size() == 2 and storage.engine.pool._pre_ping
+    storage.get_all_studies()
+    pooled = [record.dbapi_connection.info.backend_pid
+              for record in list(storage.engine.pool._pool.queue)]
+    assert pooled
+    killer = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    with killer.connect() as conn:
+        for pid in pooled:
+            assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar()
+    killer.dispose()
+    for _ in range(len(pooled) + 1):  # every dead connection is handed out once
+        storage.get_all_studies()  # no error: no retry needed
+    now = [record.dbapi_connection.info.backend_pid
+           for record in list(storage.engine.pool._pool.queue)
+           if record.dbapi_connection is not None]
+    assert now and not set(pooled) & set(now)
 
 
 def test_without_heartbeat_config_no_heartbeat(storage_url):
