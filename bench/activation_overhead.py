@@ -13,8 +13,9 @@ channel for the fc net, 3 channels 28x28 for MobileNetV3-small).
     ``out = act(h)`` and ``torch.autograd.grad(out, leaf, g)`` are timed (the gradient
     reaches the leaf through one identity clone node, the same on both sides). Ours does
     one more pass over the input than ``nn.ReLU``: the search for inputs exactly on the
-    kink (a cast to bool and a byte-wise min) that must happen before an in-place ReLU
-    overwrites them; when none is found PyTorch's own op and backward run.
+    kink (the compiled scan of ``hpo/engine/_kinkscan.c``, or PyTorch ops without it)
+    that must happen before an in-place ReLU overwrites them; when none is found
+    PyTorch's own op and backward run.
 (b) **Training step** (forward, cross-entropy, ``zero_grad``, backward, Adam step) with the
     engine's own loss function and optimizer settings, on fc 3x256 and MobileNetV3-small.
 (c) **Peak memory of a training step**, same models and step. CPU has no

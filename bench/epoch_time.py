@@ -9,6 +9,8 @@ same initial weights) on the same 50,000 training images, measured side by side 
   ``EpochReport.elapsed_s`` the engine passes to its epoch callback (the train pass plus
   accuracy on the 10,000 validation images). The once-per-trial cost of ``train()`` (model
   build and audit, input preparation, test accuracy) is shown separately ("whole call").
+  Its batches are read as bytes through the table of input values
+  (``hpo/engine/bytebatches.py``: 100 KB of random rows per batch instead of 400 KB).
 * **reference**: the pipeline of the Optuna PyTorch example (``optuna-examples/pytorch/
   pytorch_simple.py``): torchvision's ``MNIST`` dataset with ``transforms.ToTensor()``, a
   ``DataLoader(batch_size=128, shuffle=True)`` over the same training indices, stock
@@ -25,9 +27,10 @@ same initial weights) on the same 50,000 training images, measured side by side 
   (the same-batch floor keeps its input, weights, gradients and Adam state in the core's
   cache; a new 400 KB batch each step does not fit beside them).
 * **floor, shuffled batches** (information): the floor, but each step's batch is gathered
-  with ``index_select`` from the whole prepared training tensor in a random order. The
-  difference to the floor is the data movement that any per-sample shuffling costs
-  (400 KB per batch from a 157 MB tensor: mostly memory traffic and cache misses).
+  with ``index_select`` from the whole prepared float32 training tensor in a random order
+  (the engine's way before its byte path). The difference to the floor is the data
+  movement that per-sample shuffling costs that way (400 KB per batch from a 157 MB
+  tensor: memory traffic, and the model's state pushed out of the core's cache).
 
 Targets (issue 2): ours' train pass within 1.10x of the floor (fc 2x64 and 3x256); the
 reference's train pass at least 5x ours for fc 2x64 (for 3x256 the compute dominates and
