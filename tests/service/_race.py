@@ -38,12 +38,15 @@ class InTheWindow:
         check = storage.check_trial_is_updatable  # called between the read and the write
         armed = threading.Event()
 
-        def changing(*args: Any, **kwargs: Any) -> Any:
-            armed.set()
-            try:
-                return change(*args, **kwargs)
-            finally:
-                armed.clear()
+        def armed_during(call: Callable[..., Any]) -> Callable[..., Any]:
+            def armed_call(*args: Any, **kwargs: Any) -> Any:
+                armed.set()
+                try:
+                    return call(*args, **kwargs)
+                finally:
+                    armed.clear()
+
+            return armed_call
 
         def checking(trial_id: int, trial_state: TrialState) -> None:
             check(trial_id, trial_state)
@@ -52,19 +55,10 @@ class InTheWindow:
                 self._thread.start()
                 self._thread.join(timeout=3)  # still running: blocked by a lock we hold
 
-        storage.set_trial_state_values = changing
+        storage.set_trial_state_values = armed_during(change)
         storage.check_trial_is_updatable = checking
-        fail_and_requeue = getattr(storage, "fail_and_requeue", None)
-        if fail_and_requeue is not None:
-
-            def failing(*args: Any, **kwargs: Any) -> Any:
-                armed.set()
-                try:
-                    return fail_and_requeue(*args, **kwargs)
-                finally:
-                    armed.clear()
-
-            storage.fail_and_requeue = failing
+        if hasattr(storage, "fail_and_requeue"):
+            storage.fail_and_requeue = armed_during(storage.fail_and_requeue)
 
     def _run(self) -> None:
         try:
