@@ -287,9 +287,12 @@ class Worker:
                 error = exc
         self.stats.objective_s += time.perf_counter() - started
 
-        elsewhere = self._call(lambda: self._record.finished_elsewhere(trial),
-                               f"checking trial {trial.number}")
-        if elsewhere:
+        # Another worker's stale check may have failed this trial while it ran. A result is
+        # then refused by finish() itself (so a trial that ended normally is not read again:
+        # one transaction less per trial); an error may be that very refusal of one of the
+        # run's writes, so it is checked before it counts as a failure of the trial.
+        if error is not None and self._call(lambda: self._record.finished_elsewhere(trial),
+                                            f"checking trial {trial.number}"):
             # Another worker's stale-trial check failed (and re-queued) this trial while it
             # ran: its heartbeat was late, e.g. on an overloaded machine. Its result cannot
             # be stored any more; the re-queued copy runs it again.

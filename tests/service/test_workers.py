@@ -267,3 +267,36 @@ def test_timeout_stops_before_the_budget(storage_url: str) -> None:
 
     stats = Worker(study, slow, timeout=0.1).run(handle_signals=False)
     assert stats.stopped_by == "timeout" and stats.completed == 1
+
+
+@pytest.mark.parametrize("writes_after", [False, True])
+def test_trial_failed_by_another_worker_while_it_ran_is_discarded_not_counted(
+    storage_url: str, writes_after: bool
+) -> None:
+    """Another worker's stale check fails the trial in the middle of its run (its heartbeat
+    was late). Whether the run then just returns its value or is refused a write, its result
+    is discarded, it is not counted as completed or as failed, and the copy the other worker
+    queued runs once."""
+    from hpo.service.trial_requeue import atomic_backend
+
+    study = _study(storage_url, budget=1)
+    other = _reopen(study, storage_url)
+    calls = []
+
+    def objective(trial: optuna.Trial) -> float:
+        x = _objective(trial)
+        calls.append(trial.number)
+        if len(calls) == 1:  # the first run: failed meanwhile by the other worker
+            atomic_backend(other).fail_and_requeue(trial._trial_id, reason="worker lost: test",
+                                                   max_retry=3)
+            if writes_after:
+                trial.set_user_attr("test_accuracy", 0.5)  # refused: UpdateFinishedTrialError
+        return x
+
+    stats = Worker(study, objective).run(handle_signals=False)
+    assert calls == [0, 1]
+    assert (stats.completed, stats.failed) == (1, 0)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].system_attrs["retry_history"] == [0] and trials[1].params == trials[0].params
+    assert "test_accuracy" not in trials[0].user_attrs
