@@ -139,7 +139,8 @@ def _fit(
     x_buffer = train_split.x.new_empty((min(spec.batch_size, n), *train_split.x.shape[1:]))
     y_buffer = train_split.y.new_empty((min(spec.batch_size, n),))
     next_batch = train_split.batcher(x_buffer, y_buffer)
-    reshape = _shape(spec, x_buffer) is not x_buffer  # resize or 3 channels: per batch
+    size = spec.resolved_image_size  # resize or 3 channels: shape_batch per batch
+    reshape = x_buffer.shape[1] != spec.resolved_channels or x_buffer.shape[-2:] != (size, size)
     for epoch in range(1, spec.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
