@@ -8,23 +8,18 @@ engine uses PyTorch ops instead (same results, slower on CPU).
 
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=[
-        Extension(
-            "hpo.engine._kinkscan",
-            sources=["hpo/engine/_kinkscan.c"],
-            # -fopenmp: large inputs are scanned by PyTorch's own OpenMP threads (the
-            # libgomp.so.1 torch loads first is the one the extension binds to).
-            extra_compile_args=["-O3", "-fopenmp"],
-            extra_link_args=["-fopenmp"],
-            optional=True,
-        ),
-        Extension(
-            "hpo.engine._bytegather",
-            sources=["hpo/engine/_bytegather.c"],
-            extra_compile_args=["-O3", "-fopenmp"],
-            extra_link_args=["-fopenmp"],
-            optional=True,
-        ),
-    ]
-)
+
+def _engine_extension(name: str) -> Extension:
+    """hpo/engine/NAME.c as the optional module hpo.engine.NAME. -fopenmp: large inputs are
+    split over PyTorch's own OpenMP threads (the libgomp.so.1 torch loads first is the one
+    the extension binds to)."""
+    return Extension(
+        f"hpo.engine.{name}",
+        sources=[f"hpo/engine/{name}.c"],
+        extra_compile_args=["-O3", "-fopenmp"],
+        extra_link_args=["-fopenmp"],
+        optional=True,
+    )
+
+
+setup(ext_modules=[_engine_extension("_kinkscan"), _engine_extension("_bytegather")])
