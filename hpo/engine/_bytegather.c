@@ -19,16 +19,15 @@
  * 4-byte items (float32) on a CPU with AVX-512: 16 pixels at a time, the table held in 16
  * registers, looked up with 8 two-register permutes and a 3-level blend on the top 3 bits
  * of the byte. 2-byte items (bfloat16, float16) with AVX-512BW: 32 pixels at a time, 8
- * registers, 4 permutes and 2 blends. Elsewhere a plain loop (the engine then keeps
- * index_select, see bytebatches.py). Batches of more than GRAIN items are split by rows
- * over PyTorch's OpenMP threads (the libgomp torch has loaded). The GIL is released; the
- * caller keeps the buffers alive. Optional extension (setup.py): without it the engine
- * gathers rows of the prepared float images with index_select, with the same values.
+ * registers, 4 permutes and 2 blends. Elsewhere (8-byte items, other CPUs) a plain loop.
+ * Batches of more than GRAIN items are split by rows over PyTorch's OpenMP threads (the
+ * libgomp torch has loaded). The GIL is released; the caller keeps the buffers alive.
+ * Optional extension (setup.py): without it the engine gathers rows of the prepared float
+ * images with index_select, with the same values.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
-#include <string.h>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -137,23 +136,12 @@ static void gather_rows(const uint8_t *codes, Py_ssize_t row_len, const int64_t 
     }
 }
 
-static const char *vector_name(long size) {
-#if HAVE_X86
-    if (size == 4 && __builtin_cpu_supports("avx512f")) return "avx512f";
-    if (size == 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
-        return "avx512bw";
-#endif
-    (void)size;
-    return "plain";
-}
-
 static row_fn pick(long size) {
-    int vector = strcmp(vector_name(size), "plain") != 0;
 #if HAVE_X86
-    if (vector && size == 4) return (row_fn)row32_avx512;
-    if (vector && size == 2) return (row_fn)row16_avx512;
+    if (size == 4 && __builtin_cpu_supports("avx512f")) return (row_fn)row32_avx512;
+    if (size == 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+        return (row_fn)row16_avx512;
 #endif
-    (void)vector;
     if (size == 2) return (row_fn)row16;
     if (size == 8) return (row_fn)row64;
     return (row_fn)row32;
@@ -208,18 +196,9 @@ static PyObject *gather(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-static PyObject *vector_path(PyObject *self, PyObject *arg) {
-    (void)self;
-    long size = PyLong_AsLong(arg);
-    if (PyErr_Occurred()) return NULL;
-    return PyUnicode_FromString(vector_name(size));
-}
-
 static PyMethodDef methods[] = {
     {"gather", (PyCFunction)(void (*)(void))gather, METH_FASTCALL,
      "gather(codes, rows, row_len, index, count, table, itemsize, out, labels, labels_out)"},
-    {"vector_path", vector_path, METH_O,
-     "vector_path(itemsize) -> 'avx512f', 'avx512bw' or 'plain': the loop for that item size"},
     {NULL, NULL, 0, NULL},
 };
 

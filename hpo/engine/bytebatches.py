@@ -52,7 +52,6 @@ class ByteBatches:
         self.codes = codes
         self.table = table
         self.row_len = codes[0].numel() if len(codes) else 0
-        self.path = _native.vector_path(table.element_size()) if _native else "none"
         self._codes_ptr, self._table_ptr = codes.data_ptr(), table.data_ptr()
 
     def gather(self, idx: Tensor, out: Tensor) -> Tensor:
@@ -60,7 +59,10 @@ class ByteBatches:
         the table's dtype, the images' row shape); returns that view of ``out``."""
         rows = out[: len(idx)]
         self._check(idx, rows)
-        self._call(idx, rows.data_ptr(), 0, 0)
+        _native.gather(
+            self._codes_ptr, len(self.codes), self.row_len, idx.data_ptr(), len(idx),
+            self._table_ptr, self.table.element_size(), rows.data_ptr(), 0, 0,
+        )
         return rows
 
     def batcher(
@@ -104,12 +106,6 @@ class ByteBatches:
             or (len(rows) and rows[0].numel() != self.row_len)
         ):
             raise ValueError("gather needs contiguous int64 indices and a matching buffer")
-
-    def _call(self, idx: Tensor, out_ptr: int, labels_ptr: int, y_ptr: int) -> None:
-        _native.gather(
-            self._codes_ptr, len(self.codes), self.row_len, idx.data_ptr(), len(idx),
-            self._table_ptr, self.table.element_size(), out_ptr, labels_ptr, y_ptr,
-        )
 
 
 def byte_batches(
