@@ -126,10 +126,12 @@ class TrialRecorder:
         backend = atomic_backend(self.study)
         try:
             if retry and backend is not None:
-                try:  # what study.tell does before storing the state
-                    self.study.sampler.after_trial(
-                        self.study, self.study._storage.get_trial(trial._trial_id),
-                        TrialState.FAIL, None)
+                # What study.tell does before storing the state; the read is retried like
+                # every storage call (the storage may be the very reason for this failure).
+                frozen = self._call(lambda: self.study._storage.get_trial(trial._trial_id),
+                                    what)
+                try:
+                    self.study.sampler.after_trial(self.study, frozen, TrialState.FAIL, None)
                 finally:
                     self._call(lambda: backend.fail_and_requeue(
                         trial._trial_id, reason=reason, max_retry=self.max_retry), what)
