@@ -2,7 +2,7 @@
 
     python bench/storage_overhead.py [--quick] [--postgres URL] [--trial-seconds 5]
 
-Each worker is the real one (``hpo.service.pool.open_worker``: heartbeats, stale-trial
+Each worker is the real one (``hpo.worker.pool.open_worker``: heartbeats, stale-trial
 checks, budget checks, sampling, the objective's reports and user attributes, tell) with
 the engine swapped for a training function that sleeps ``--trial-seconds`` and returns a
 realistic result. Overhead per trial = (worker wall time - time asleep in "training" - time
@@ -77,7 +77,7 @@ def _worker(
     name: str, url: str, index: int, seconds: float, queue: mp.Queue, start: mp.Barrier
 ) -> None:
     import hpo.engine.train  # noqa: F401 - imported before timing, as `hpo worker` does
-    from hpo.service.pool import open_worker
+    from hpo.worker.pool import open_worker
 
     train = SleepTrain(seconds)
     worker = open_worker(name, url, worker_index=index, train_fn=train, poll_interval=0.5)
@@ -92,10 +92,10 @@ def _worker(
 
 
 def measure(url: str, workers: int, trials_each: int, seconds: float, tmp: Path) -> dict:
-    from hpo.config import load_study_config
-    from hpo.service.storage import make_storage
-    from hpo.service.study import create_study
-    from hpo.service.workers import study_budget
+    from hpo.config.study import load_study_config
+    from hpo.storage.rdb import make_storage
+    from hpo.study.create import create_study
+    from hpo.worker.loop import study_budget
 
     name = f"bench-overhead-{uuid.uuid4().hex[:8]}"
     config = tmp / f"{name}.yaml"
@@ -145,7 +145,7 @@ def main() -> int:
 
     from _timing import Check, machine_header, print_checks
 
-    from hpo.service.storage import mask_url
+    from hpo.storage.rdb import mask_url
 
     print(machine_header(threads=1))
     runs = []

@@ -245,8 +245,8 @@ def _setup(case: Case, tmp: Path) -> None:
         data = case.yaml if isinstance(case.yaml, bytes) else case.yaml.encode()
         (tmp / "study.yaml").write_bytes(data)
     if case.setup == "existing":
-        from hpo.config import load_study_config
-        from hpo.service.study import create_study
+        from hpo.config.study import load_study_config
+        from hpo.study.create import create_study
 
         path = tmp / "exists.yaml"
         path.write_text(config(name="exists"))

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from hpo import config_yaml
+from hpo.config import yamlfile as config_yaml
 from hpo.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,7 +294,7 @@ def _unsafe_uses(path: Path) -> list[str]:
             found.append(f"{where} {'.'.join(call)}()")
         elif call == ("yaml", "load"):
             loader = keywords.get("Loader")
-            # the one allowed form: hpo.config_yaml's SafeLoader subclass
+            # the one allowed form: hpo.config.yamlfile's SafeLoader subclass
             if not (isinstance(loader, ast.Name) and loader.id == "_Loader"
                     and path.name == "config_yaml.py"):
                 found.append(f"{where} yaml.load() without the safe _Loader")

@@ -32,7 +32,7 @@ from hpo.analysis.stats import (
     two_sample_comparison,
 )
 from hpo.analysis.trials import GroupKey, Pair, TrialRecord, group_label, pair_trials, read_trials
-from hpo.config import StudyConfig
+from hpo.config.study import StudyConfig
 from hpo.errors import HpoError
 
 __all__ = [
@@ -164,7 +164,7 @@ def compare_study(
     """Compare a study's tuned trials with their default-derivative partners.
 
     Args:
-        study: the study (loaded with :func:`hpo.service.study.load_study`).
+        study: the study (loaded with :func:`hpo.study.create.load_study`).
         cfg: its stored config.
         against: another study and its config, compared distribution against distribution.
         metric: ``test_accuracy`` (default; the best trial is still chosen by the

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.config import StudyConfig
+from hpo.config.search_space import DERIVATIVES, pytorch_derivative
+from hpo.config.study import StudyConfig
 from hpo.engine.spec import TrainSpec
 from hpo.errors import HpoError
-from hpo.search_space import DERIVATIVES, pytorch_derivative
 
 __all__ = ["GroupKey", "Pair", "TrialRecord", "group_label", "pair_trials", "read_trials"]
 

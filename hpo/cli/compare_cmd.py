@@ -46,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from hpo.analysis.compare import compare_study
     from hpo.analysis.report import format_text, write_report
-    from hpo.service.progress import open_existing_storage
-    from hpo.service.storage import mask_url
-    from hpo.service.study import load_study
+    from hpo.storage.rdb import mask_url
+    from hpo.study.create import load_study
+    from hpo.worker.progress import open_existing_storage
 
     name, url = _study_ref(args.study, args.storage)
     storage = open_existing_storage(url)
@@ -70,10 +70,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _study_ref(ref: str, storage_flag: str | None) -> tuple[str, str]:
     """A study name, or a study file (then its name and, without a flag, its storage)."""
-    from hpo.service.storage import resolve_storage_url
+    from hpo.storage.rdb import resolve_storage_url
 
     if ref.endswith((".yaml", ".yml")) or Path(ref).is_file():
-        from hpo.config import load_study_config
+        from hpo.config.study import load_study_config
 
         cfg = load_study_config(ref)
         return cfg.name, resolve_storage_url(cfg.storage, storage_flag, name=cfg.name)

@@ -1,7 +1,7 @@
 """``hpo create|worker|run|status|export|dashboard``: the study service from the shell.
 
-Parsing and printing only; the work is done in :mod:`hpo.service`. Results go to stdout,
-progress and errors to stderr. A storage password is never printed.
+Parsing and printing only; the work is done in the layers below (study, worker, analysis).
+Results go to stdout, progress and errors to stderr. A storage password is never printed.
 
 Storage URL, first found: ``--storage``, ``$HPO_STORAGE``, the study file's ``storage:``,
 ``sqlite:///storage/<study name>.db`` (relative to the current directory).
@@ -91,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", metavar="URL", help=_STORAGE_HELP)
     p.set_defaults(handler=_export)
 
-    from hpo.service.dashboard import DEFAULT_HOST, DEFAULT_PORT
+    from hpo.analysis.dashboard import DEFAULT_HOST, DEFAULT_PORT
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on the study storage",
                        description="Serve optuna-dashboard on the storage (bound to "
@@ -107,8 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------------
 def _create(args: argparse.Namespace) -> int:
-    from hpo.service.storage import make_storage, mask_url
-    from hpo.service.study import create_study
+    from hpo.storage.rdb import make_storage, mask_url
+    from hpo.study.create import create_study
 
     cfg, url = _load_config(args.config, args.storage, args.n_trials)
     study = create_study(cfg, make_storage(url))
@@ -122,9 +122,9 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from hpo.service.pool import open_worker, set_threads
-    from hpo.service.progress import open_existing_storage
-    from hpo.service.storage import resolve_storage_url
+    from hpo.storage.rdb import resolve_storage_url
+    from hpo.worker.pool import open_worker, set_threads
+    from hpo.worker.progress import open_existing_storage
 
     if args.config and args.study:
         raise UsageError("give CONFIG or --study NAME, not both; fix: drop one of them.")
@@ -152,10 +152,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hpo.service.pool import check_data, run_local
-    from hpo.service.progress import format_duration, format_status
-    from hpo.service.storage import make_storage, mask_url
-    from hpo.service.study import create_study
+    from hpo.storage.rdb import make_storage, mask_url
+    from hpo.study.create import create_study
+    from hpo.worker.pool import check_data, run_local
+    from hpo.worker.progress import format_duration, format_status
 
     cfg, url = _load_config(args.config, args.storage, args.n_trials)
     storage = make_storage(url)  # unreachable: fail before a possible download
@@ -187,9 +187,9 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import optuna
 
-    from hpo.service.progress import format_status, open_existing_storage, snapshot
-    from hpo.service.storage import mask_url, resolve_storage_url
-    from hpo.service.study import load_study
+    from hpo.storage.rdb import mask_url, resolve_storage_url
+    from hpo.study.create import load_study
+    from hpo.worker.progress import format_status, open_existing_storage, snapshot
 
     if args.study is None:
         url = resolve_storage_url(None, args.storage)
@@ -210,10 +210,10 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from hpo.service.export import export_all, export_study
-    from hpo.service.progress import open_existing_storage
-    from hpo.service.storage import resolve_storage_url
-    from hpo.service.study import load_study
+    from hpo.analysis.export import export_all, export_study
+    from hpo.storage.rdb import resolve_storage_url
+    from hpo.study.create import load_study
+    from hpo.worker.progress import open_existing_storage
 
     if args.all:
         if args.study:
@@ -235,8 +235,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from hpo.service.dashboard import serve
-    from hpo.service.storage import resolve_storage_url
+    from hpo.analysis.dashboard import serve
+    from hpo.storage.rdb import resolve_storage_url
 
     if args.config:
         _, url = _load_config(args.config, args.storage)
@@ -249,8 +249,8 @@ def _dashboard(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------
 def _load_config(path: str, storage_flag: str | None, n_trials: int | None = None):
     """The study file with its storage URL resolved (flag > $HPO_STORAGE > file > default)."""
-    from hpo.config import load_study_config
-    from hpo.service.storage import resolve_storage_url
+    from hpo.config.study import load_study_config
+    from hpo.storage.rdb import resolve_storage_url
 
     cfg = load_study_config(path)
     url = resolve_storage_url(cfg.storage, storage_flag, name=cfg.name)
@@ -262,7 +262,7 @@ def _load_config(path: str, storage_flag: str | None, n_trials: int | None = Non
 
 def _study_ref(ref: str, storage_flag: str | None) -> tuple[str, str]:
     """A study name, or a study file (then its name and storage)."""
-    from hpo.service.storage import resolve_storage_url
+    from hpo.storage.rdb import resolve_storage_url
 
     if ref.endswith((".yaml", ".yml")) or Path(ref).is_file():
         cfg, url = _load_config(ref, storage_flag)

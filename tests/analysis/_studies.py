@@ -9,7 +9,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from hpo.config import (
+from hpo.config.study import (
     BaselineConfig,
     HeartbeatConfig,
     PrunerConfig,

@@ -12,7 +12,7 @@ from hpo.analysis.compare import NothingToCompareError, compare_study, param_imp
 from hpo.analysis.trials import pair_trials, read_trials
 from hpo.cli import compare_cmd
 from hpo.errors import HpoError, StudyNotFoundError
-from hpo.service.study import load_study
+from hpo.study.create import load_study
 from tests.analysis._studies import StudyBuilder
 
 RESAMPLES = 2000

@@ -23,12 +23,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.config import load_study_config
-from hpo.service.storage import make_storage
-from hpo.service.study import create_study
-from hpo.service.trial_requeue import STALE_REASON
-from hpo.service.twins import TWIN_OF_ATTR, lineage_root
-from hpo.service.workers import BUDGET_ATTR, DISCARDED, DUPLICATE_TWIN, FAIL_REASON_ATTR
+from hpo.config.study import load_study_config
+from hpo.storage.rdb import make_storage
+from hpo.study.create import create_study
+from hpo.study.requeue import STALE_REASON
+from hpo.study.twins import TWIN_OF_ATTR, lineage_root
+from hpo.worker.loop import BUDGET_ATTR, DISCARDED, DUPLICATE_TWIN, FAIL_REASON_ATTR
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_worker.py")

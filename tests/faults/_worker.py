@@ -5,7 +5,7 @@
 
 It runs ``hpo.cli.main(["worker", *WORKER_ARGS])``, so argument parsing, logging, signal
 handling, error lines and exit codes are the real ones; only the training function is
-replaced, through the ``train_fn`` argument that :func:`hpo.service.pool.open_worker`
+replaced, through the ``train_fn`` argument that :func:`hpo.worker.pool.open_worker`
 offers for tests and benchmarks. ``--max-pages N`` caps every SQLite connection at N pages
 (``PRAGMA max_page_count``): writes past it fail with SQLITE_FULL, as on a full disk.
 ``--marker-dir DIR``: the file DIR/<pid> says which run the process is in (see FakeTrain).
@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import hpo.worker.pool as pool  # noqa: E402
 from hpo.cli import main  # noqa: E402
-from hpo.service import pool  # noqa: E402
 from tests.faults._fake import FakeTrain  # noqa: E402
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from hpo.service.pool import open_worker
-from hpo.service.workers import OOM_ATTR, OOM_REASON_ATTR
+from hpo.worker.loop import OOM_ATTR, OOM_REASON_ATTR
+from hpo.worker.pool import open_worker
 from tests.faults._fake import FakeTrain
 from tests.faults._harness import check_study, delete_study, new_study, trials
 

@@ -16,9 +16,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.config import HeartbeatConfig
-from hpo.service.storage import make_storage
-from hpo.service.workers import BUDGET_ATTR, Worker
+from hpo.config.study import HeartbeatConfig
+from hpo.storage.rdb import make_storage
+from hpo.worker.loop import BUDGET_ATTR, Worker
 from tests.faults._harness import PG_URL, kill_scenario
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")

@@ -1,6 +1,6 @@
 """Ctrl-C (SIGINT) and SIGTERM on a worker and on ``hpo run``: the running trial is failed
 cleanly and re-queued with its parameters, nothing stays RUNNING, and the next run resumes
-to exactly the budget. (tests/test_cli_study.py covers SIGINT on ``hpo run``.)
+to exactly the budget. (tests/cli/test_study_cmds.py covers SIGINT on ``hpo run``.)
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ def test_hpo_run_progress_pauses_while_the_storage_is_unreachable(caplog) -> Non
     import sqlalchemy.exc
 
     from hpo.errors import StorageError
-    from hpo.service.pool import _poll
+    from hpo.worker.pool import _poll
 
     class DownMonitor:
         def update(self):

@@ -1,0 +1,134 @@
+"""``objective: probe``: each trial runs the bifurcation probe instead of a training run.
+
+Depth, width, batch size, sample size (``train_subset``) and precision sweeps of the probe
+(:func:`hpo.analysis.probe.run_probe`) then run on the same workers and storage as training
+studies and land in the same CSV export and dashboard. A trial's parameters, with the
+fixed ``train:`` settings, make the probed :class:`~hpo.engine.spec.TrainSpec` (its seed is
+the first init's; the optimiser settings are unused: the probe makes no updates); the
+study's ``probe: {inits, alphas, compare}`` is the same for every trial.
+
+Recorded as user attributes: ``bifurcated_fraction``, ``bifurcated``, ``hazard_per_batch``,
+``median_samples_to_bifurcation`` (None when no init bifurcated), ``batches_examined``,
+``kinked_batches``, ``batches_per_epoch``, ``inits``, ``train_samples``,
+``samples_to_bifurcation`` (a JSON list per init, null where it did not bifurcate),
+``probe_method``, ``precision``, ``device``, ``torch_version``, ``wall_time_s`` and
+``hpo_seed``. The trial's value is the study's metric (``bifurcated_fraction`` or
+``hazard_per_batch``); nothing is reported per step, so nothing is pruned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from hpo.config.modes import METRICS
+from hpo.errors import ConfigError
+from hpo.objective.train import _json_safe, set_user_attrs, suggest_params
+
+if TYPE_CHECKING:
+    from hpo.analysis.probe import ProbeResult
+    from hpo.config.study import StudyConfig
+    from hpo.engine.spec import TrainSpec
+
+__all__ = ["ProbeFn", "ProbeObjective", "probe_attrs"]
+
+log = logging.getLogger(__name__)
+
+#: ``run_probe(spec, *, inits, alphas, compare, data_dir) -> ProbeResult``.
+ProbeFn = Callable[..., "ProbeResult"]
+
+
+def probe_attrs(result: ProbeResult, spec: TrainSpec) -> dict[str, Any]:
+    """The user attributes of one probe trial (JSON-safe)."""
+    attrs = {
+        "hpo_seed": spec.seed,
+        "hpo_baseline": False,
+        "bifurcated_fraction": float(result.bifurcated_fraction),
+        "bifurcated": int(result.bifurcated),
+        "hazard_per_batch": float(result.hazard_per_batch),
+        "median_samples_to_bifurcation": (
+            None
+            if result.median_samples_to_bifurcation is None
+            else float(result.median_samples_to_bifurcation)
+        ),
+        "batches_examined": int(result.batches_examined),
+        "kinked_batches": int(result.kinked_batches),
+        "batches_per_epoch": int(result.batches_per_epoch),
+        "inits": int(result.inits),
+        "train_samples": int(result.train_samples),
+        # One string, not a list: the export would otherwise spread it over one column per
+        # init, and the number of inits is a setting, not a trial's outcome.
+        "samples_to_bifurcation": json.dumps(result.samples_to_bifurcation),
+        "probe_method": result.method,
+        "precision": spec.precision,
+        "device": result.device,
+        "torch_version": result.torch_version,
+        "wall_time_s": float(result.wall_time_s),
+    }
+    return {key: _json_safe(value) for key, value in attrs.items()}
+
+
+class ProbeObjective:
+    """Run the bifurcation probe for one trial of a ``objective: probe`` study.
+
+    Args:
+        cfg: The study's configuration (with ``objective == "probe"``).
+        data_dir: Where the datasets live; ``None`` lets the engine use ``HPO_DATA_DIR``
+            (raw data is cached per process, so a worker loads it once).
+        probe_fn: The probe; default :func:`hpo.analysis.probe.run_probe` (tests inject a
+            fake).
+
+    Raises:
+        ConfigError: ``cfg`` is not a probe study.
+    """
+
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        probe_fn: ProbeFn | None = None,
+    ) -> None:
+        if cfg.objective != "probe" or cfg.probe is None or cfg.metric not in METRICS["probe"]:
+            raise ConfigError(
+                f"{cfg.source}: objective: not a probe study (got objective {cfg.objective!r}, "
+                f"metric {cfg.metric!r}); allowed: objective: probe with metric "
+                f"{' or '.join(METRICS['probe'])}; fix: use the train objective for it."
+            )
+        self.cfg = cfg
+        self.data_dir = data_dir
+        self._probe_fn = probe_fn
+
+    @property
+    def probe_fn(self) -> ProbeFn:
+        if self._probe_fn is None:
+            # Imported on first use: torch is slow to import and `hpo status` never needs it.
+            from hpo.analysis.probe import run_probe
+
+            self._probe_fn = run_probe
+        return self._probe_fn
+
+    def spec_for(self, trial: optuna.trial.BaseTrial) -> TrainSpec:
+        """The probed settings: ``train:`` plus the trial's parameters."""
+        return self.cfg.train_spec(suggest_params(trial, self.cfg.search_space))
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> float:
+        spec = self.spec_for(trial)
+        probe = self.cfg.probe
+        result = self.probe_fn(
+            spec,
+            inits=probe.inits,
+            alphas=tuple(probe.alphas),
+            compare=probe.compare,
+            data_dir=self.data_dir,
+        )
+        set_user_attrs(trial, probe_attrs(result, spec))
+        value = float(getattr(result, self.cfg.metric))
+        log.info("trial %d: %s=%.4f (%d of %d inits bifurcated)", trial.number, self.cfg.metric,
+                 value, result.bifurcated, result.inits)
+        return value

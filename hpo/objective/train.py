@@ -1,0 +1,326 @@
+"""Trial -> engine run -> user attributes.
+
+:class:`Objective` is the callable a worker hands its trials to. It turns the trial's
+parameters into a :class:`~hpo.engine.spec.TrainSpec` through the study config, trains it
+(reporting the validation accuracy after every epoch so the pruner can stop it), records
+what the run measured as trial user attributes and returns the study's metric.
+
+A diverged run (NaN or infinite loss) is recorded with ``diverged=True`` and its
+``divergence_reason`` and then ends as **PRUNED**, not FAIL: divergence is an outcome of
+the hyperparameters (the same parameters and seed diverge again), so it counts against the
+budget like any finished trial, is never retried, and the samplers treat it as worse than
+every completed trial instead of ignoring that region of the search space.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+import hpo.study.twins as twins
+
+if TYPE_CHECKING:
+    from hpo.config.study import StudyConfig
+    from hpo.engine.spec import TrainResult, TrainSpec
+
+__all__ = [
+    "Objective",
+    "TrainFn",
+    "make_objective",
+    "record_result",
+    "set_user_attrs",
+    "suggest_params",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``train(spec, *, data_dir=..., on_epoch_end=...) -> TrainResult`` (hpo.engine.train.train).
+TrainFn = Callable[..., "TrainResult"]
+
+# The metrics the objective can return (StudyConfig.metric), read from the result.
+_METRICS = ("val_accuracy",)
+
+
+def suggest_params(
+    trial: optuna.trial.BaseTrial, space: Mapping[str, BaseDistribution]
+) -> dict[str, Any]:
+    """Ask ``trial`` for one value per search-space entry.
+
+    A trial popped from the queue (a baseline or a retried trial) already holds its values,
+    and Optuna returns those instead of sampling.
+    """
+    params: dict[str, Any] = {}
+    for name, dist in space.items():
+        if isinstance(dist, FloatDistribution):
+            params[name] = trial.suggest_float(
+                name, dist.low, dist.high, step=dist.step, log=dist.log
+            )
+        elif isinstance(dist, IntDistribution):
+            params[name] = trial.suggest_int(
+                name, dist.low, dist.high, step=dist.step, log=dist.log
+            )
+        elif isinstance(dist, CategoricalDistribution):
+            params[name] = trial.suggest_categorical(name, dist.choices)
+        else:  # pragma: no cover - the config only builds the three kinds above
+            raise TypeError(f"unsupported distribution for {name!r}: {dist!r}")
+    return params
+
+
+def record_result(
+    trial: optuna.trial.BaseTrial, result: TrainResult, inputs: Mapping[str, Any] | None = None
+) -> None:
+    """Store what a finished (or diverged) run measured as trial user attributes.
+
+    ``inputs`` (the seed and baseline tag) are written in the same storage transaction.
+    """
+    attrs: dict[str, Any] = {
+        **(inputs or {}),
+        "test_accuracy": result.test_accuracy,
+        "val_accuracy_per_epoch": list(result.val_accuracy),
+        "kink_hits": int(result.kink_hits),
+        "kink_hits_per_epoch": [int(h) for h in result.kink_hits_per_epoch],
+        "configured_activations": int(result.configured_activations),
+        "diverged": bool(result.diverged),
+        "precision": result.precision,
+        "device": result.device,
+        "torch_version": result.torch_version,
+        "wall_time_s": float(result.wall_time_s),
+        "samples_per_second": float(result.samples_per_second),
+        "params_sha256": result.params_sha256,
+    }
+    if result.diverged:
+        attrs["divergence_reason"] = result.divergence_reason
+    set_user_attrs(trial, {key: _json_safe(value) for key, value in attrs.items()})
+
+
+def set_user_attrs(trial: optuna.trial.BaseTrial, attrs: Mapping[str, Any]) -> None:
+    """Set several user attributes, in one transaction when the trial lives in an RDB storage.
+
+    Optuna commits every ``set_user_attr`` on its own; with a dozen attributes per trial and
+    several workers on one SQLite file those commits were most of the storage time per
+    trial. This uses RDBStorage's own per-attribute write inside one session, and falls back
+    to ``set_user_attr`` for any other trial or storage.
+    """
+    backend = _rdb_backend(trial)
+    if backend is not None:
+        try:
+            from optuna.storages._rdb import models
+            from optuna.storages._rdb.storage import _create_scoped_session
+
+            from hpo.storage.trial_writes import trial_state
+        except ImportError:  # pragma: no cover - a future Optuna moved its internals
+            backend = None
+    if backend is None:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        upsert = _multi_row_upsert(backend.engine.name)
+        if upsert is None or not attrs:
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial._trial_id, key, value
+                )
+            return
+        # One state check and one multi-row upsert instead of two statements per attribute
+        # (what _set_trial_attr_without_commit does, row by row).
+        state, _study_id = trial_state(session.connection(), trial._trial_id)  # or KeyError
+        backend.check_trial_is_updatable(trial._trial_id, state)
+        table = models.TrialUserAttributeModel
+        stmt = upsert(table).values(
+            [{"trial_id": trial._trial_id, "key": k, "value_json": json.dumps(v)}
+             for k, v in attrs.items()]
+        )
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[table.trial_id, table.key],
+            set_={"value_json": stmt.excluded.value_json},
+        ))
+
+
+def _multi_row_upsert(dialect: str) -> Any:
+    """The dialect's INSERT with ON CONFLICT support, or None (then one row at a time)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert
+    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
+        from sqlalchemy.dialects.sqlite import insert
+
+        return insert
+    return None
+
+
+def _rdb_backend(trial: optuna.trial.BaseTrial) -> optuna.storages.RDBStorage | None:
+    if not isinstance(trial, optuna.Trial):
+        return None
+    storage = trial.storage
+    storage = getattr(storage, "_backend", storage)  # optuna wraps it in a _CachedStorage
+    if isinstance(storage, optuna.storages.RDBStorage) and hasattr(
+        storage, "_set_trial_attr_without_commit"
+    ):
+        return storage
+    return None
+
+
+class Objective:
+    """Train one trial of a study.
+
+    Args:
+        cfg: The study's configuration (the one stored in the study, so every worker on
+            every machine trains the same thing).
+        train_fn: The training function; default :func:`hpo.engine.train.train`. Tests and
+            benchmarks inject a fake.
+        data_dir: Where the datasets live; ``None`` lets the engine use ``HPO_DATA_DIR``.
+            The engine caches the raw data per process, so a worker loads it once.
+    """
+
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        *,
+        train_fn: TrainFn | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if cfg.metric not in _METRICS:
+            from hpo.errors import ConfigError
+
+            raise ConfigError(
+                f"{cfg.source}: metric: unknown metric {cfg.metric!r}; allowed {list(_METRICS)}."
+            )
+        self.cfg = cfg
+        self.data_dir = data_dir
+        self._train_fn = train_fn
+
+    @property
+    def train_fn(self) -> TrainFn:
+        if self._train_fn is None:
+            # Imported on first use: torch is slow to import and `hpo status` never needs it.
+            from hpo.engine.train import train
+
+            self._train_fn = train
+        return self._train_fn
+
+    def spec_for(
+        self, trial: optuna.trial.BaseTrial, user_attrs: Mapping[str, Any] | None = None
+    ) -> TrainSpec:
+        """The training run a trial stands for (baselines and twins carry their seed as
+        ``hpo_seed``; in paired mode each search trial derives its own, see
+        :mod:`hpo.study.twins`). Enqueues nothing."""
+        attrs = trial.user_attrs if user_attrs is None else user_attrs
+        return self._inputs(trial, attrs, enqueue_twin=False)[0]
+
+    def _inputs(
+        self, trial: optuna.trial.BaseTrial, attrs: Mapping[str, Any], *, enqueue_twin: bool
+    ) -> tuple[TrainSpec, dict[str, Any]]:
+        """The spec, and the input attributes to record with the results. In paired mode a
+        tuned search trial enqueues its twin here, before training."""
+        params = suggest_params(trial, self.cfg.search_space)
+        seed = attrs.get("hpo_seed")
+        inputs: dict[str, Any] = {"hpo_baseline": bool(attrs.get("hpo_baseline", False))}
+        search = not inputs["hpo_baseline"] and attrs.get(twins.TWIN_OF_ATTR) is None
+        sys_attrs: Mapping[str, Any] = {}
+        if search and twins.is_paired(self.cfg):
+            sys_attrs = twins.system_attrs(trial)
+            if seed is None:
+                seed = twins.paired_seed(self.cfg, trial.number, sys_attrs)
+        spec = self.cfg.train_spec(params, None if seed is None else int(seed))
+        inputs["hpo_seed"] = spec.seed
+        if enqueue_twin and search and twins.is_paired(self.cfg) and twins.is_tuned(spec):
+            if isinstance(trial, optuna.Trial):
+                inputs[twins.TWIN_ATTR] = twins.ensure_twin(
+                    trial, self.cfg, params, spec.seed, sys_attrs
+                )
+            else:  # a FixedTrial (tests) has no study to enqueue into
+                log.debug("trial %d has no study: no twin enqueued", trial.number)
+        return spec, inputs
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> float:
+        attrs = trial.user_attrs  # one storage read
+        # Written with the results, in one transaction (a baseline already has both).
+        spec, inputs = self._inputs(trial, attrs, enqueue_twin=True)
+        epochs: list[Any] = []
+        # NopPruner never prunes: skip the storage read that asking it costs. Twins are never
+        # pruned: a pruned twin would leave its completed tuned trial without a partner.
+        study = getattr(trial, "study", None)
+        may_prune = not isinstance(
+            getattr(study, "pruner", None), optuna.pruners.NopPruner
+        ) and attrs.get(twins.TWIN_OF_ATTR) is None
+
+        def on_epoch_end(report: Any) -> None:
+            epochs.append(report)
+            trial.report(report.val_accuracy, report.epoch)
+            if may_prune and trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned after epoch {report.epoch} (val_accuracy={report.val_accuracy:.4f})"
+                )
+
+        started = time.perf_counter()
+        try:
+            result = self.train_fn(spec, data_dir=self.data_dir, on_epoch_end=on_epoch_end)
+        except optuna.TrialPruned:
+            _record_pruned(trial, spec, epochs, time.perf_counter() - started, inputs)
+            raise
+        record_result(trial, result, inputs)
+        if result.diverged:
+            raise optuna.TrialPruned(f"diverged: {result.divergence_reason}")
+        if not result.val_accuracy:
+            raise RuntimeError("training finished without a validation accuracy")
+        return float(result.val_accuracy[-1])
+
+
+def make_objective(
+    cfg: StudyConfig,
+    *,
+    train_fn: TrainFn | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Callable[[optuna.trial.BaseTrial], float]:
+    """The objective of the study's ``objective:``: :class:`Objective` for ``train``,
+    :class:`hpo.objective.probe.ProbeObjective` for ``probe`` (``train_fn`` unused)."""
+    if cfg.objective == "probe":
+        from hpo.objective.probe import ProbeObjective
+
+        return ProbeObjective(cfg, data_dir=data_dir)
+    return Objective(cfg, train_fn=train_fn, data_dir=data_dir)
+
+
+def _record_pruned(
+    trial: optuna.trial.BaseTrial,
+    spec: TrainSpec,
+    epochs: list[Any],
+    wall_time_s: float,
+    inputs: Mapping[str, Any],
+) -> None:
+    """What is known of a run the pruner stopped: its epochs so far."""
+    attrs = {
+        **inputs,
+        "val_accuracy_per_epoch": [float(r.val_accuracy) for r in epochs],
+        "kink_hits_per_epoch": [int(r.kink_hits) for r in epochs],
+        "kink_hits": sum(int(r.kink_hits) for r in epochs),
+        "diverged": False,
+        "precision": spec.precision,
+        "wall_time_s": wall_time_s,
+    }
+    set_user_attrs(trial, {key: _json_safe(value) for key, value in attrs.items()})
+
+
+def _json_safe(value: Any) -> Any:
+    """Storage attributes are JSON: NaN and infinities become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,114 @@
+"""The SQLite file under a study: WAL mode, commit syncing, and errors a user can fix.
+
+Set up once per storage by :func:`hpo.storage.rdb.make_storage`: the folder is made,
+the file is switched to write-ahead logging (readers and writers never block each other;
+the switch is retried while another process holds a brand-new file), and connections to a
+WAL file commit with ``synchronous=NORMAL``. A read-only or full location is a one-line
+StorageError that says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+import sqlalchemy
+from sqlalchemy.engine import URL
+
+from hpo.errors import StorageError
+from hpo.storage.retry import FULL, READ_ONLY, sqlite_disk_fault
+
+__all__ = ["SQLITE_BUSY_TIMEOUT_S", "prepare_sqlite", "sync_normal_in_wal"]
+
+logger = logging.getLogger(__name__)
+
+# How long a connection waits for SQLite's write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def prepare_sqlite(url: URL) -> None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in-memory: nothing on disk to prepare
+    path = Path(database)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = _set_wal(path)
+    except (OSError, sqlite3.Error) as exc:
+        fault = sqlite_disk_fault(f"sqlite:///{path}")
+        if fault == READ_ONLY:
+            raise StorageError(
+                f"SQLite storage {str(path)!r} is in a read-only folder ({exc}); nothing was "
+                "changed; fix: copy the database to a writable folder and pass that with "
+                "--storage, or make the folder writable (remount it read-write)."
+            ) from exc
+        if fault == FULL:
+            raise StorageError(
+                f"SQLite storage {str(path)!r} is on a full disk ({exc}); nothing was "
+                "changed; fix: free space on that disk (or move the database) and start again."
+            ) from exc
+        raise StorageError(
+            f"cannot open SQLite storage {str(path)!r}: {exc}; fix: choose a writable path "
+            "on a local disk (SQLite locking does not work on network file systems)."
+        ) from exc
+    if mode.lower() != "wal":
+        logger.warning("SQLite storage %s stays in journal mode %s, not WAL", path, mode)
+
+
+def _set_wal(path: Path) -> str:
+    """Put the SQLite file in WAL mode; return the journal mode it ends in.
+
+    WAL is a property of the database file: setting it once covers every later connection,
+    from every worker and from the dashboard. Switching needs the file to itself, and
+    SQLite answers "database is locked" at once, without its busy wait, while another
+    process (a second `hpo create`, a worker starting) holds it: retried here for up to the
+    busy timeout. A file already in WAL mode is left alone.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            mode = str(con.execute("PRAGMA journal_mode").fetchone()[0])
+            if mode.lower() != "wal":
+                mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            return mode
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            con.close()
+        time.sleep(0.05)
+
+
+def sync_normal_in_wal(engine: sqlalchemy.engine.Engine) -> None:
+    """``PRAGMA synchronous=NORMAL`` on every connection to a SQLite file in WAL mode.
+
+    With the default (FULL) every commit waits for an fsync of the WAL, a few milliseconds
+    with the write lock held, and a worker commits about ten times per trial. In WAL mode
+    NORMAL syncs at checkpoints only; the database stays consistent whatever happens, and a
+    crashed or killed process loses nothing. Only a power cut or an OS crash can undo the
+    last commits, and those of every worker on the machine alike: the study is then as it
+    was a moment earlier, and its RUNNING trials are re-queued by the heartbeat check.
+    (https://www.sqlite.org/pragma.html#pragma_synchronous). A file left in another journal
+    mode (WAL unsupported, see :func:`prepare_sqlite`) keeps FULL.
+    """
+    if engine.url.database in (None, "", ":memory:") or str(engine.url.database).startswith(
+        "file:"
+    ):
+        return  # in memory: nothing to sync, and disposing the pool would drop the data
+
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() == "wal":
+                cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    sqlalchemy.event.listen(engine, "connect", on_connect)
+    engine.dispose()  # the connections opened to create the tables reconnect with it

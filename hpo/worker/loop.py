@@ -1,0 +1,385 @@
+"""The pull loop: run trials until the study's budget is spent, across every worker.
+
+Budget accounting is exact whatever the number of workers and machines: see
+:mod:`hpo.study.budget` for the rules and the argument.
+
+Stopping: SIGINT/SIGTERM during training interrupt it; the trial is told FAIL
+(``hpo_fail_reason="interrupted (SIGTERM)"``) and re-queued, so nothing stays RUNNING and the
+next run resumes it. Between storage calls a signal only sets a flag that the loop checks, so
+a storage write is never cut in half.
+
+Faults (tested in ``tests/faults``):
+
+* The storage unreachable for a while (a database server restarting, a network drop): every
+  storage call retries with exponential back-off, logging ``storage URL unreachable while
+  ...; retrying in X s (attempt n ...)`` with the password masked, and gives up with a
+  one-line StorageError after ``storage_retry_s`` (``hpo worker --storage-retry``). A trial
+  whose reports could not be stored is failed and re-queued once the storage is back. A
+  full or read-only storage is a one-line StorageError at once: the failed write was rolled
+  back, the stored trials are intact (:mod:`hpo.storage.retry`).
+* A worker killed outright (SIGKILL, power loss): its trial's heartbeat stops, and after
+  ``heartbeat.grace`` seconds another worker's stale check fails it and re-queues a copy
+  with the same parameters; a trial killed before its first heartbeat is caught too
+  (:class:`hpo.storage.rdb._RDBStorage`).
+* A run out of memory, or an objective returning NaN or an infinity, ends PRUNED with its
+  reason (:mod:`hpo.worker.outcomes`); the worker goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+import warnings
+from typing import Any
+
+import optuna
+from optuna.storages._heartbeat import (
+    BaseHeartbeatThread,
+    HeartbeatThread,
+    NullHeartbeatThread,
+    is_heartbeat_enabled,
+)
+from optuna.trial import TrialState
+
+from hpo.errors import DataError, HpoError, ModelAuditError, StorageError
+from hpo.storage.rdb import mask_url
+from hpo.storage.retry import (
+    DEFAULT_GIVE_UP_S,
+    PERMANENT,
+    StorageRetry,
+    TolerantHeartbeat,
+    describe,
+    permanent_error,
+    storage_fault,
+)
+from hpo.study.budget import (
+    BUDGET_ATTR,
+    DISCARDED,
+    DUPLICATE_TWIN,
+    FAIL_REASON_ATTR,
+    SLOT_STATES,
+    budget_rank,
+    requeue,
+    study_budget,
+    study_spent,
+    twin_rank,
+)
+from hpo.study.requeue import fail_stale_trials
+from hpo.study.twins import is_twin
+from hpo.worker.outcomes import (
+    OOM_ATTR,
+    OOM_REASON_ATTR,
+    TrialRecorder,
+    WorkerStats,
+    is_out_of_memory,
+    release_memory,
+)
+
+__all__ = [
+    "BUDGET_ATTR",
+    "OOM_ATTR",
+    "OOM_REASON_ATTR",
+    "DISCARDED",
+    "DUPLICATE_TWIN",
+    "FAIL_REASON_ATTR",
+    "SLOT_STATES",
+    "Worker",
+    "WorkerStats",
+    "budget_rank",
+    "requeue",
+    "study_budget",
+    "study_spent",
+    "twin_rank",
+]
+
+log = logging.getLogger(__name__)
+
+# Errors that will recur for every trial: stop the worker instead of burning the queue.
+_FATAL = (DataError, StorageError, ModelAuditError)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Raised into the training by a stop signal (a KeyboardInterrupt: nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Worker:
+    """Pull trials of ``study`` and run them with ``objective`` until the budget is spent.
+
+    Args:
+        study: The study, loaded with this worker's sampler and pruner.
+        objective: ``objective(trial) -> float``; raises ``optuna.TrialPruned`` to prune.
+        timeout: Start no trial after this many seconds (``None``: no limit).
+        poll_interval: Seconds between checks while other workers hold the last slots.
+        max_retry: How often a failed trial is re-queued (``None``: always).
+        max_consecutive_failures: Stop (re-raising the error) after this many trials in a
+            row failed with an exception.
+        storage_retry_s: How long a storage call keeps retrying while the storage is
+            unreachable before the worker gives up (``0``: at the first error).
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        objective: Any,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 2.0,
+        max_retry: int | None = 3,
+        max_consecutive_failures: int = 3,
+        storage_retry_s: float = DEFAULT_GIVE_UP_S,
+    ) -> None:
+        self.study = study
+        self.objective = objective
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.max_retry = max_retry
+        self.max_consecutive_failures = max_consecutive_failures
+        self.stats = WorkerStats()
+        self._stop_signal: int | None = None
+        self._in_objective = False
+        self._consecutive_failures = 0
+        self._next_stale_check = 0.0
+        self._where = _where(study)
+        self._retry = StorageRetry(self._where, give_up_s=storage_retry_s,
+                                   sleep=self._retry_sleep)
+        self._record = TrialRecorder(study, self._call, self.stats, max_retry)
+
+    # ------------------------------------------------------------------------------
+    def run(self, *, handle_signals: bool = True) -> WorkerStats:
+        """Run trials until the budget is spent, the timeout passes or a signal arrives."""
+        started = time.perf_counter()
+        deadline = math.inf if self.timeout is None else started + self.timeout
+        install = handle_signals and threading.current_thread() is threading.main_thread()
+        previous = self._install_handlers() if install else {}
+        try:
+            while True:
+                try:
+                    # Retried as a whole: a trial asked just before the storage went away
+                    # never beats, and the stale check fails and re-queues it.
+                    trial = self._call(lambda: self._next_trial(deadline), "asking for a trial")
+                    if trial is None:
+                        break
+                    self._run_trial(trial)
+                except _StoppedWhileWaiting:
+                    log.warning("stopped while waiting for the storage; a running trial is "
+                                "failed and re-queued by the heartbeat check once it is back")
+                    break
+                if self._stop_signal is not None:
+                    break
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self.stats.wall_s = time.perf_counter() - started
+            self.stats.storage_retries = self._retry.retries
+            self.stats.storage_outage_s = self._retry.outage_s
+        if self._stop_signal is not None:
+            self.stats.signal = self._stop_signal
+            self.stats.stopped_by = f"signal {signal.Signals(self._stop_signal).name}"
+        return self.stats
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop after the current storage call (from a signal handler or another thread)."""
+        self._stop_signal = signum
+
+    # ------------------------------------------------------------------------------
+    def _install_handlers(self) -> dict[int, Any]:
+        def handler(signum: int, _frame: Any) -> None:
+            again = self._stop_signal is not None
+            self._stop_signal = signum
+            # A second signal means "now", even in the middle of a storage call.
+            if self._in_objective or again:
+                raise _Interrupted(signum)
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handler)
+        return previous
+
+    def _next_trial(self, deadline: float) -> optuna.Trial | None:
+        """Ask for a trial in budget, or return None when this worker should stop."""
+        study = self.study
+        heartbeat = is_heartbeat_enabled(study._storage)
+        while self._stop_signal is None:
+            if heartbeat and time.perf_counter() >= self._next_stale_check:
+                # Once per heartbeat interval is enough: a trial only goes stale after the
+                # grace period, which is longer.
+                self._next_stale_check = (
+                    time.perf_counter() + study._storage.get_heartbeat_interval()
+                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    fail_stale_trials(study, self._record.max_retry)
+            budget = study_budget(study)
+            trials = study.get_trials(deepcopy=False)
+            if study_spent(trials, budget):
+                self.stats.stopped_by = "budget"
+                return None
+            if time.perf_counter() >= deadline:
+                self.stats.stopped_by = "timeout"
+                return None
+            held = sum(t.state in SLOT_STATES and not is_twin(t) for t in trials)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            if held >= budget and not waiting:
+                if not heartbeat:
+                    # Without heartbeats a dead worker's trial would hold its slot forever.
+                    self.stats.stopped_by = "budget"
+                    return None
+                self._sleep(self.poll_interval)
+                continue
+            with warnings.catch_warnings():
+                # Optuna warns that heartbeats are meant for optimize(); this loop runs the
+                # heartbeat thread itself, as optimize() does.
+                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+                trial = study.ask()
+            if self._stop_signal is not None:
+                self._record.fail(trial, f"interrupted ({signal.Signals(self._stop_signal).name})",
+                           retry=True)
+                return None
+            # Read through the per-ask trial cache that the sampler reads next anyway (ask
+            # clears it before creating the trial), which saves one storage read per trial.
+            trials = study._get_trials(deepcopy=False, use_cache=True)
+            if not any(t.number == trial.number for t in trials):  # pragma: no cover
+                trials = study.get_trials(deepcopy=False)
+            frozen = next(t for t in trials if t.number == trial.number)
+            if is_twin(frozen):  # outside the budget; one per tuned lineage
+                rank, limit, reason = twin_rank(trials, frozen), 1, DUPLICATE_TWIN
+            else:
+                rank, limit, reason = budget_rank(trials, trial.number), budget, DISCARDED
+            if rank < limit:
+                return trial
+            log.debug("trial %d is over budget (%d >= %d); discarding it",
+                      trial.number, rank, limit)
+            self._record.fail(trial, reason, retry=False)
+            self.stats.discarded += 1
+        return None
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        started = time.perf_counter()
+        while self._stop_signal is None and time.perf_counter() < end:
+            time.sleep(min(0.1, max(end - time.perf_counter(), 0.0)))
+        self.stats.idle_s += time.perf_counter() - started
+
+    def _run_trial(self, trial: optuna.Trial) -> None:
+        value: float | None = None
+        state = TrialState.FAIL
+        error: BaseException | None = None
+        started = time.perf_counter()
+        with self._heartbeat(trial):
+            try:
+                self._in_objective = True
+                try:
+                    value = self.objective(trial)
+                finally:
+                    self._in_objective = False
+                state = TrialState.COMPLETE
+            except optuna.TrialPruned as exc:
+                state = TrialState.PRUNED
+                log.info("trial %d pruned: %s", trial.number, exc)
+            except (Exception, KeyboardInterrupt) as exc:
+                error = exc
+        self.stats.objective_s += time.perf_counter() - started
+
+        # Another worker's stale check may have failed this trial while it ran. A result is
+        # then refused by finish() itself (so a trial that ended normally is not read again:
+        # one transaction less per trial); an error may be that very refusal of one of the
+        # run's writes, so it is checked before it counts as a failure of the trial.
+        if error is not None and self._call(lambda: self._record.finished_elsewhere(trial),
+                                            f"checking trial {trial.number}"):
+            # Another worker's stale-trial check failed (and re-queued) this trial while it
+            # ran: its heartbeat was late, e.g. on an overloaded machine. Its result cannot
+            # be stored any more; the re-queued copy runs it again.
+            log.warning("trial %d was failed by another worker while it ran (its heartbeat "
+                        "was late; consider a larger heartbeat.grace); its result is discarded",
+                        trial.number)
+            if isinstance(error, KeyboardInterrupt):
+                self._stop_signal = getattr(error, "signum", signal.SIGINT)
+            return
+        if isinstance(error, KeyboardInterrupt):
+            signum = getattr(error, "signum", signal.SIGINT)
+            self._stop_signal = signum
+            self._record.fail(trial, f"interrupted ({signal.Signals(signum).name})", retry=True)
+            log.warning("trial %d interrupted; it is re-queued", trial.number)
+            return
+        if error is not None:
+            self._trial_error(trial, error)
+            return
+        self._consecutive_failures = 0
+        if state == TrialState.COMPLETE and isinstance(value, float) and not math.isfinite(value):
+            # Optuna would store this as FAIL, without a reason, and re-queue nothing.
+            log.warning("trial %d returned %s: recorded as diverged", trial.number, value)
+            self._record.set_attrs(trial, {"diverged": True,
+                                    "divergence_reason": f"the objective returned {value}"})
+            state = TrialState.PRUNED
+        self._record.finish(trial, state, value)
+
+    def _trial_error(self, trial: optuna.Trial, error: BaseException) -> None:
+        fault = storage_fault(error)
+        if fault in PERMANENT:
+            # The trial cannot even be failed: the heartbeat check re-queues it later.
+            raise permanent_error(fault, error, self._where) from error
+        if fault is not None:
+            # The storage went away during the run (a report, the results): nothing is
+            # wrong with the trial, so it neither counts as a failure in a row nor stops
+            # the worker; once the storage is back it is failed and re-queued.
+            self.stats.failed += 1
+            log.warning("trial %d could not reach the storage during its run (%s); it is "
+                        "re-queued once the storage is back", trial.number, describe(error))
+            self._record.fail(trial, f"error: storage {fault} during the run ({describe(error)})",
+                       retry=True)
+            return
+        if is_out_of_memory(error):
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            release_memory(error)
+            log.warning("trial %d ran out of memory (%s); recorded as pruned", trial.number,
+                        reason)
+            self._consecutive_failures = 0
+            self._record.set_attrs(trial, {OOM_ATTR: True, OOM_REASON_ATTR: reason})
+            self._record.finish(trial, TrialState.PRUNED, None)
+            return
+        self.stats.failed += 1
+        self._consecutive_failures += 1
+        self._record.fail(trial, f"error: {type(error).__name__}: {error}", retry=True)
+        log.error("trial %d failed: %s: %s", trial.number, type(error).__name__, error,
+                  exc_info=not isinstance(error, HpoError))
+        if isinstance(error, _FATAL):
+            raise error
+        if self._consecutive_failures >= self.max_consecutive_failures:
+            raise HpoError(
+                f"{self._consecutive_failures} trials in a row failed, the last with "
+                f"{type(error).__name__}: {error}; fix the cause (the log has the "
+                "traceback) and start the worker again: failed trials are re-queued."
+            ) from error
+
+    def _heartbeat(self, trial: optuna.Trial) -> BaseHeartbeatThread:
+        storage = self.study._storage
+        if not is_heartbeat_enabled(storage):
+            return NullHeartbeatThread()
+        return HeartbeatThread(trial._trial_id, TolerantHeartbeat(storage, self._where))
+
+    def _call(self, fn: Any, what: str) -> Any:
+        return self._retry.call(fn, what)
+
+    def _retry_sleep(self, seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            if self._stop_signal is not None:
+                raise _StoppedWhileWaiting()
+            time.sleep(min(0.1, max(end - time.perf_counter(), 0.0)))
+
+
+class _StoppedWhileWaiting(Exception):
+    """A stop signal arrived while the worker waited for an unreachable storage."""
+
+
+def _where(study: optuna.Study) -> str:
+    storage = study._storage
+    url = getattr(getattr(storage, "_backend", storage), "url", None)
+    return mask_url(url) if url else type(storage).__name__

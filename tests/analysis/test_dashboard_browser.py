@@ -1,0 +1,218 @@
+"""``hpo dashboard`` in a real browser: headless Chromium, driven by Playwright, reads a study.
+
+The study's trials are run by the real worker with a fake training function (no data, no
+torch work), so the user attributes are exactly those the objective records. The dashboard
+runs as ``python -m hpo dashboard CONFIG`` on a free port bound to 127.0.0.1.
+
+Needs Playwright (``pip install -e ".[test]"``) and Debian's Chromium at /usr/bin/chromium
+(Playwright's own browser download is not used). Skipped when either is missing, unless the
+environment variable CI is set: then it fails, so CI can never pass without running it.
+A screenshot of the trial page is saved in the test's tmp dir and copied to
+``$HPO_SCREENSHOT_DIR`` when that is set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hpo.config.study import load_study_config
+from hpo.engine.spec import TrainResult
+from hpo.storage.rdb import make_storage
+from hpo.study.create import create_study
+from hpo.worker.pool import open_worker
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+# No network, no first-run or update traffic: the browser only talks to the dashboard.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+UI_TIMEOUT_MS = 20_000  # generous: the machine's CPUs are shared
+
+NAME = "browser-demo"
+STUDY = """\
+name: {name}
+storage: {storage}
+n_trials: 2
+sampler: {{name: random, seed: 0}}
+pruner: {{name: none}}
+train:
+  model: fc
+  depth: 1
+  width: 16
+  train_subset: 500
+  val_size: 500
+  epochs: 2
+search_space:
+  relu_prime_zero: {{type: float, low: 0.0, high: 1.0}}
+baseline:
+  seeds: 1
+"""
+# (test_accuracy, kink_hits) of the runs in the order the single worker trains them:
+# trial 0 is the baseline (ReLU'(0)=0), trials 1-2 are search trials.
+RESULTS = [(0.9688, 40), (0.9731, 42), (0.9555, 19)]
+
+
+class FakeTrain:
+    """Stands in for hpo.engine.train.train; returns the next of RESULTS."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, spec, *, data_dir=None, on_epoch_end=None) -> TrainResult:
+        test_accuracy, hits = RESULTS[self.calls]
+        self.calls += 1
+        return TrainResult(
+            val_accuracy=[0.9, test_accuracy - 0.001], train_loss=[0.5, 0.3],
+            test_accuracy=test_accuracy, kink_hits=hits,
+            kink_hits_per_epoch=[hits // 2, hits - hits // 2], configured_activations=1,
+            epochs_completed=2, params_sha256="ab" * 32, device="cpu",
+            precision=spec.precision, torch_version="fake", wall_time_s=0.5,
+            samples_per_second=1000.0,
+        )
+
+
+def _missing() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return 'Playwright is not installed (fix: pip install -e ".[test]")'
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM} (fix: apt-get install chromium)"
+    return None
+
+
+@pytest.fixture
+def page(tmp_path):
+    """A fresh page in headless Chromium; skipped (or failed under CI) without a browser."""
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI is set, so the browser test may not be skipped")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def study_config(tmp_path) -> Path:
+    """A study file whose 3 trials (1 baseline + 2 search) are finished."""
+    config = tmp_path / "study.yaml"
+    config.write_text(STUDY.format(name=NAME, storage=f"sqlite:///{tmp_path}/study.db"))
+    cfg = load_study_config(config)
+    create_study(cfg, make_storage(cfg.storage))
+    fake = FakeTrain()
+    stats = open_worker(NAME, cfg.storage, worker_index=0, train_fn=fake,
+                        poll_interval=0.1).run(handle_signals=False)
+    assert (stats.completed, fake.calls) == (len(RESULTS), len(RESULTS))
+    return config
+
+
+@pytest.fixture
+def dashboard(study_config, tmp_path):
+    """``hpo dashboard CONFIG`` on a free port; yields its base URL once it answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "HPO_STORAGE"}  # the file's storage
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    log = tmp_path / "dashboard.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hpo", "dashboard", str(study_config), "--host",
+             "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        announced = proc.stdout.readline()
+        assert f"{base}/" in announced, (announced, log.read_text())
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/api/meta", timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"dashboard did not start:\n{log.read_text()}") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+# `page` first: without a browser the test skips before building the study.
+def test_dashboard_shows_the_study_and_trial_attributes(page, dashboard, tmp_path) -> None:
+    from playwright.sync_api import expect
+
+    def visible(locator) -> None:
+        expect(locator).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    # Study list: one card per study, a link holding the heading "<id>. <name>".
+    page.goto(dashboard + "/")
+    heading = page.get_by_role("heading", name=re.compile(rf"^\d+\. {re.escape(NAME)}$"))
+    card = page.get_by_role("link").filter(has=heading)
+    visible(card)
+    visible(card.get_by_text("Direction: MAXIMIZE", exact=True))
+    card.click()
+    expect(page).to_have_url(re.compile(r"/dashboard/studies/\d+$"), timeout=UI_TIMEOUT_MS)
+    visible(page.get_by_text(re.compile(rf"^{re.escape(NAME)} \(id=\d+\)$")))  # app bar
+
+    # Trial list: the count above the list, one button per trial.
+    page.get_by_role("link", name="Trials (List)").click()
+    visible(page.get_by_text(f"{len(RESULTS)} Trials", exact=True))
+    trials = page.get_by_role("button", name=re.compile(r"^Trial \d+"))
+    expect(trials).to_have_count(len(RESULTS), timeout=UI_TIMEOUT_MS)
+
+    # The first trial is selected: the baseline, with its recorded attributes.
+    visible(page.get_by_role("heading", name=re.compile(r"^Trial 0 \(trial_id=\d+\)$")))
+    for text in ("hpo_baseline True", "relu_prime_zero 0.0",
+                 f"test_accuracy {RESULTS[0][0]}", f"kink_hits {RESULTS[0][1]}"):
+        visible(page.get_by_text(text, exact=True))
+
+    # A search trial: its own parameter and attributes.
+    page.get_by_role("button", name=re.compile(r"^Trial 1\b")).click()
+    visible(page.get_by_role("heading", name=re.compile(r"^Trial 1 \(trial_id=\d+\)$")))
+    test_accuracy = page.get_by_text(f"test_accuracy {RESULTS[1][0]}", exact=True)
+    for locator in (page.get_by_text("hpo_baseline False", exact=True),
+                    page.get_by_text(re.compile(r"^relu_prime_zero 0\.\d+$")),
+                    page.get_by_text(f"kink_hits {RESULTS[1][1]}", exact=True),
+                    test_accuracy):
+        visible(locator)
+    assert page.get_by_text(f"test_accuracy {RESULTS[0][0]}", exact=True).count() == 0
+
+    # The attribute box scrolls (150 px); bring test_accuracy to its bottom edge so the
+    # screenshot shows it together with kink_hits a few lines above.
+    test_accuracy.evaluate("e => e.scrollIntoView({block: 'nearest'})")
+    shot = tmp_path / "dashboard_trial.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
+    if os.environ.get("HPO_SCREENSHOT_DIR"):
+        target = Path(os.environ["HPO_SCREENSHOT_DIR"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target / shot.name)

@@ -1,0 +1,313 @@
+"""The study service end to end: ``python -m hpo ...`` as subprocesses on temporary storages.
+
+Real-training tests need the datasets (HPO_DATA_DIR; skipped only when it is unset). The
+worker tests also run against PostgreSQL when HPO_TEST_POSTGRES_URL is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = os.environ.get("HPO_DATA_DIR")
+PG = os.environ.get("HPO_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG else [])
+needs_data = pytest.mark.skipif(not DATA, reason="HPO_DATA_DIR is not set")
+
+STUDY = """\
+name: {name}
+n_trials: 3
+sampler: {{name: random, seed: 0}}
+pruner: {{name: none}}
+heartbeat: {{interval: 1, grace: 5}}
+train:
+  model: fc
+  depth: 1
+  width: 16
+  train_subset: {subset}
+  val_size: 500
+  epochs: {epochs}
+search_space:
+  relu_prime_zero: {{type: float, low: 0.0, high: 1.0}}
+baseline:
+  seeds: 2
+"""
+BUDGET = 5  # 3 search + 2 baseline seeds
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "HPO_STORAGE"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def hpo(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hpo", *args], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(params=BACKENDS)
+def study_setup(request: pytest.FixtureRequest, tmp_path: Path):
+    """(config path, storage URL, study name) with a unique name per test."""
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    url = PG if request.param == "postgresql" else f"sqlite:///{tmp_path / 'studies.db'}"
+    config = tmp_path / "study.yaml"
+    config.write_text(STUDY.format(name=name, subset=500, epochs=1))
+    yield config, url, name
+    if request.param == "postgresql":  # the database outlives the test
+        try:
+            optuna.delete_study(study_name=name, storage=url)
+        except KeyError:
+            pass  # the test failed before creating it
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+def _finished(trials) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+@needs_data
+def test_run_two_workers_spends_exactly_the_budget_and_resumes(study_setup, tmp_path) -> None:
+    config, url, name = study_setup
+    first = hpo("run", str(config), "--workers", "2", "--storage", url,
+                "--poll-interval", "0.5", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    trials = _trials(url, name)
+    assert len(_finished(trials)) == BUDGET
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # The only failures allowed: a worker's ask that lost the race for the last slot.
+    assert {t.user_attrs.get("hpo_fail_reason") for t in trials
+            if t.state == TrialState.FAIL} <= {"discarded: over budget"}
+    baselines = [t for t in _finished(trials) if t.user_attrs.get("hpo_baseline")]
+    assert sorted(t.user_attrs["hpo_seed"] for t in baselines) == [0, 1]
+    assert f"{BUDGET}/{BUDGET} trials" in first.stderr  # the progress line
+    logs = sorted((tmp_path / "logs" / name).glob("worker-*.log"))
+    assert len(logs) == 2
+
+    # A second run on a spent study adds nothing; with more trials it resumes.
+    again = hpo("run", str(config), "--workers", "2", "--storage", url, "--n-trials", "4",
+                cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    trials = _trials(url, name)
+    assert len(_finished(trials)) == BUDGET + 1
+    assert len([t for t in trials if t.user_attrs.get("hpo_baseline")]) == 2
+    assert "password" not in again.stdout + again.stderr
+
+
+@needs_data
+def test_worker_command_and_status(study_setup, tmp_path) -> None:
+    config, url, name = study_setup
+    created = hpo("create", str(config), "--storage", url, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert f"budget {BUDGET} trials (3 search + 2 baseline)" in created.stdout
+    worker = hpo("worker", "--study", name, "--storage", url, "--threads", "1", cwd=tmp_path)
+    assert worker.returncode == 0, worker.stderr
+    assert "worker done (budget): 5 complete" in worker.stdout
+    status = hpo("status", name, "--storage", url, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert f"{BUDGET}/{BUDGET} trials finished" in status.stdout
+    assert "baseline (PyTorch derivatives): mean" in status.stdout
+    assert "over 2 runs" in status.stdout
+    assert "best: trial" in status.stdout
+
+
+@needs_data
+def test_interrupted_run_leaves_nothing_running_and_resumes(tmp_path) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "slow.yaml"
+    config.write_text(STUDY.format(name=name, subset=5000, epochs=3))
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(config), "--workers", "2",
+                             "--storage", url, "--poll-interval", "0.5"],
+                            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (tmp_path / "studies.db").exists() and any(
+                t.state == TrialState.RUNNING for t in _safe_trials(url, name)
+            ):
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode in (0, 130), err  # 0 only if the budget was spent meanwhile
+    trials = _trials(url, name)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs["hpo_fail_reason"] == "interrupted (SIGINT)"
+    resumed = hpo("run", str(config), "--workers", "2", "--storage", url, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    trials = _trials(url, name)
+    assert len(_finished(trials)) == BUDGET
+    baselines = [t for t in _finished(trials) if t.user_attrs.get("hpo_baseline")]
+    assert sorted(t.user_attrs["hpo_seed"] for t in baselines) == [0, 1]
+
+
+def _safe_trials(url: str, name: str):
+    try:
+        return _trials(url, name)
+    except Exception:  # noqa: BLE001 - the study may not exist yet
+        return []
+
+
+@needs_data
+def test_export_writes_a_csv_pandas_reads(tmp_path) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "study.yaml"
+    config.write_text(STUDY.format(name=name, subset=500, epochs=2))
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert hpo("run", str(config), "--storage", url, cwd=tmp_path).returncode == 0
+    out = tmp_path / "trials.csv"
+    exported = hpo("export", name, "--storage", url, "--output", str(out), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    df = pd.read_csv(out)
+    assert len(df) == BUDGET
+    expected = [
+        "number", "state", "value", "params_relu_prime_zero", "user_attrs_hpo_baseline",
+        "user_attrs_hpo_seed", "user_attrs_test_accuracy", "user_attrs_val_accuracy_per_epoch_1",
+        "user_attrs_val_accuracy_per_epoch_2", "user_attrs_kink_hits",
+        "user_attrs_kink_hits_per_epoch_1", "user_attrs_precision", "user_attrs_device",
+        "duration_s", "user_attrs_samples_per_second", "user_attrs_wall_time_s",
+        "user_attrs_params_sha256", "user_attrs_diverged",
+    ]
+    assert [c for c in expected if c not in df.columns] == []
+    assert (df["value"] == df["user_attrs_val_accuracy_per_epoch_2"]).all()
+    assert df["user_attrs_hpo_baseline"].sum() == 2
+
+    every = hpo("export", "--all", "--storage", url, "--output", str(tmp_path / "all"),
+                cwd=tmp_path)
+    assert every.returncode == 0, every.stderr
+    assert (tmp_path / "all" / f"{name}.csv").exists()
+
+
+def test_status_of_a_created_study_without_trials(tmp_path) -> None:
+    config = tmp_path / "study.yaml"
+    config.write_text(STUDY.format(name="fresh", subset=500, epochs=1))
+    url = "postgresql+psycopg2://someone:s3cret@127.0.0.1:1/none"
+    assert hpo("create", str(config), cwd=tmp_path).returncode == 0  # default storage
+    assert (tmp_path / "storage" / "fresh.db").exists()
+    status = hpo("status", "fresh", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "0/5 trials finished; waiting 2" in status.stdout
+    by_file = hpo("status", str(config), cwd=tmp_path)
+    assert by_file.stdout == status.stdout
+    # An unreachable server: one line, exit 1, and the password is not shown.
+    down = hpo("status", "fresh", "--storage", url, cwd=tmp_path, timeout=60)
+    assert down.returncode == 1
+    assert "s3cret" not in down.stderr and "***" in down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1
+
+
+def test_bad_input_exit_codes(tmp_path) -> None:
+    missing = hpo("export", "NOSUCH", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert len(missing.stderr.strip().splitlines()) == 1 and "NOSUCH" in missing.stderr
+    assert not (tmp_path / "storage" / "NOSUCH.db").exists()  # nothing created by a lookup
+    config = tmp_path / "study.yaml"
+    config.write_text(STUDY.format(name="bad", subset=500, epochs=1))
+    assert hpo("create", str(config), cwd=tmp_path).returncode == 0
+    nosuch = hpo("export", "NOSUCH", "--storage", f"sqlite:///{tmp_path}/storage/bad.db",
+                 cwd=tmp_path)
+    assert nosuch.returncode == 1 and "existing studies: ['bad']" in nosuch.stderr
+    for args in (["run", str(config), "--workers", "0"], ["worker", "--bogus"],
+                 ["export"], ["worker"], ["dashboard", "--port", "nope"]):
+        bad = hpo(*args, cwd=tmp_path)
+        assert bad.returncode == 2, (args, bad.stderr)
+        assert len(bad.stderr.strip().splitlines()) == 1, (args, bad.stderr)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dashboard_serves_the_study(tmp_path) -> None:
+    config = tmp_path / "study.yaml"
+    config.write_text(STUDY.format(name="shown", subset=500, epochs=1))
+    assert hpo("create", str(config), cwd=tmp_path).returncode == 0
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "hpo", "dashboard", str(config),
+                             "--port", str(port)], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        announced = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in announced and "bound to 127.0.0.1" in announced
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/", timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with urllib.request.urlopen(base + "/api/studies", timeout=10) as response:
+            studies = json.load(response)["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["shown"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+PAIRED = """\
+name: {name}
+n_trials: 3
+sampler: {{name: random, seed: 0}}
+pruner: {{name: none}}
+heartbeat: {{interval: 1, grace: 5}}
+train: {{model: fc, depth: 1, width: 16, train_subset: 500, val_size: 500, epochs: 1}}
+search_space:
+  relu_prime_zero: {{type: float, low: 0.0, high: 1.0}}
+baseline: {{mode: paired}}
+"""
+
+
+@needs_data
+def test_run_paired_study_finishes_its_budget_plus_one_twin_per_tuned_trial(tmp_path) -> None:
+    from hpo.analysis.trials import pair_trials, read_trials
+    from hpo.study.create import load_study
+
+    url = f"sqlite:///{tmp_path / 'paired.db'}"
+    config = tmp_path / "paired.yaml"
+    config.write_text(PAIRED.format(name="paired"))
+    run = hpo("run", str(config), "--workers", "2", "--storage", url, "--poll-interval", "0.5",
+              cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    trials = _trials(url, "paired")
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    search = [t for t in _finished(trials) if not t.user_attrs.get("hpo_baseline")]
+    twins = [t for t in _finished(trials) if t.user_attrs.get("hpo_twin_of") is not None]
+    assert len(search) == 3  # a continuous ReLU'(0): every search trial is tuned
+    assert len(twins) == 3 and len(_finished(trials)) == 6
+    assert sorted(t.user_attrs["hpo_twin_of"] for t in twins) == sorted(t.number for t in search)
+    assert "6/6 trials" in run.stdout and "twins" in run.stdout
+    status = hpo("status", "paired", "--storage", url, cwd=tmp_path)
+    assert status.returncode == 0 and "twins" in status.stdout, status.stderr
+    study, cfg = load_study("paired", url)
+    pairs = pair_trials(read_trials(study, cfg)[0])
+    by_tuned = {t.user_attrs["hpo_twin_of"]: t.number for t in twins}
+    assert {(p.tuned, p.default) for p in pairs} == set(by_tuned.items())
