@@ -32,7 +32,7 @@ from hpo.analysis.stats import (
     two_sample_comparison,
 )
 from hpo.analysis.trials import GroupKey, Pair, TrialRecord, group_label, pair_trials, read_trials
-from hpo.config.study import StudyConfig
+from hpo.config import StudyConfig
 from hpo.errors import HpoError
 
 __all__ = [
