@@ -1,7 +1,8 @@
 """Study configuration: a YAML file becomes a frozen, validated :class:`StudyConfig`.
 
 Import the public names from here. The modules, each importing only the ones before it
-(plus :mod:`hpo.errors` and the engine's ``TrainSpec``):
+(plus :mod:`hpo.errors` and the engine's ``TrainSpec``; ``samplers`` names ``study``'s
+section types in annotations only):
 
 * ``yamlfile``: reading YAML (duplicate keys rejected) and the error-reporting ``Checker``;
 * ``search_space``: the YAML search space -> Optuna distributions, baseline expansion;
