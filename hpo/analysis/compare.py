@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,11 +28,12 @@ from optuna.trial import TrialState
 from hpo.analysis.stats import (
     PairedResult,
     TwoSampleResult,
+    iqr,
     paired_comparison,
     two_sample_comparison,
 )
 from hpo.analysis.trials import GroupKey, Pair, TrialRecord, group_label, pair_trials, read_trials
-from hpo.config.study import StudyConfig
+from hpo.config import StudyConfig
 from hpo.errors import HpoError
 
 __all__ = [
@@ -144,10 +145,9 @@ class StudyComparison:
 def _describe(x: np.ndarray, prefix: str) -> dict[str, float]:
     if x.size == 0:
         return {f"{prefix}n": 0}
-    q75, q25 = np.percentile(x, [75, 25])
     return {
         f"{prefix}n": int(x.size), f"{prefix}best_pct": float(x.max()),
-        f"{prefix}median_pct": float(np.median(x)), f"{prefix}iqr_pp": float(q75 - q25),
+        f"{prefix}median_pct": float(np.median(x)), f"{prefix}iqr_pp": float(iqr(x)),
         f"{prefix}std_pp": float(x.std(ddof=1)) if x.size > 1 else float("nan"),
     }
 
@@ -204,9 +204,7 @@ def compare_study(
 
 def _require_complete(name: str, records: list[TrialRecord]) -> None:
     if not any(r.complete for r in records):
-        counts = defaultdict(int)
-        for r in records:
-            counts[r.state.name] += 1
+        counts = Counter(r.state.name for r in records)
         found = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none"
         raise NothingToCompareError(
             f"study {name!r} has no completed trials yet (finished trials: {found}); nothing "
@@ -306,16 +304,12 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float], str | None
     names = {n for t in trials for n in t.params}
     if not names:
         return {}, "not computed: the study searches no parameter"
-    storage = optuna.storages.InMemoryStorage()
-    # A private scratch study: keep Optuna's "new study created in memory" line off the log.
-    scratch_log = logging.getLogger("optuna.storages._in_memory")
-    level = scratch_log.level
-    scratch_log.setLevel(logging.WARNING)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
     try:
-        storage.create_new_study(directions=list(study.directions), study_name="importances")
+        subset = optuna.create_study(directions=study.directions, study_name="importances")
     finally:
-        scratch_log.setLevel(level)
-    subset = optuna.Study(study_name="importances", storage=storage)
+        optuna.logging.set_verbosity(verbosity)
     subset.add_trials(trials)
     try:
         with warnings.catch_warnings():

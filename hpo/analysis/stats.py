@@ -6,8 +6,9 @@ inputs and seed give the same interval.
 
 Choices, and why:
 
-* Confidence intervals are percentile bootstraps (10 000 resamples by default) of the mean
-  paired difference, or of the difference in medians/IQRs of two independent samples. They
+* Confidence intervals are percentile bootstraps (:func:`scipy.stats.bootstrap`, 10 000
+  resamples by default) of the mean paired difference, or of the difference in medians/IQRs
+  of two independent samples, each resampled on its own. They
   need no normality assumption, which matters for accuracies piled up near 100 %.
 * The paired test is the Wilcoxon signed-rank test, except with fewer than
   :data:`MIN_WILCOXON` non-zero differences or with ties among them, where the ranks carry
@@ -44,7 +45,7 @@ __all__ = [
 MIN_N = 5  # fewer pairs (or trials per sample) than this: "insufficient evidence"
 MIN_WILCOXON = 6  # fewer non-zero differences: exact sign test instead of Wilcoxon
 _ZERO = 1e-9  # |difference| below this is a tie at 0 (accuracies are k / n_test)
-_CHUNK = 1000  # resamples per vectorised batch: bounds memory for long arrays
+_BATCH = 1000  # resamples per vectorised call: bounds memory for long arrays
 
 Stat = Callable[..., np.ndarray]  # numpy reduction taking ``axis=``
 
@@ -55,23 +56,6 @@ def iqr(values: Sequence[float] | np.ndarray, axis: int | None = None) -> np.nda
     return q75 - q25
 
 
-def _resampled(
-    rng: np.random.Generator, x: np.ndarray, stat: Stat, n_resamples: int
-) -> np.ndarray:
-    out = np.empty(n_resamples)
-    for start in range(0, n_resamples, _CHUNK):
-        size = min(_CHUNK, n_resamples - start)
-        idx = rng.integers(0, len(x), size=(size, len(x)))
-        out[start : start + size] = stat(x[idx], axis=1)
-    return out
-
-
-def _interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = np.percentile(draws, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     stat: Stat = np.mean,
@@ -80,12 +64,17 @@ def bootstrap_ci(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``stat`` over ``values`` (NaNs when empty)."""
+    """Percentile bootstrap interval of ``stat`` over ``values`` (:func:`scipy.stats.bootstrap`).
+
+    NaNs when empty; a single value is its own interval (every resample is that value).
+    """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    return _interval(_resampled(rng, x, stat, n_resamples), confidence)
+    if x.size == 1:
+        point = float(stat(x))
+        return point, point
+    return _percentile_bootstrap((x,), stat, n_resamples, confidence, seed)
 
 
 def bootstrap_diff_ci(
@@ -102,9 +91,27 @@ def bootstrap_diff_ci(
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if xa.size == 0 or xb.size == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    draws = _resampled(rng, xa, stat, n_resamples) - _resampled(rng, xb, stat, n_resamples)
-    return _interval(draws, confidence)
+    if xa.size == 1 and xb.size == 1:
+        point = float(stat(xa) - stat(xb))
+        return point, point
+    # scipy wants two observations per sample; a lone value resamples to itself, so
+    # repeating it changes nothing but the shape.
+    xa, xb = (np.repeat(x, 2) if x.size == 1 else x for x in (xa, xb))
+
+    def diff(sa: np.ndarray, sb: np.ndarray, axis: int = -1) -> np.ndarray:
+        return stat(sa, axis=axis) - stat(sb, axis=axis)
+
+    return _percentile_bootstrap((xa, xb), diff, n_resamples, confidence, seed)
+
+
+def _percentile_bootstrap(
+    data: tuple[np.ndarray, ...], stat: Stat, n_resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    res = sps.bootstrap(
+        data, stat, n_resamples=n_resamples, batch=_BATCH, vectorized=True, paired=False,
+        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def paired_test(diffs: Sequence[float] | np.ndarray) -> tuple[str, float]:

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.config.search_space import DERIVATIVES, pytorch_derivative
-from hpo.config.study import StudyConfig
+from hpo.config import DERIVATIVES, StudyConfig, pytorch_derivative
 from hpo.engine.spec import TrainSpec
 from hpo.errors import HpoError
 

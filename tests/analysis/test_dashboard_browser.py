@@ -32,7 +32,7 @@ from hpo.storage.rdb import make_storage
 from hpo.study.create import create_study
 from hpo.worker.pool import open_worker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 # No network, no first-run or update traffic: the browser only talks to the dashboard.
 CHROMIUM_ARGS = [

@@ -132,6 +132,8 @@ def test_worker_command_and_status(study_setup, tmp_path) -> None:
 def test_interrupted_run_leaves_nothing_running_and_resumes(tmp_path) -> None:
     name = f"cli-{uuid.uuid4().hex[:8]}"
     config = tmp_path / "slow.yaml"
+    # A trial takes seconds and the budget is 5 trials on 2 workers, so once a trial is seen
+    # RUNNING the run is seconds from its end: the SIGINT below always lands mid-study.
     config.write_text(STUDY.format(name=name, subset=5000, epochs=3))
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     proc = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(config), "--workers", "2",
@@ -146,22 +148,45 @@ def test_interrupted_run_leaves_nothing_running_and_resumes(tmp_path) -> None:
             ):
                 break
             time.sleep(0.2)
+        else:
+            pytest.fail("no trial started running within 120 s")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode in (0, 130), err  # 0 only if the budget was spent meanwhile
+    assert proc.returncode == 130, err  # interrupted, not finished
     trials = _trials(url, name)
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    for t in trials:
-        if t.state == TrialState.FAIL:
-            assert t.user_attrs["hpo_fail_reason"] == "interrupted (SIGINT)"
+    assert [t.number for t in trials if t.state == TrialState.RUNNING] == []
+    assert len(_finished(trials)) < BUDGET
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed, "SIGINT interrupted no trial"
+    assert {t.user_attrs["hpo_fail_reason"] for t in failed} == {"interrupted (SIGINT)"}
+    copies = {f.number: _copies_of(f, trials) for f in failed}
+    assert {n: [c.state for c in cs] for n, cs in copies.items()} == {
+        n: [TrialState.WAITING] for n in copies
+    }  # each interrupted trial has one copy queued, not yet run
+
     resumed = hpo("run", str(config), "--workers", "2", "--storage", url, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     trials = _trials(url, name)
     assert len(_finished(trials)) == BUDGET
+    assert len(trials) == BUDGET + len(failed)  # the copies ran; no trial beyond the budget
+    for f in failed:
+        (copy,) = _copies_of(f, trials)
+        assert copy.state == TrialState.COMPLETE
+        # the same run again (a trial interrupted before its objective asked for its
+        # parameters has none yet: its copy gets the enqueued ones)
+        assert f.params.items() <= copy.params.items()
+        for attr in ("hpo_seed", "hpo_baseline"):
+            assert copy.user_attrs.get(attr) == f.user_attrs.get(attr), attr
     baselines = [t for t in _finished(trials) if t.user_attrs.get("hpo_baseline")]
     assert sorted(t.user_attrs["hpo_seed"] for t in baselines) == [0, 1]
+
+
+def _copies_of(failed: optuna.trial.FrozenTrial, trials) -> list[optuna.trial.FrozenTrial]:
+    """The trials re-queued to re-run ``failed``: their retry history (the system attr that
+    Optuna's retry callback and our re-queue write) ends with it."""
+    return [t for t in trials if t.system_attrs.get("retry_history", [])[-1:] == [failed.number]]
 
 
 def _safe_trials(url: str, name: str):

@@ -18,7 +18,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from hpo.config.study import (
+from hpo.config import (
     BaselineConfig,
     PrunerConfig,
     SamplerConfig,
@@ -31,7 +31,7 @@ from hpo.config.study import (
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError, UsageError
 
-STUDY_CONFIGS = Path(__file__).resolve().parents[1] / "study_configs"
+STUDY_CONFIGS = Path(__file__).resolve().parents[2] / "study_configs"
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -694,3 +694,15 @@ def test_float_grid_values_are_clean(tmp_path):
     )
     assert cfg.sampler.grid["relu_prime_zero"] == (0.0, 0.1, 0.2, 0.3)
     assert all(math.isfinite(v) for v in cfg.sampler.grid["relu_prime_zero"])
+
+
+def test_the_package_exports_its_public_names():
+    import hpo.config
+
+    for name in hpo.config.__all__:
+        value = getattr(hpo.config, name)
+        home = getattr(value, "__module__", None)
+        assert home is None or home.startswith("hpo.config."), (name, home)
+    assert "StudyConfig" in dir(hpo.config)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        hpo.config.nope  # noqa: B018
