@@ -68,9 +68,10 @@ class BuiltModel:
     audit: AuditReport
 
 
-def build_model(spec: TrainSpec) -> BuiltModel:
+def build_model(spec: TrainSpec, *, num_classes: int = NUM_CLASSES) -> BuiltModel:
     """Build ``spec.model`` for ``spec.resolved_channels`` x ``spec.resolved_image_size``
-    inputs, with ``spec.activation`` (and its derivatives) in every ReLU-family position.
+    inputs and ``num_classes`` outputs (the dataset's: an image folder's may differ from
+    10), with ``spec.activation`` (and its derivatives) in every ReLU-family position.
 
     Raises:
         ConfigError: activation settings rejected by :func:`create_activation`.
@@ -86,9 +87,10 @@ def build_model(spec: TrainSpec) -> BuiltModel:
     )
     channels, size = spec.resolved_channels, spec.resolved_image_size
     if spec.model == "fc":
-        model = _fc(channels * size * size, spec.depth, spec.width, spec.batch_norm, factory)
+        model = _fc(channels * size * size, spec.depth, spec.width, spec.batch_norm, factory,
+                    num_classes)
     else:
-        model = _CNN_BUILDERS[spec.model](spec)
+        model = _CNN_BUILDERS[spec.model](spec, num_classes)
         replaced = replace_activations(model, factory)
         logger.debug("%s: replaced %d activation module(s)", spec.model, replaced)
         adapt_input_channels(model, channels)
@@ -184,7 +186,8 @@ def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
 
 
 def _fc(
-    in_features: int, depth: int, width: int, batch_norm: bool, factory: Callable[..., nn.Module]
+    in_features: int, depth: int, width: int, batch_norm: bool, factory: Callable[..., nn.Module],
+    num_classes: int,
 ) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     for _ in range(depth):
@@ -194,17 +197,17 @@ def _fc(
         # In place is safe: neither Linear nor BatchNorm1d saves its output for backward.
         layers.append(factory(inplace=True))
         in_features = width
-    layers.append(nn.Linear(in_features, NUM_CLASSES))
+    layers.append(nn.Linear(in_features, num_classes))
     return nn.Sequential(*layers)
 
 
-def _vgg11(spec: TrainSpec) -> nn.Sequential:
+def _vgg11(spec: TrainSpec, num_classes: int) -> nn.Sequential:
     model = nn.Sequential(
         OrderedDict(
             features=vgg.make_layers(vgg.cfgs["A"], batch_norm=spec.batch_norm),
             avgpool=nn.AdaptiveAvgPool2d(1),
             flatten=nn.Flatten(),
-            classifier=nn.Linear(512, NUM_CLASSES),
+            classifier=nn.Linear(512, num_classes),
         )
     )
     # torchvision's VGG.__init__ initialisation, in the same module order.
@@ -222,8 +225,8 @@ def _vgg11(spec: TrainSpec) -> nn.Sequential:
     return model
 
 
-def _mobilenet(name: str) -> Callable[[TrainSpec], nn.Module]:
-    def build(spec: TrainSpec) -> nn.Module:
+def _mobilenet(name: str) -> Callable[[TrainSpec, int], nn.Module]:
+    def build(spec: TrainSpec, num_classes: int) -> nn.Module:
         # The builder's kwargs reach _mobilenet_v3_conf, which scales every channel count
         # by width_mult (MobileNetV3.__init__ ignores the extra keyword).
         # torchvision's MobileNetV3 uses batch-norm momentum 0.01 (tuned for long ImageNet
@@ -233,20 +236,20 @@ def _mobilenet(name: str) -> Callable[[TrainSpec], nn.Module]:
         builder = getattr(torchvision.models, name)
         norm = functools.partial(nn.BatchNorm2d, eps=0.001, momentum=0.1)
         return builder(
-            weights=None, num_classes=NUM_CLASSES, width_mult=spec.width_mult, norm_layer=norm
+            weights=None, num_classes=num_classes, width_mult=spec.width_mult, norm_layer=norm
         )
 
     return build
 
 
-def _resnet(name: str) -> Callable[[TrainSpec], nn.Module]:
-    def build(spec: TrainSpec) -> nn.Module:
-        return getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES)
+def _resnet(name: str) -> Callable[[TrainSpec, int], nn.Module]:
+    def build(spec: TrainSpec, num_classes: int) -> nn.Module:
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
 
     return build
 
 
-_CNN_BUILDERS: dict[str, Callable[[TrainSpec], nn.Module]] = {
+_CNN_BUILDERS: dict[str, Callable[[TrainSpec, int], nn.Module]] = {
     "mobilenet_v3_small": _mobilenet("mobilenet_v3_small"),
     "mobilenet_v3_large": _mobilenet("mobilenet_v3_large"),
     "resnet18": _resnet("resnet18"),

@@ -45,6 +45,10 @@ class Split:
 
         return batch
 
+    def rows(self, start: int, stop: int) -> Tensor:
+        """Model inputs of rows ``start:stop`` (evaluation reads the splits in order)."""
+        return self.x[start:stop]
+
 
 @functools.lru_cache(maxsize=2)
 def prepared_splits(
@@ -63,9 +67,10 @@ def prepared_splits(
     (batches are gathered into new tensors), so sharing is safe. ``raw`` is hashed by
     identity, and the data module caches it per process.
     """
+    own_val = raw.val_images is not None  # an image folder's val/
     train_idx, val_idx = data_mod.split_indices(
         len(raw.train_labels), val_size=val_size, train_subset=train_subset,
-        split_seed=split_seed,
+        split_seed=split_seed, own_validation=own_val,
     )
 
     def split(images: Tensor, labels: Tensor) -> Split:
@@ -83,12 +88,13 @@ def prepared_splits(
         on_huge_pages(codes.contiguous()), train.x,
         lambda u8: data_mod.prepare_images(u8, dataset=raw.name, normalize=normalize,
                                            dtype=dtype),
-    ) if train.x.is_cpu else None
+    ) if train.x.is_cpu and train.x.shape[1] == 1 else None  # one table: one channel
     if train.bytes is None:
         train.x = on_huge_pages(train.x)
     return (
         train,
-        split(raw.train_images[val_idx], raw.train_labels[val_idx]),
+        split(raw.val_images, raw.val_labels) if own_val
+        else split(raw.train_images[val_idx], raw.train_labels[val_idx]),
         split(raw.test_images, raw.test_labels),
     )
 
