@@ -101,9 +101,11 @@ def check_data(cfg: StudyConfig, data_dir: str | os.PathLike[str] | None = None)
     rather than by N workers at once.
 
     Raises:
+        ConfigError: an image folder without ``train/``/``test/``, with mismatched classes
+            or without images.
         DataError: a file is corrupt, or missing and cannot be downloaded.
     """
-    from hpo.engine.data import verify_files
+    from hpo.engine.loading import verify_dataset
 
     searched = cfg.search_space.get("dataset")
     if isinstance(searched, CategoricalDistribution):
@@ -111,7 +113,7 @@ def check_data(cfg: StudyConfig, data_dir: str | os.PathLike[str] | None = None)
     else:
         names = [cfg.fixed.get("dataset", TrainSpec().dataset)]
     for name in names:
-        verify_files(name, data_dir)
+        verify_dataset(name, data_dir)
 
 
 @dataclass(frozen=True)
