@@ -171,7 +171,7 @@ class _Checker(Checker):
         try:
             TrainSpec(**fixed)
         except (ConfigError, TypeError, ValueError) as exc:
-            key, _ = _culprit(fixed, {})
+            key, _ = _culprit(fixed, {}, one_line(exc))
             raise self.error(
                 f"train.{key}" if key else "train",
                 one_line(exc),
@@ -360,15 +360,17 @@ class _Checker(Checker):
 
 
 # ----------------------------------------------------------------------------------
-def _culprit(values: Mapping[str, Any], base: Mapping[str, Any]) -> tuple[str | None, bool]:
+def _culprit(
+    values: Mapping[str, Any], base: Mapping[str, Any], message: str = ""
+) -> tuple[str | None, bool]:
     """The key of ``values`` to blame when ``TrainSpec(**base, **values)`` fails, and
     whether it fails on its own (with ``base`` only): else it is the key whose removal makes
-    the rest valid."""
+    the rest valid, preferring one the error ``message`` names as ``key=``."""
     for key in values:
         if not _valid({**base, key: values[key]}):
             return key, True
     full = {**base, **values}
-    for key in values:
+    for key in sorted(values, key=lambda k: f"{k}=" not in message):
         if _valid({k: v for k, v in full.items() if k != key}):
             return key, False
     return None, False

@@ -170,7 +170,7 @@ MALFORMED = [
         id="duplicate-choice",
     ),
     pytest.param({"train.model": "resnet9"}, "train.model", "'resnet9'", id="unknown-model"),
-    pytest.param({"train.dataset": "cifar10"}, "train.dataset", "'cifar10'", id="unknown-dataset"),
+    pytest.param({"train.dataset": "svhn2"}, "train.dataset", "'svhn2'", id="unknown-dataset"),
     pytest.param(
         {"train.activation": "gelu"}, "train.activation", "'gelu'", id="unknown-activation"
     ),
