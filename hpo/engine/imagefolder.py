@@ -87,17 +87,28 @@ class ImageFolderIndex:
 
 def scan(name: str, root: str | os.PathLike) -> ImageFolderIndex:
     """List the classes and image files of ``root`` (the ``PATH`` of ``name``), checking
-    the layout; cached per process for the same path.
+    the layout; cached per process while the folders are unchanged (the modification times
+    of the folder, its splits and their class folders are part of the cache key).
 
     Raises:
         ConfigError: the folder, its ``train/`` or ``test/`` is missing, ``train/`` has no
             class folders or a class without images, or the splits' classes differ.
     """
-    return _scan(name, Path(root).expanduser().resolve())
+    root = Path(root).expanduser().resolve()
+    return _scan(name, root, _signature(root))
+
+
+def _signature(root: Path) -> tuple[tuple[str, int], ...]:
+    """(folder, mtime) of ``root``, its splits and their class folders: adding or removing
+    a file or folder in any of them changes it."""
+    folders = [root] + [root / s for s in ("train", "val", "test")]
+    folders += [Path(e.path) for f in folders[1:] if f.is_dir() for e in os.scandir(f)
+                if e.is_dir()]
+    return tuple((str(f), f.stat().st_mtime_ns) for f in folders if f.is_dir())
 
 
 @functools.lru_cache(maxsize=4)
-def _scan(name: str, root: Path) -> ImageFolderIndex:
+def _scan(name: str, root: Path, signature: tuple[tuple[str, int], ...]) -> ImageFolderIndex:
     if not root.is_dir():
         raise ConfigError(
             f"dataset {name!r}: the image folder {str(root)!r} does not exist; give the path "
