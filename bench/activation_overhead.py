@@ -75,7 +75,7 @@ from hpo.engine.activations import ReLU, kinked_modules
 from hpo.engine.models import build_model
 from hpo.engine.precision import resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
-from hpo.engine.train import _loss, _make_optimizer, _shape
+from hpo.engine.step import batch_loss, make_optimizer, shape_for_model
 
 ALONE_TARGET, STEP_TARGET, MEMORY_TARGET = 1.2, 1.05, 1.1
 _MEASURED = "hpo_bench_measured_step"
@@ -111,7 +111,7 @@ def make_pair(name: str, spec: TrainSpec, data_dir: Path, batch: int) -> Pair:
         raw.train_images[:batch], dataset=spec.dataset, normalize=True, dtype=torch.float32
     )
     # contiguous(): the 3-channel view is an expand, materialise it once outside the timing.
-    x = _shape(spec, x).contiguous()
+    x = shape_for_model(spec, x).contiguous()
     return Pair(name, spec, ours, stock, x, raw.train_labels[:batch])
 
 
@@ -163,11 +163,11 @@ def alternate(variants: dict[str, Callable[[], float]], blocks: int) -> dict[str
 # -- (b) one training step --------------------------------------------------------------
 def make_step(pair: Pair, model: nn.Module) -> Callable[[], None]:
     precision = resolve_precision(pair.spec.precision)
-    optimizer = _make_optimizer(pair.spec, model, precision, TrainResult())
+    optimizer = make_optimizer(pair.spec, model, precision, TrainResult())
     model.train()
 
     def step() -> None:  # the engine's step (hpo.engine.train._fit), minus bookkeeping
-        loss = _loss(model, pair.x, pair.y, precision)
+        loss = batch_loss(model, pair.x, pair.y, precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

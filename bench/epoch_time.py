@@ -78,7 +78,8 @@ from hpo.engine.activations import KinkedActivation
 from hpo.engine.models import build_model
 from hpo.engine.precision import resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
-from hpo.engine.train import EpochReport, _make_optimizer, train
+from hpo.engine.step import deterministic, make_optimizer
+from hpo.engine.train import EpochReport, train
 
 NETS = {"2x64": (2, 64), "3x256": (3, 256)}
 # The issue's targets: ours within 1.10x of the floor; >= 5x faster than the reference for
@@ -205,7 +206,7 @@ class Bench:
           any pipeline that shuffles samples must move).
         """
         model = build_stock(self.spec)
-        optimizer = _make_optimizer(
+        optimizer = make_optimizer(
             self.spec, model, resolve_precision(self.spec.precision), TrainResult()
         )
         bs, n = self.spec.batch_size, self.n_train
@@ -215,7 +216,7 @@ class Bench:
             for idx in order[: 16 * bs].split(bs)
         ] if batches == "rotating" else []
         model.train()
-        with train_mod._deterministic(torch.device("cpu")):
+        with deterministic(torch.device("cpu")):
             started = clock()
             for step, start in enumerate(range(0, n, bs)):
                 if batches == "shuffled":
