@@ -28,7 +28,7 @@ def test_batches_equal_a_per_step_gather_bitwise(dtype, n, batch_size, chunk_bat
     row_bytes = 12 * x.element_size()
     batches = ShuffledBatches(x, y, batch_size, chunk_bytes=chunk_batches * batch_size * row_bytes)
     assert batches.chunk_rows == min(chunk_batches * batch_size, n)
-    for epoch in range(2):  # the buffer is reused from epoch to epoch
+    for _ in range(2):  # two epochs: the buffer is reused from epoch to epoch
         order = torch.randperm(n, generator=gen)
         got = [(xb.clone(), yb.clone()) for xb, yb in batches.epoch(order)]
         expected = list(_per_step(x, y, order, batch_size))
