@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                      str(on_kink), f"{t['stock'] * 1e6:.1f}", f"{t['ours'] * 1e6:.1f}"])
         checks.append(Check(f"(a) alone {'x'.join(map(str, x.shape))} ({model_name})",
                             t["ours"] / t["stock"], ALONE_TARGET,
-                            note="information: fixed cost of the search"))
+                            note="fixed cost of the search"))
     print("(a) activation alone, forward + backward")
     print_table(["model", "layer", "shape", "inplace", "on kink", "nn.ReLU us", "ours us"], rows)
     print()
