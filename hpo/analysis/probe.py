@@ -60,7 +60,8 @@ from hpo.engine.activations import kinked_modules
 from hpo.engine.models import build_model
 from hpo.engine.precision import Precision, resolve_precision
 from hpo.engine.spec import TrainSpec
-from hpo.engine.train import _deterministic, resolve_device
+from hpo.engine.step import deterministic as _deterministic
+from hpo.engine.train import resolve_device
 from hpo.errors import ConfigError
 
 __all__ = ["COMPARE_MODES", "METHODS", "ProbeProgress", "ProbeResult", "run_probe"]

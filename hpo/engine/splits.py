@@ -3,23 +3,18 @@
 The official training set is split (seeded) into train and validation; the official test
 set is kept for the final test accuracy. Each split's images are prepared for the model
 (:func:`hpo.engine.data.prepare_images`) once per setting and shared by the trials a worker
-runs. Training batches are gathered from random rows of the training split: on CPU as bytes
-through a table of the input values where that gives the same bytes
-(:mod:`hpo.engine.bytebatches`), from huge pages (:mod:`hpo.engine.hugepages`).
+runs; training batches are gathered from them by :mod:`hpo.engine.batches`.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from hpo.engine import data as data_mod
-from hpo.engine.bytebatches import ByteBatches, byte_batches
-from hpo.engine.hugepages import on_huge_pages
 
 __all__ = ["Split", "prepared_splits"]
 
@@ -30,20 +25,6 @@ class Split:
 
     x: Tensor
     y: Tensor
-    bytes: ByteBatches | None = None  # training split on CPU: batches from uint8 rows
-
-    def batcher(self, x_out: Tensor, y_out: Tensor) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-        """``batch(idx) -> (x, y)``: rows ``idx`` of ``x`` and ``y``, written into the
-        buffers ``x_out`` and ``y_out`` (reused from step to step); the same values on the
-        byte path and on the ``index_select`` path."""
-        if self.bytes is not None and self.y.dtype == torch.int64:
-            return self.bytes.batcher(x_out, self.y, y_out)
-
-        def batch(idx: Tensor) -> tuple[Tensor, Tensor]:
-            xb = data_mod.gather_rows(self.x, idx, out=x_out)
-            return xb, torch.index_select(self.y, 0, idx, out=y_out[: len(idx)])
-
-        return batch
 
 
 @functools.lru_cache(maxsize=2)
@@ -74,20 +55,8 @@ def prepared_splits(
         )
         return Split(x, labels.to(device))
 
-    codes = raw.train_images[train_idx]
-    train = split(codes, raw.train_labels[train_idx])
-    # Batches are gathered from random rows: read as bytes through a table of the input
-    # values where that gives the same bytes (bytebatches.py), from huge pages (fewer TLB
-    # misses) either way.
-    train.bytes = byte_batches(
-        on_huge_pages(codes.contiguous()), train.x,
-        lambda u8: data_mod.prepare_images(u8, dataset=raw.name, normalize=normalize,
-                                           dtype=dtype),
-    ) if train.x.is_cpu else None
-    if train.bytes is None:
-        train.x = on_huge_pages(train.x)
     return (
-        train,
+        split(raw.train_images[train_idx], raw.train_labels[train_idx]),
         split(raw.train_images[val_idx], raw.train_labels[val_idx]),
         split(raw.test_images, raw.test_labels),
     )
