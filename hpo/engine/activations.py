@@ -21,9 +21,9 @@ in a device tensor, so counting never forces a device-to-host synchronisation pe
 
 On CPU, a forward whose input has no value on a kink (the usual case in float32) skips the
 autograd Function and returns PyTorch's own op with its own backward node: the result is
-the same to the bit, and the Python backward's overhead is saved. Whether the input has a
-value on a kink is answered by a compiled one-pass scan (``kinkscan.py``) where it is built,
-else by PyTorch ops; both give the same answer.
+the same to the bit, and the Python backward's overhead is saved. The search is the
+cheapest PyTorch test measured for it (``kinkscan.py``); positions are only looked for
+when it finds a hit.
 """
 
 from __future__ import annotations
@@ -145,13 +145,11 @@ class KinkedActivation(nn.Module):
     # -- public -----------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         if x.requires_grad and torch.is_grad_enabled():
-            # The usual case on CPU, answered first and with the fewest Python calls: the
-            # compiled scan finds no input on a kink, and PyTorch's own op is exact.
-            hit = self._scan(x) if x.is_cpu else True
-            if hit is not False:
-                records = self._find_kinks(x, hit)
-                if records is not None:
-                    return _KinkFunction.apply(x, self, records)
+            # On CPU, usually no input is on a kink (records None): PyTorch's own op is then
+            # exact. Elsewhere dense masks, whatever they hold: a test would synchronise.
+            records = self._scan(x) if x.is_cpu else self._scan.masks(x)
+            if records is not None:
+                return _KinkFunction.apply(x, self, records)
         return self._primal(x, inplace=self.inplace)
 
     @property
@@ -184,24 +182,6 @@ class KinkedActivation(nn.Module):
         return []
 
     # -- used by _KinkFunction --------------------------------------------------------
-    def _find_kinks(self, x: Tensor, hit: bool | None) -> list[Any] | None:
-        """Per kink: a dense bool mask (non-CPU devices), or (count, sparse index) on CPU.
-
-        ``hit`` is the compiled scan's answer (``None``: it does not apply to ``x``).
-        ``None`` on CPU when no input is on a kink: PyTorch's own op is then exact.
-        """
-        if not x.is_cpu:
-            return [x.detach() == kink for kink in self.kinks]
-        x = x.detach()  # the search is not part of the graph
-        # On CPU, `x == k` is several times slower than a cast to bool (which is `!= 0`)
-        # and a byte-wise min; `x - k` is exactly 0 only when x == k (IEEE subtraction).
-        off_kink = [(x - kink if kink else x).bool() for kink in self.kinks]
-        if hit is None and (
-            x.numel() == 0 or all(off.view(torch.uint8).min() for off in off_kink)
-        ):
-            return None
-        return [kinkscan.sparse_if_rare(off.logical_not_()) for off in off_kink]
-
     def _changes_kink(self, i: int) -> bool:
         return self._changes[i]
 

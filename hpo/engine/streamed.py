@@ -1,8 +1,8 @@
 """Splits of an image folder too large for memory: batches decoded from disk as needed.
 
 A :class:`StreamedSplit` is a :class:`hpo.engine.splits.Split` whose rows are image files:
-``batcher`` decodes the files of each batch's indices, ``rows`` those of an evaluation
-slice, and both prepare them with :func:`hpo.engine.data.prepare_images`, which works
+its ``batches`` decode the files of each training batch's indices, ``rows`` those of an
+evaluation slice, and both prepare them with :func:`hpo.engine.data.prepare_images`, which works
 value by value. So a batch holds exactly the values the in-memory path gathers from its
 prepared tensor, for the same indices, and a run gives the same weights either way.
 ``x`` is an empty (0, C, S, S) tensor of the run's dtype and device: it tells the loop the
@@ -11,7 +11,7 @@ row shape, dtype and device, and holds no images.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from hpo.engine import data as data_mod
 from hpo.engine.imagefolder import FolderSplit, ImageFolderIndex, decode_images
 from hpo.engine.splits import Split
 
-__all__ = ["StreamedSplit", "streamed_splits"]
+__all__ = ["StreamedBatches", "StreamedSplit", "streamed_splits"]
 
 
 class StreamedSplit(Split):
@@ -52,13 +52,26 @@ class StreamedSplit(Split):
     def rows(self, start: int, stop: int) -> Tensor:
         return self._prepare(self.paths[start:stop])
 
-    def batcher(self, x_out: Tensor, y_out: Tensor) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-        def batch(idx: Tensor) -> tuple[Tensor, Tensor]:
-            rows = x_out[: len(idx)]
-            rows.copy_(self._prepare([self.paths[i] for i in idx.tolist()]))
-            return rows, torch.index_select(self.y, 0, idx, out=y_out[: len(idx)])
+    def batches(self, batch_size: int) -> StreamedBatches:
+        return StreamedBatches(self, batch_size)
 
-        return batch
+
+class StreamedBatches:
+    """The :class:`hpo.engine.batches.ShuffledBatches` of a streamed split: the same
+    batches (rows ``order[start : start + batch_size]``), each decoded when it is reached."""
+
+    def __init__(self, split: StreamedSplit, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.split, self.batch_size = split, batch_size
+
+    def epoch(self, order: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(x, y)`` per batch of ``order`` (int64 indices, usually a permutation)."""
+        split = self.split
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = split._prepare([split.paths[i] for i in idx.tolist()])
+            yield x, split.y.index_select(0, idx)
 
 
 def streamed_splits(

@@ -12,26 +12,32 @@ propagates unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from hpo.engine import data as data_mod
 from hpo.engine.activations import kinked_modules
 from hpo.engine.loading import load_splits
 from hpo.engine.models import build_model
-from hpo.engine.precision import Precision, resolve_adam_eps, resolve_precision
+from hpo.engine.precision import Precision, resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
 from hpo.engine.splits import Split
+from hpo.engine.step import (
+    autocast,
+    batch_loss,
+    deterministic,
+    grad_scaler,
+    make_optimizer,
+    seeded,
+    shape_for_model,
+)
 from hpo.errors import ConfigError
 
 __all__ = ["EpochReport", "params_sha256", "resolve_device", "train"]
@@ -95,11 +101,11 @@ def train(
         device=str(device), precision=spec.precision, torch_version=torch.__version__,
         train_samples=len(train_split.y), threads=torch.get_num_threads(),
     )
-    with _seeded(spec.seed, device), _deterministic(device):
+    with seeded(spec.seed, device), deterministic(device):
         built = build_model(spec, num_classes=splits.num_classes)
         model = built.model.to(device=device, dtype=precision.param_dtype)
         result.configured_activations = built.configured_activations
-        optimizer = _make_optimizer(spec, model, precision, result)
+        optimizer = make_optimizer(spec, model, precision, result)
         batch_order = torch.Generator().manual_seed(spec.seed)
         if observe_model is not None:
             observe_model(0, model)
@@ -129,17 +135,14 @@ def _fit(
         module.reset_kink_hits()
     layer_hits: dict[str, list[int]] = {name: [] for name, _ in activations}
     result.kink_hits_per_layer = layer_hits
-    scaler = _grad_scaler(precision, train_split.x.device)
+    scaler = grad_scaler(precision, train_split.x.device)
     n = len(train_split.y)
     on_cpu = train_split.x.device.type == "cpu"
-    # Each batch is gathered into the same two buffers: nothing keeps a batch past its step
-    # (the graph that saved it is freed by backward), and reusing memory spares the
-    # allocator a fresh mapping per batch.
-    x_buffer = train_split.x.new_empty((min(spec.batch_size, n), *train_split.x.shape[1:]))
-    y_buffer = train_split.y.new_empty((min(spec.batch_size, n),))
-    next_batch = train_split.batcher(x_buffer, y_buffer)
+    # Many batches gathered at once into one buffer, reused for the run (batches.py).
+    batches = train_split.batches(spec.batch_size)
     size = spec.resolved_image_size  # resize or 3 channels: shape_batch per batch
-    reshape = x_buffer.shape[1] != spec.resolved_channels or x_buffer.shape[-2:] != (size, size)
+    x_shape = train_split.x.shape
+    reshape = x_shape[1] != spec.resolved_channels or x_shape[-2:] != (size, size)
     for epoch in range(1, spec.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -149,11 +152,10 @@ def _fit(
         loss_total = 0.0
         loss_sum = torch.zeros((), dtype=torch.float64, device=train_split.x.device)
         steps = 0
-        for step, start in enumerate(range(0, n, spec.batch_size), start=1):
-            xb, yb = next_batch(order[start : start + spec.batch_size])
+        for step, (xb, yb) in enumerate(batches.epoch(order), start=1):
             if reshape:
-                xb = _shape(spec, xb)
-            loss = _loss(model, xb, yb, precision)
+                xb = shape_for_model(spec, xb)
+            loss = batch_loss(model, xb, yb, precision)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -205,13 +207,6 @@ def _fit(
                                      time.perf_counter() - epoch_start))
 
 
-def _loss(model: nn.Module, xb: Tensor, yb: Tensor, precision: Precision) -> Tensor:
-    # Cross-entropy from float32 logits: log-sum-exp overflows in float16.
-    with _autocast(precision, xb.device):
-        logits = model(xb)
-    return F.cross_entropy(logits.float(), yb)
-
-
 def _mark_diverged(result: TrainResult, epoch: int, step: int, loss: float) -> None:
     result.diverged = True
     result.divergence_reason = f"non-finite training loss ({loss}) at epoch {epoch}, step {step}"
@@ -246,7 +241,7 @@ def _recalibrate_batch_norm(
         m.train()
     end = min(len(split.y), _BN_CALIBRATION_BATCHES * spec.batch_size)
     for batch, start in enumerate(range(0, end, spec.batch_size), start=1):
-        xb = _shape(spec, split.rows(start, start + spec.batch_size))
+        xb = shape_for_model(spec, split.rows(start, start + spec.batch_size))
         if len(xb) < 2:
             break  # batch norm needs more than one value per channel in train mode
         # A cumulative moving average, the exact mean over the batches: the factor 1/n that
@@ -254,7 +249,7 @@ def _recalibrate_batch_norm(
         # device (one synchronisation per layer per batch on a GPU).
         for m in norms:
             m.momentum = 1.0 / batch
-        with _autocast(precision, xb.device):
+        with autocast(precision, xb.device):
             model(xb)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
@@ -266,51 +261,11 @@ def _accuracy(spec: TrainSpec, model: nn.Module, split: Split, precision: Precis
     batch = max(spec.batch_size, 1000 if spec.model == "fc" else 256)
     correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
     for start in range(0, len(split.y), batch):
-        xb = _shape(spec, split.rows(start, start + batch))
-        with _autocast(precision, xb.device):
+        xb = shape_for_model(spec, split.rows(start, start + batch))
+        with autocast(precision, xb.device):
             logits = model(xb)
         correct += (logits.argmax(dim=1) == split.y[start : start + batch]).sum()
     return correct.item() / len(split.y)
-
-
-def _shape(spec: TrainSpec, x: Tensor) -> Tensor:
-    return data_mod.shape_batch(
-        x, channels=spec.resolved_channels, image_size=spec.resolved_image_size
-    )
-
-
-def _make_optimizer(
-    spec: TrainSpec, model: nn.Module, precision: Precision, result: TrainResult
-) -> torch.optim.Optimizer:
-    params = model.parameters()
-    if spec.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
-        )
-    eps = resolve_adam_eps(spec.adam_eps, precision.param_dtype)
-    result.optimizer_eps = eps
-    # The fused kernel does the whole update in one pass (about 2x faster on CPU, which
-    # matters for small nets) and is deterministic, but it computes float16/bfloat16 in
-    # float32: pure low precisions keep the op-by-op update in their own dtype (see
-    # precision.py), and runs with a gradient scaler keep the path GradScaler unscales for.
-    fused = precision.param_dtype in (torch.float32, torch.float64) and not (
-        precision.uses_grad_scaler
-    )
-    return torch.optim.Adam(
-        params, lr=spec.lr, eps=eps, weight_decay=spec.weight_decay, fused=fused
-    )
-
-
-def _grad_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler | None:
-    if not precision.uses_grad_scaler:
-        return None
-    return torch.amp.GradScaler(device.type)
-
-
-def _autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager:
-    if precision.autocast_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=precision.autocast_dtype)
 
 
 def params_sha256(model: nn.Module) -> str:
@@ -320,34 +275,3 @@ def params_sha256(model: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-@contextlib.contextmanager
-def _deterministic(device: torch.device) -> Iterator[None]:
-    """Deterministic kernels for the run, restoring the caller's settings afterwards."""
-    if device.type == "cuda":
-        # cuBLAS reads this when its handle is created; required for deterministic GEMMs.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    previous = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-        torch.backends.cudnn.deterministic,
-    )
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-        torch.backends.cudnn.benchmark = previous[2]
-        torch.backends.cudnn.deterministic = previous[3]

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = os.environ.get("HPO_DATA_DIR")
 PG = os.environ.get("HPO_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG else [])

@@ -175,9 +175,9 @@ def test_adam_is_fused_only_where_it_keeps_the_runs_arithmetic(precision, fused)
     # keep the op-by-op update in their own dtype, and GradScaler runs keep the plain path.
     from hpo.engine.precision import resolve_precision
     from hpo.engine.spec import TrainResult
-    from hpo.engine.train import _make_optimizer
+    from hpo.engine.step import make_optimizer
 
     prec = resolve_precision(precision)
     model = torch.nn.Linear(3, 2).to(prec.param_dtype)
-    optimizer = _make_optimizer(_spec(precision=precision), model, prec, TrainResult())
+    optimizer = make_optimizer(_spec(precision=precision), model, prec, TrainResult())
     assert optimizer.defaults["fused"] is fused

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from hpo.analysis.export import export_study
-from hpo.analysis.probe import ProbeResult
 from hpo.config.study import load_study_config
+from hpo.engine.probe import ProbeResult
 from hpo.errors import ConfigError
 from hpo.objective.probe import ProbeObjective
 from hpo.objective.train import Objective, make_objective

@@ -66,7 +66,7 @@ def run(
     x: Tensor,
     y: Tensor,
     batches: list[Tensor],
-    tracker: Any,  # hpo.analysis.probe's _Tracker (not imported: it imports this module)
+    tracker: Any,  # hpo.engine.probe's _Tracker (not imported: it imports this module)
     init_models: Callable[[TrainSpec, int, tuple[float, ...]], list[nn.Module]],
 ) -> None:
     """Probe every init of ``tracker.result`` on ``batches``; outcomes go to ``tracker``."""

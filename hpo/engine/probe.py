@@ -54,14 +54,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hpo.analysis import probe_batched
 from hpo.engine import data as data_mod
-from hpo.engine import loading
+from hpo.engine import loading, probe_batched
 from hpo.engine.activations import kinked_modules
 from hpo.engine.models import build_model
 from hpo.engine.precision import Precision, resolve_precision
 from hpo.engine.spec import TrainSpec
-from hpo.engine.train import _deterministic, resolve_device
+from hpo.engine.step import deterministic
+from hpo.engine.train import resolve_device
 from hpo.errors import ConfigError
 
 __all__ = ["COMPARE_MODES", "METHODS", "ProbeProgress", "ProbeResult", "run_probe"]
@@ -170,7 +170,7 @@ def run_probe(
     tracker = _Tracker(result, progress, started)
     # As train(): seeded inits without moving the caller's RNG, and the engine's own
     # deterministic-kernel settings (private there; shared so both run the same kernels).
-    with torch.random.fork_rng(devices=_rng_devices(device)), _deterministic(device):
+    with torch.random.fork_rng(devices=_rng_devices(device)), deterministic(device):
         if method == "batched":
             probe_batched.run(spec, precision, device, x, y, batches, tracker, _init_models)
         else:
