@@ -45,12 +45,13 @@ class StreamedSplit(Split):
         self._settings = dict(dataset=dataset, normalize=normalize, dtype=dtype, device=device)
         self._size, self._channels = image_size, channels
 
-    def _prepare(self, paths: Sequence[Path]) -> Tensor:
+    def decode_rows(self, paths: Sequence[Path]) -> Tensor:
+        """``paths`` decoded and prepared as model inputs (N, C, S, S)."""
         codes = decode_images(paths, image_size=self._size, channels=self._channels)
         return data_mod.prepare_images(codes, **self._settings)
 
     def rows(self, start: int, stop: int) -> Tensor:
-        return self._prepare(self.paths[start:stop])
+        return self.decode_rows(self.paths[start:stop])
 
     def batches(self, batch_size: int) -> StreamedBatches:
         return StreamedBatches(self, batch_size)
@@ -70,7 +71,7 @@ class StreamedBatches:
         split = self.split
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            x = split._prepare([split.paths[i] for i in idx.tolist()])
+            x = split.decode_rows([split.paths[i] for i in idx.tolist()])
             yield x, split.y.index_select(0, idx)
 
 
