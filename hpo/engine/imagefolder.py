@@ -191,7 +191,9 @@ def decode_images(
         out = torch.empty((len(paths), channels, image_size, image_size), dtype=torch.uint8)
     for i, path in enumerate(paths):
         try:
-            img = decode_image(str(path), mode=mode)
+            # The bytes as a tensor: decode_image takes a path only from torchvision 0.20.
+            data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+            img = decode_image(data, mode=mode)
         except (RuntimeError, OSError, ValueError) as exc:
             raise DataError(
                 f"{path}: cannot decode the image ({exc}); replace or remove the file."
