@@ -21,7 +21,7 @@ from pathlib import Path
 
 from torchvision.datasets.utils import calculate_md5, download_url
 
-from hpo.errors import DataError
+from hpo.errors import ChecksumError, DataError
 
 __all__ = [
     "DOWNLOAD_TIMEOUT_S",
@@ -67,14 +67,15 @@ def data_root(data_dir: str | os.PathLike | None) -> Path | None:
 
 
 def verify_md5(path: Path, expected: str) -> None:
-    """Raise :class:`DataError` unless ``path``'s MD5 is ``expected`` (memoised per file)."""
+    """Raise :class:`~hpo.errors.ChecksumError` unless the MD5 of ``path`` is ``expected``
+    (memoised per file)."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     actual = _md5_seen.get(key)
     if actual is None:
         actual = _md5_seen[key] = calculate_md5(path)
     if actual != expected:
-        raise DataError(
+        raise ChecksumError(
             f"{path}: bad checksum (md5 {actual}, expected {expected}): the file is corrupt or "
             "not the official one; delete it (or replace it with the official file) and run "
             "again to re-download it."
