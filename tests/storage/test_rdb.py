@@ -215,7 +215,10 @@ def test_stale_trial_is_failed_and_requeued_with_the_same_params(storage_url):
     """A worker killed mid-trial stops sending heartbeats: after the grace period the next
     worker fails its trial and re-queues one with the same parameters and user attrs."""
     name = unique_name()
-    storage = make_storage(storage_url, HeartbeatConfig(interval=1, grace=1, max_retry=2))
+    from hpo.study.requeue import RETRY_REASON_ATTR, STALE_REASON, StaleTrialRequeue
+
+    storage = make_storage(storage_url, HeartbeatConfig(interval=1, grace=1, max_retry=2),
+                           stale_trial_callback=StaleTrialRequeue(max_retry=2))
     try:
         study = optuna.create_study(study_name=name, storage=storage)
         study.enqueue_trial({"x": 0.25}, user_attrs={"hpo_baseline": True, "hpo_seed": 1})
@@ -227,7 +230,8 @@ def test_stale_trial_is_failed_and_requeued_with_the_same_params(storage_url):
         trials = study.get_trials(deepcopy=False)
         assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
         assert trials[1].params == {"x": 0.25}
-        assert trials[1].user_attrs == {"hpo_baseline": True, "hpo_seed": 1}
+        assert trials[1].user_attrs == {"hpo_baseline": True, "hpo_seed": 1,
+                                        RETRY_REASON_ATTR: STALE_REASON}
     finally:
         _delete(storage_url, name)
 

@@ -22,6 +22,7 @@ from hpo.study.create import (
     baseline_key,
     create_study,
     load_study,
+    open_study,
 )
 
 
@@ -163,11 +164,12 @@ def test_foreign_study_with_trials_is_refused(tmp_path, storage_url):
 def test_load_study_rebuilds_the_stored_config(tmp_path, storage_url):
     cfg = _cfg(tmp_path)
     create_study(cfg, storage_url)
-    study, loaded = load_study(cfg.name, storage_url, seed_offset=1)
+    study, loaded, storage = open_study(cfg.name, storage_url, seed_offset=1)
     assert loaded == dataclasses.replace(cfg, storage=storage_url)
     assert study.study_name == cfg.name and len(study.trials) == 4
     assert isinstance(study.sampler, optuna.samplers.RandomSampler)
-    assert study._storage.get_heartbeat_interval() == cfg.heartbeat.interval  # worker-ready
+    assert storage.get_heartbeat_interval() == cfg.heartbeat.interval  # worker-ready
+    assert load_study(cfg.name, storage_url)[1] == loaded
 
 
 def test_load_unknown_study_lists_existing_ones(tmp_path, storage_url):
