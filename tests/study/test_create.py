@@ -193,3 +193,11 @@ def test_baseline_only_study(tmp_path, storage_url):
     study = create_study(cfg, storage_url)
     assert study.user_attrs[ATTR_BUDGET] == 3
     assert sorted(t.user_attrs["hpo_seed"] for t in _baselines(study)) == [0, 1, 2]
+
+
+def test_the_stored_config_never_holds_the_storage_password(tmp_path, storage_url):
+    cfg = dataclasses.replace(_cfg(tmp_path), storage="postgresql+psycopg2://alice:s3cret@db/h")
+    study = create_study(cfg, storage_url)
+    stored = study.user_attrs[ATTR_CONFIG]
+    assert stored["storage"] == "postgresql+psycopg2://alice:***@db/h"
+    create_study(cfg, storage_url)  # the same config again: adopted, nothing differs
