@@ -59,6 +59,7 @@ __all__ = [
     "StaleTrialCallback",
     "default_storage_url",
     "grace_period_s",
+    "is_finished_trial_error",
     "make_storage",
     "mask_url",
     "parse_storage_url",
@@ -149,6 +150,18 @@ def make_storage(
         ) from exc
     logger.debug("opened storage %s", mask_url(url))
     return storage
+
+
+def is_finished_trial_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is Optuna refusing a write to a trial that is already finished (by
+    another process, e.g. a stale check): ``optuna.exceptions.UpdateFinishedTrialError`` (a
+    RuntimeError) in Optuna 5.0, a plain RuntimeError with this message in Optuna 4.0."""
+    cls = getattr(optuna.exceptions, "UpdateFinishedTrialError", None)
+    if cls is not None and isinstance(exc, cls):
+        return True
+    return isinstance(exc, RuntimeError) and "has already finished and can not be updated" in (
+        str(exc)
+    )
 
 
 def grace_period_s(storage: optuna.storages.RDBStorage) -> float | None:

@@ -37,7 +37,7 @@ from datetime import datetime
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.storage.rdb import grace_period_s
+from hpo.storage.rdb import grace_period_s, is_finished_trial_error
 from hpo.study.twins import TWIN_ATTR, TWIN_OF_ATTR
 
 __all__ = [
@@ -226,7 +226,9 @@ def fail_orphans(
             storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, ORPHAN_REASON)
             if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
                 continue
-        except optuna.exceptions.UpdateFinishedTrialError:
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
+                raise
             continue  # finished meanwhile (by its worker after all, or another check)
         failed.append(t.number)
         queued = queue_copy(study, storage.get_trial(trial_id), max_retry)

@@ -45,6 +45,7 @@ from optuna.trial import TrialState
 
 from hpo.errors import DataError, HpoError, ModelAuditError, StorageError
 from hpo.storage.heartbeat import Heartbeat
+from hpo.storage.rdb import is_finished_trial_error
 from hpo.storage.retry import (
     DEFAULT_GIVE_UP_S,
     PERMANENT,
@@ -302,7 +303,9 @@ class Worker:
                     log.info("trial %d pruned: %s", trial.number, exc)
                 except (Exception, KeyboardInterrupt) as exc:
                     error = exc
-        except optuna.exceptions.UpdateFinishedTrialError as exc:
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
+                raise
             error = exc  # the marker was refused: failed by another worker's check already
         self.stats.objective_s += time.perf_counter() - started
 

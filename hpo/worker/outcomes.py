@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.storage.rdb import is_finished_trial_error
 from hpo.study.budget import FAIL_REASON_ATTR, requeue
 from hpo.study.requeue import copy_of
 
@@ -110,7 +111,9 @@ class TrialRecorder:
             else:
                 stored = self._call(lambda: self.study.tell(trial, state=state,
                                                             skip_if_finished=True), what)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
+                raise
             stored = None
         if stored is None or stored.state != state:
             log.warning("trial %d was failed by another worker just before it finished; "
@@ -136,7 +139,9 @@ class TrialRecorder:
         what = f"failing trial {trial.number}"
         try:
             self._call(lambda: trial.set_user_attr(FAIL_REASON_ATTR, reason), what)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
+                raise
             # Another worker's stale check got there first (this worker's heartbeat was
             # late, or the storage was away for longer than the grace period): it failed the
             # trial and queues the copy (or its reconciler does).
@@ -173,8 +178,10 @@ class TrialRecorder:
             for key, value in attrs.items():
                 self._call(lambda k=key, v=value: trial.set_user_attr(k, v),
                            f"recording trial {trial.number}")
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # failed by another worker meanwhile: finish() says so
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
+                raise
+            # failed by another worker meanwhile: finish() says so
 
 
 def is_out_of_memory(error: BaseException) -> bool:
