@@ -81,6 +81,21 @@ def test_sqlite_creates_parent_folder_wal_and_busy_timeout(tmp_path):
     assert timeout_ms == SQLITE_BUSY_TIMEOUT_S * 1000
 
 
+def test_sqlite_transactions_hold_the_write_lock_from_their_start(tmp_path):
+    """BEGIN IMMEDIATE: even a transaction that has only read holds the write lock, so
+    Optuna's read-check-write of a trial state is one step (SQLite ignores FOR UPDATE)."""
+    db = tmp_path / "lock.db"
+    storage = make_storage(f"sqlite:///{db}")
+    other = sqlite3.connect(db, timeout=0, isolation_level=None)
+    with storage.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1").scalar()  # a read, inside the begun transaction
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+    other.execute("BEGIN IMMEDIATE")  # released with the transaction
+    other.execute("ROLLBACK")
+    other.close()
+
+
 def test_sqlite_in_wal_mode_syncs_at_checkpoints_only(tmp_path):
     """synchronous=NORMAL (1) on every connection to a file in WAL mode (no fsync per
     commit); a file in another journal mode keeps FULL (2), where NORMAL is not crash-safe."""
