@@ -44,7 +44,7 @@ def main() -> int:
                         "0.05 PostgreSQL)")
     args = parser.parse_args()
 
-    from hpo.storage.rdb import mask_url
+    from hpo.storage.urls import mask_url
     from tests.faults import _harness as h
 
     scale = 1 if args.quick else 2

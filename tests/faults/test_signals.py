@@ -64,7 +64,8 @@ def test_signal_on_a_worker_fails_and_requeues_its_trial(storage_url, signum, tm
         assert failed.user_attrs["hpo_fail_reason"] == f"interrupted ({sig})"
         assert failed.user_attrs["hpo_seed"] == run["seed"] == 0  # the baseline ran first
         assert copy.system_attrs["failed_trial"] == failed.number
-        assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 0}
+        assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 0,
+                                   "hpo_retry_reason": f"interrupted ({sig})"}
         # The next worker resumes: the copy runs, the budget is met exactly.
         again = start_worker(storage_url, name, tmp_path / "again.log", trial_s=0.05)
         assert again.wait(timeout=60) == 0, (tmp_path / "again.log").read_text()
