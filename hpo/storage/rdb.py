@@ -42,28 +42,17 @@ from sqlalchemy.engine import URL
 
 from hpo.errors import StorageError, UsageError
 from hpo.storage.sqlite_file import SQLITE_BUSY_TIMEOUT_S, prepare_sqlite, tune_sqlite_engine
-from hpo.storage.urls import (
-    ENV_VAR,
-    default_storage_url,
-    mask_url,
-    parse_storage_url,
-    resolve_storage_url,
-)
+from hpo.storage.urls import mask_url, parse_storage_url
 
 if TYPE_CHECKING:
     from hpo.config.study import HeartbeatConfig
 
 __all__ = [
-    "ENV_VAR",
     "SQLITE_BUSY_TIMEOUT_S",
     "StaleTrialCallback",
-    "default_storage_url",
     "grace_period_s",
     "is_finished_trial_error",
     "make_storage",
-    "mask_url",
-    "parse_storage_url",
-    "resolve_storage_url",
 ]
 
 logger = logging.getLogger(__name__)

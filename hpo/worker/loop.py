@@ -153,7 +153,7 @@ class Worker:
         self._consecutive_failures = 0
         self._next_stale_check = 0.0
         self._interval = _heartbeat_interval(storage)
-        self._study_id: int | None = None
+        self._id_of_study: int | None = None
         self._marker = f"{socket.gethostname()}:{os.getpid()}"
         self._where = _where(study, storage)
         self._retry = StorageRetry(self._where, give_up_s=storage_retry_s,
@@ -288,7 +288,7 @@ class Worker:
         state = TrialState.FAIL
         error: BaseException | None = None
         started = time.perf_counter()
-        trial_id = self._trial_id(trial) if self._interval is not None else None
+        trial_id = self._storage_trial_id(trial) if self._interval is not None else None
         try:
             with self._heartbeat(trial, trial_id):
                 try:
@@ -382,15 +382,15 @@ class Worker:
                 "traceback) and start the worker again: failed trials are re-queued."
             ) from error
 
-    def _trial_id(self, trial: optuna.Trial) -> int:
+    def _storage_trial_id(self, trial: optuna.Trial) -> int:
         """The trial's storage id (public storage calls; the study id is read once)."""
         assert self.storage is not None  # only with heartbeats
         storage = self.storage
 
         def read() -> int:
-            if self._study_id is None:
-                self._study_id = storage.get_study_id_from_name(self.study.study_name)
-            return storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)
+            if self._id_of_study is None:
+                self._id_of_study = storage.get_study_id_from_name(self.study.study_name)
+            return storage.get_trial_id_from_study_id_trial_number(self._id_of_study, trial.number)
 
         return self._call(read, f"reading the id of trial {trial.number}")
 

@@ -20,7 +20,7 @@ from hpo.config.study import HeartbeatConfig
 from hpo.storage.rdb import make_storage
 from hpo.study.requeue import StaleTrialRequeue
 from hpo.worker.loop import BUDGET_ATTR, Worker
-from tests.faults._harness import PG_URL, kill_scenario
+from tests.faults.harness import PG_URL, kill_scenario
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.faults._harness import (
+from tests.faults.harness import (
     PG_URL,
     check_study,
     delete_study,
@@ -80,7 +80,7 @@ def test_signal_on_a_worker_fails_and_requeues_its_trial(storage_url, signum, tm
 def test_signal_while_waiting_for_the_storage_stops_the_worker(tmp_path) -> None:
     """A stop signal during the back-off of an unreachable storage ends the worker at once
     (it does not wait out --storage-retry), with the signal's exit code."""
-    from tests.faults._harness import TcpProxy, via_proxy
+    from tests.faults.harness import TcpProxy, via_proxy
 
     if not PG_URL:
         pytest.skip("HPO_TEST_POSTGRES_URL is not set")

@@ -17,14 +17,8 @@ from optuna.trial import TrialState
 
 from hpo.config.study import HeartbeatConfig
 from hpo.errors import StorageError, UsageError
-from hpo.storage.rdb import (
-    SQLITE_BUSY_TIMEOUT_S,
-    default_storage_url,
-    is_finished_trial_error,
-    make_storage,
-    mask_url,
-    resolve_storage_url,
-)
+from hpo.storage.rdb import SQLITE_BUSY_TIMEOUT_S, is_finished_trial_error, make_storage
+from hpo.storage.urls import default_storage_url, mask_url, resolve_storage_url
 from tests._race import InTheWindow
 
 POSTGRES_ENV = "HPO_TEST_POSTGRES_URL"  # e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test
