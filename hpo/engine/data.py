@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import http.client
 import logging
 import math
 import os
@@ -24,14 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.datasets import MNIST, FashionMNIST
-from torchvision.datasets.utils import download_url
 
 from hpo.engine.datasets import DATASET_INFO, dataset_info
-from hpo.engine.fetch import DOWNLOAD_TIMEOUT_S as _DOWNLOAD_TIMEOUT_S
-from hpo.engine.fetch import cache_dir as _cache_dir
-from hpo.engine.fetch import data_root as _data_dir
-from hpo.engine.fetch import socket_timeout as _socket_timeout
-from hpo.engine.fetch import verify_md5 as _verify_md5
+from hpo.engine.fetch import RemoteFile, find_or_download
 from hpo.errors import ConfigError, DataError
 
 __all__ = [
@@ -126,83 +120,13 @@ def read_idx(path: str | os.PathLike) -> Tensor:
     return flat.view(dims)
 
 
-def _download(name: str, filenames: list[str], raw: Path, data_dir: Path | None) -> None:
-    """Download ``filenames`` into the cache folder ``raw``, trying each mirror in order."""
-    cls = _TORCHVISION[name]
-    md5s = dict(cls.resources)
-    errors: list[str] = []
-    try:
-        raw.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        errors.append(f"cannot create {raw}: {exc}")
-    for filename in filenames if not errors else []:
-        # A private temporary name, renamed only once complete and verified, so that an
-        # interrupted download or a concurrent worker never leaves a half file in place.
-        tmp = raw / f".{filename}.{os.getpid()}.part"
-        for mirror in cls.mirrors:
-            # Attempts and failed mirrors are debug output: download_url shows a progress
-            # bar, and when every mirror fails the DataError below names the last failure.
-            logger.debug("downloading %s from %s into %s", filename, mirror, raw)
-            try:
-                with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
-                    download_url(mirror + filename, raw, tmp.name, md5s[filename])
-                os.replace(tmp, raw / filename)
-                logger.info("downloaded %s from %s into %s", filename, mirror, raw)
-                break
-            except (OSError, RuntimeError, ValueError, http.client.HTTPException) as exc:
-                logger.debug("download of %s from %s failed: %s", filename, mirror, exc)
-                errors.append(f"{mirror}{filename}: {exc}")
-            finally:
-                tmp.unlink(missing_ok=True)
-        else:
-            break  # every mirror failed: most likely offline, so do not try the other files
-    missing = [f for f in filenames if not (raw / f).is_file()]
-    if missing:
-        folder = cls.__name__
-        where = (
-            f"{data_dir / folder / 'raw'} (the folder given by --data-dir/HPO_DATA_DIR)"
-            if data_dir is not None
-            else f"<DIR>/{folder}/raw/ and pass --data-dir DIR (or set HPO_DATA_DIR=DIR)"
-        )
-        raise DataError(
-            f"dataset {name!r}: missing {', '.join(missing)} and download failed "
-            f"({errors[-1] if errors else 'unknown error'}); put the official files in {where} "
-            f"or in the cache {raw} (set by HPO_CACHE_DIR); fetch them from "
-            f"{' or '.join(m + '<file>' for m in cls.mirrors)}."
-        )
-
-
 def _resolve_files(name: str, data_dir: str | os.PathLike | None) -> tuple[Path, ...]:
-    """Paths of the four verified files, downloading the missing ones into the cache."""
+    """Paths of the four verified files, downloading the missing ones into the cache
+    (:func:`hpo.engine.fetch.find_or_download`, in torchvision's ``<root>/MNIST/raw``)."""
     cls = _TORCHVISION[name]
-    root = _data_dir(data_dir)
-    cache_raw = _cache_dir() / cls.__name__ / "raw"
-    candidates = [cache_raw]
-    if root is not None:
-        if not root.is_dir():
-            # A typo in --data-dir must not silently turn into a download elsewhere.
-            raise DataError(
-                f"data dir {str(root)!r} does not exist; point --data-dir / HPO_DATA_DIR at the "
-                f"folder holding {cls.__name__}/raw/*.gz, or unset it to use the cache "
-                f"{cache_raw} (files are downloaded there when missing)."
-            )
-        candidates = [root / cls.__name__ / "raw", root, cache_raw]
-    md5s = dict(cls.resources)
-    found: dict[str, Path] = {}
-    for filename in md5s:
-        for folder in candidates:
-            if (folder / filename).is_file():
-                found[filename] = folder / filename
-                break
-    # Present files are checked before any download, so a corrupt file fails fast offline.
-    for filename, path in found.items():
-        _verify_md5(path, md5s[filename])
-    missing = [f for f in md5s if f not in found]
-    if missing:
-        # download_url checks the MD5 of what it fetched before it is renamed into place.
-        _download(name, missing, cache_raw, root)
-        found.update({f: cache_raw / f for f in missing})
-    by_split = {f.split("-idx")[0]: p for f, p in found.items()}
+    files = [RemoteFile(f, md5, tuple(m + f for m in cls.mirrors)) for f, md5 in cls.resources]
+    paths = find_or_download(name, files, data_dir=data_dir, subfolder=f"{cls.__name__}/raw")
+    by_split = {p.name.split("-idx")[0]: p for p in paths}
     return tuple(by_split[s] for s in _SPLITS)
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torchvision.datasets.utils import calculate_md5
 
-from hpo.engine import data
+from hpo.engine import data, fetch
 from hpo.engine.data import (
     MEAN_STD,
     load_raw,
@@ -56,7 +56,7 @@ def offline(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("HPO_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "download_url", fail)
+    monkeypatch.setattr(fetch, "download_url", fail)
     return calls
 
 
@@ -144,7 +144,7 @@ def test_download_to_temp_then_cache_then_no_network(tmp_path, monkeypatch, offl
             raise urllib.error.URLError("mirror down")
         shutil.copy(Path(REAL_DIR, "MNIST", "raw", url.rsplit("/", 1)[1]), Path(root, filename))
 
-    monkeypatch.setattr(data, "download_url", fake_download)
+    monkeypatch.setattr(fetch, "download_url", fake_download)
     (tmp_path / "empty").mkdir()
     paths = data._resolve_files("mnist", tmp_path / "empty")
     cache_raw = tmp_path / "cache" / "MNIST" / "raw"
@@ -156,7 +156,7 @@ def test_download_to_temp_then_cache_then_no_network(tmp_path, monkeypatch, offl
     def no_network(*args, **kwargs):
         raise AssertionError("the cached files must be used without a download")
 
-    monkeypatch.setattr(data, "download_url", no_network)
+    monkeypatch.setattr(fetch, "download_url", no_network)
     assert data._resolve_files("mnist", None) == paths
 
 
@@ -263,7 +263,7 @@ def test_a_data_dir_that_does_not_exist_is_an_error_not_a_download(tmp_path, mon
     def no_network(*args, **kwargs):
         raise AssertionError("a typo in --data-dir must not trigger a download")
 
-    monkeypatch.setattr(data, "download_url", no_network)
+    monkeypatch.setattr(fetch, "download_url", no_network)
     with pytest.raises(DataError, match="does not exist") as err:
         data._resolve_files("mnist", tmp_path / "typo")
     assert "typo" in str(err.value) and "HPO_DATA_DIR" in str(err.value)
