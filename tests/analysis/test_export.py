@@ -47,8 +47,9 @@ def test_csv_has_one_row_per_trial_with_readable_columns(storage, tmp_path) -> N
     path = tmp_path / "out" / "trials.csv"
     assert export_study(study, path) == 2
     df = pd.read_csv(path)
-    assert list(df.columns[:5]) == ["number", "state", "value", "user_attrs_hpo_baseline",
-                                    "user_attrs_hpo_seed"]
+    assert list(df.columns[:6]) == ["number", "state", "value", "fail_reason",
+                                    "user_attrs_hpo_baseline", "user_attrs_hpo_seed"]
+    assert df["fail_reason"].isna().all()  # nothing failed
     assert list(df["state"]) == ["COMPLETE", "PRUNED"]
     assert list(df["params_relu_prime_zero"]) == [0.0, 0.5]
     assert df["params_precision"].iloc[0] == "float32" and pd.isna(df["params_precision"][1])
@@ -66,10 +67,23 @@ def test_csv_has_one_row_per_trial_with_readable_columns(storage, tmp_path) -> N
     assert df["duration_s"].dtype.kind == "f"
 
 
+def test_failed_trials_say_why(storage, tmp_path) -> None:
+    study = optuna.create_study(study_name=f"failed-{uuid.uuid4().hex[:10]}", storage=storage)
+    reason = {"hpo_fail_reason": "interrupted (SIGINT)"}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=reason))
+    # Failed by Optuna's heartbeat check, which can set no attribute: the worker was lost.
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    assert export_study(study, tmp_path / "failed.csv") == 2
+    reasons = list(pd.read_csv(tmp_path / "failed.csv")["fail_reason"])
+    assert reasons[0] == "interrupted (SIGINT)"
+    assert reasons[1].startswith("worker lost")
+
+
 def test_empty_study_exports_a_header(storage, tmp_path) -> None:
     study = optuna.create_study(study_name=f"empty-{uuid.uuid4().hex[:10]}", storage=storage)
     assert export_study(study, tmp_path / "empty.csv") == 0
-    assert list(pd.read_csv(tmp_path / "empty.csv").columns) == ["number", "state", "value"]
+    assert list(pd.read_csv(tmp_path / "empty.csv").columns) == ["number", "state", "value",
+                                                                  "fail_reason"]
     assert trials_frame(study).empty
 
 
