@@ -186,7 +186,7 @@ def test_one_channel_stem_sees_grayscale_like_the_rgb_model(name):
         torch.testing.assert_close(gray(x), rgb(x.repeat(1, 3, 1, 1)), rtol=1e-4, atol=1e-5)
 
 
-def test_adapt_input_channels_replaces_only_the_first_rgb_conv():
+def test_adapt_input_channels_replaces_only_the_first_conv():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 3, 1))
     inner = nn.Sequential(nn.Conv2d(3, 5, 1))
     model.append(inner)
@@ -196,8 +196,18 @@ def test_adapt_input_channels_replaces_only_the_first_rgb_conv():
     assert torch.equal(torch.random.get_rng_state(), state)
     assert model[0] is new and new.in_channels == 1 and new.stride == (2, 2)
     assert model[2][0].in_channels == 3
-    with pytest.raises(ValueError, match="no nn.Conv2d with 3 input channels"):
-        adapt_input_channels(nn.Sequential(nn.Conv2d(1, 2, 1)), 1)
+    assert adapt_input_channels(nn.Sequential(nn.Conv2d(1, 2, 1)), 1) is None  # already 1
+    assert adapt_input_channels(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), 1) is None
+
+
+def test_adapt_input_channels_from_one_to_three_keeps_the_output_on_gray_images():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, bias=True))
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        before = model(x)
+        new = adapt_input_channels(model, 3)
+        assert new.in_channels == 3 and model[0] is new
+        torch.testing.assert_close(model(x.repeat(1, 3, 1, 1)), before)
 
 
 def test_width_mult_scales_mobilenet_channels():
