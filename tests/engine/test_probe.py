@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpo.engine import probe, probe_batched
 from hpo.cli import probe_cmd
+from hpo.engine import probe, probe_batched
 from hpo.engine.models import build_model
 from hpo.engine.precision import resolve_precision
 from hpo.engine.probe import ProbeProgress, run_probe
