@@ -1,8 +1,9 @@
 """One exception root for every error a user can cause.
 
 The CLI maps these to exit codes at its edge: :class:`UsageError` (a bad config file, bad
-flag or bad value) exits with 2, every other :class:`HpoError` (storage unreachable, study
-not found, dataset missing) exits with 1.
+flag or bad value) and :class:`ChecksumError` (a dataset file that is not the official one)
+exit with 2, every other :class:`HpoError` (storage unreachable, study not found, dataset
+missing and not downloadable) exits with 1.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class ModelAuditError(HpoError):
 
 class DataError(HpoError):
     """Raised when dataset files are missing, corrupt (bad checksum) or cannot be downloaded."""
+
+
+class ChecksumError(DataError):
+    """Raised when a dataset file (an archive, an IDX file) does not have the official MD5
+    sum: bad input the user must replace, so it exits with 2 like a bad flag."""
+
+    exit_code = 2
 
 
 class StorageError(HpoError):

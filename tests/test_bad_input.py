@@ -25,6 +25,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,8 @@ class Case:
     study.yaml, written from ``yaml`` when given) and ``{db}`` (sqlite storage in it).
     ``expect``: substrings of the one stderr line (the bad key or value, and the fix).
     ``setup``: ``existing`` creates study "exists" (no trials) in ``{db}`` first;
-    ``corrupt_data`` writes a data folder ``{tmp}/data`` whose MNIST files are fake.
+    ``corrupt_data`` writes a data folder ``{tmp}/data`` whose MNIST files and CIFAR-10
+    archive are fake; ``image_folder_*`` write a bad image folder ``{tmp}/imgs``.
     """
 
     id: str
@@ -127,8 +129,8 @@ CASES = [
     create(config(train={"model": "hpo.engine.registry:torchvision_models",
                          "train_subset": 100, "val_size": 100}), "train.model",
            "the factory returned tuple", "not a torch.nn.Module", id="model-not-a-module"),
-    create(config(train__dataset="cifar10"), "train.dataset", "'cifar10'", "fashion_mnist",
-           id="unknown-dataset"),
+    create(config(train__dataset="cifar100"), "train.dataset", "'cifar100'", "fashion_mnist",
+           "imagefolder:PATH", id="unknown-dataset"),
     create(config(train__precision="float8"), "train.precision", "'float8'", "bfloat16",
            id="unknown-precision"),
     create(config(search_space__precision={"type": "categorical",
@@ -140,8 +142,11 @@ CASES = [
            id="unknown-pruner"),
     create(config(sampler={"name": "tpe", "n_startup": 3}), "sampler.n_startup",
            "not an option of TPESampler", "fix: remove it", id="unknown-sampler-option"),
-    create(config(storage="sqlit:///x.db"), "storage", "'sqlit:///x.db'",
-           "fix: correct the scheme", id="config-storage-bad-scheme"),
+    # The file's storage: is checked when it is opened (no --storage here), before any write.
+    Case("config-storage-bad-scheme", ("create", "{cfg}"), 2,
+         ("storage", "unknown database kind", "'sqlit:///x.db'", "fix: correct the scheme"),
+         config(storage="sqlit:///x.db")),
+    create(config(storage=""), "storage", "not a URL", id="config-storage-empty"),
     # --- the study file: parameters that do not apply -------------------------------------
     create(config(train={"model": "mobilenet_v3_small", "train_subset": 100, "val_size": 100},
                   search_space__width={"type": "int", "low": 32, "high": 64}),
@@ -230,11 +235,26 @@ CASES = [
     Case("data-dir-missing", ("train", "--data-dir", "{tmp}/nodata", "--train-subset", "100"),
          1, ("nodata", "does not exist", "--data-dir")),
     Case("data-bad-checksum", ("train", "--data-dir", "{tmp}/data", "--train-subset", "100"),
-         1, ("train-images-idx3-ubyte.gz: bad checksum", "delete it"), setup="corrupt_data"),
+         2, ("train-images-idx3-ubyte.gz: bad checksum", "delete it"), setup="corrupt_data"),
     Case("data-missing-offline", ("train", "--train-subset", "100"), 1,
          ("dataset 'mnist': missing", "download failed", "HPO_DATA_DIR")),
-    Case("run-bad-checksum", ("run", "{cfg}", "--storage", DB, "--data-dir", "{tmp}/data"), 1,
+    Case("run-bad-checksum", ("run", "{cfg}", "--storage", DB, "--data-dir", "{tmp}/data"), 2,
          ("bad checksum",), GOOD, setup="corrupt_data"),
+    Case("cifar-bad-checksum", ("train", "--dataset", "cifar10", "--data-dir", "{tmp}/data"), 2,
+         ("cifar-10-python.tar.gz: bad checksum", "c58f30108f718f92721af3b95e74349a",
+          "delete it"), setup="corrupt_data"),
+    Case("svhn-missing-offline", ("train", "--dataset", "svhn_extra"), 1,
+         ("dataset 'svhn_extra': missing extra_32x32.mat, test_32x32.mat", "download failed",
+          "HPO_DATA_DIR")),
+    Case("imagefolder-no-train", ("train", "--dataset", "imagefolder:{tmp}/imgs"), 2,
+         ("imgs' has no train/ folder", "lay it out as PATH/train/<class>/<image>"),
+         setup="image_folder_without_train"),
+    Case("run-imagefolder-mismatch", ("run", "{cfg}", "--storage", DB), 2,
+         ("test/ has different classes from train/", "missing ['b']"),
+         config(train__dataset="imagefolder:imgs"), setup="image_folder_mismatch"),
+    create(config(train__dataset="cifar10", train__train_subset=50000),
+           "train.train_subset", "50000 training images of 'cifar10'", "1 to 49900",
+           id="train-subset-beyond-cifar10"),
 ]
 
 
@@ -270,6 +290,17 @@ def _setup(case: Case, tmp: Path) -> None:
         for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                      "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
             (raw / name).write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(8)))
+        (tmp / "data" / "cifar-10-python.tar.gz").write_bytes(gzip.compress(bytes(64)))
+    elif case.setup in ("image_folder_without_train", "image_folder_mismatch"):
+        from torchvision.io import encode_png
+
+        png = encode_png(torch.zeros(3, 8, 8, dtype=torch.uint8)).numpy().tobytes()
+        classes = {"test": ["a"]} if case.setup == "image_folder_without_train" else {
+            "train": ["a", "b"], "test": ["a"]}
+        for split, names in classes.items():
+            for name in names:
+                (tmp / "imgs" / split / name).mkdir(parents=True)
+                (tmp / "imgs" / split / name / "0.png").write_bytes(png)
 
 
 def _studies(tmp: Path) -> dict[str, int]:

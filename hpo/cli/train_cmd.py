@@ -23,7 +23,8 @@ _HELP = {
     "model": "model to train: a built-in (" + ", ".join(spec_mod.MODELS) + "), any "
     "torchvision classification model name (e.g. mnasnet0_5), or your own network as "
     "package.module:factory",
-    "dataset": "dataset",
+    "dataset": "mnist, fashion_mnist, cifar10, svhn, svhn_extra (SVHN's extra split) or "
+    "imagefolder:PATH (PATH/train/<class>/, PATH/test/<class>/, optional PATH/val/)",
     "depth": "fc: number of hidden layers",
     "width": "fc: units per hidden layer",
     "batch_norm": "fc, vgg11, resnet18_cifar: batch normalisation after each linear/conv layer",
@@ -35,8 +36,10 @@ _HELP = {
     "relu6_prime_six": "relu6: derivative at 6 (default: PyTorch's, 0)",
     "negative_slope": "leaky_relu: negative slope",
     "kink_grad": "'multiply' (chain rule) or 'set' (the paper's code: gradient := value)",
-    "channels": "input channels, 1 or 3 (default: 1 for fc, 3 for CNNs)",
-    "image_size": "resize images to this size (default: 28; vgg11: 32)",
+    "channels": "input channels, 1 or 3 (default: the dataset's; gray datasets: 1 for fc, "
+    "3 for CNNs)",
+    "image_size": "resize images to this size (default: the dataset's, 28 or 32; image "
+    "folders: 32; vgg11: at least 32)",
     "normalize": "standardise pixels with the dataset's mean and std",
     "batch_size": "mini-batch size",
     "train_subset": "number of training samples (the sample size; default: all)",
@@ -55,7 +58,6 @@ _HELP = {
 # ``model`` has no fixed choices (torchvision names, import paths): TrainSpec validates it
 # and a bad name is one line listing close matches, exit 2.
 _CHOICES = {
-    "dataset": spec_mod.DATASETS,
     "activation": spec_mod.ACTIVATION_NAMES,
     "kink_grad": spec_mod.KINK_GRAD_MODES,
     "precision": spec_mod.PRECISIONS,
@@ -72,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "accuracy, test accuracy and how often backward passes hit a kink.",
     )
     add_spec_arguments(parser)
-    parser.add_argument("--data-dir", help="folder with the IDX .gz files (or HPO_DATA_DIR)")
+    parser.add_argument("--data-dir", help="folder with the dataset files in torchvision's "
+                        "layout (or HPO_DATA_DIR)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_run)

@@ -10,16 +10,13 @@ Both use torchvision's layout, ``<root>/MNIST/raw/<file>.gz``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
 import http.client
 import logging
 import math
 import os
-import socket
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.datasets import MNIST, FashionMNIST
-from torchvision.datasets.utils import calculate_md5, download_url
+from torchvision.datasets.utils import download_url
 
+from hpo.engine.datasets import DATASET_INFO, dataset_info
+from hpo.engine.fetch import DOWNLOAD_TIMEOUT_S as _DOWNLOAD_TIMEOUT_S
+from hpo.engine.fetch import cache_dir as _cache_dir
+from hpo.engine.fetch import data_root as _data_dir
+from hpo.engine.fetch import socket_timeout as _socket_timeout
+from hpo.engine.fetch import verify_md5 as _verify_md5
 from hpo.errors import ConfigError, DataError
 
 __all__ = [
@@ -45,8 +48,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Per-dataset pixel mean and std of the training images after scaling to [0, 1].
-MEAN_STD = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+# Pixel mean and std of the gray datasets' training images after scaling to [0, 1] (every
+# dataset's per-channel constants are in hpo.engine.datasets).
+MEAN_STD = {
+    n: (DATASET_INFO[n].mean[0], DATASET_INFO[n].std[0]) for n in ("mnist", "fashion_mnist")
+}
 
 # The torchvision class supplies resources, mirrors, and (its name) the folder name.
 _TORCHVISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST}
@@ -54,21 +60,21 @@ _IDX_UINT8 = 0x08
 _CHUNK = 1 << 20
 _SPLITS = ("train-images", "train-labels", "t10k-images", "t10k-labels")
 
-# (resolved path, size, mtime_ns) -> md5 of a file already hashed in this process, so that
-# many trials in one worker hash the 10-26 MB image files once.
-_md5_seen: dict[tuple[str, int, int], str] = {}
-
 
 @dataclass(frozen=True, eq=False)
 class RawDataset:
     """The official training and test sets as shared tensors; do not modify them in place.
 
     Attributes:
-        name: dataset name (``mnist`` or ``fashion_mnist``).
-        train_images: uint8, shape (60000, 28, 28).
-        train_labels: int64, shape (60000,).
-        test_images: uint8, shape (10000, 28, 28).
-        test_labels: int64, shape (10000,).
+        name: dataset name (a key of :func:`hpo.engine.datasets.dataset_info`).
+        train_images: uint8, (N, H, W) for the IDX datasets (MNIST: (60000, 28, 28)), else
+            (N, C, H, W), channels first.
+        train_labels: int64, shape (N,).
+        test_images: uint8, as ``train_images``.
+        test_labels: int64.
+        val_images, val_labels: a validation set of its own (an image folder's ``val/``);
+            ``None``: validation is split off the training set.
+        classes: class names, label ``i`` is ``classes[i]`` (empty: the labels are the names).
     """
 
     name: str
@@ -76,6 +82,9 @@ class RawDataset:
     train_labels: Tensor
     test_images: Tensor
     test_labels: Tensor
+    val_images: Tensor | None = None
+    val_labels: Tensor | None = None
+    classes: tuple[str, ...] = ()
 
 
 def read_idx(path: str | os.PathLike) -> Tensor:
@@ -115,46 +124,6 @@ def read_idx(path: str | os.PathLike) -> Tensor:
     # frombuffer refuses an empty buffer
     flat = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.zeros(0, dtype=torch.uint8)
     return flat.view(dims)
-
-
-def _cache_dir() -> Path:
-    env = os.environ.get("HPO_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "reluprime-hpo" / "datasets"
-
-
-def _data_dir(data_dir: str | os.PathLike | None) -> Path | None:
-    if data_dir is None:
-        data_dir = os.environ.get("HPO_DATA_DIR") or None
-    return None if data_dir is None else Path(data_dir).expanduser()
-
-
-def _verify_md5(path: Path, expected: str) -> None:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    actual = _md5_seen.get(key)
-    if actual is None:
-        actual = _md5_seen[key] = calculate_md5(path)
-    if actual != expected:
-        raise DataError(
-            f"{path}: bad checksum (md5 {actual}, expected {expected}): the file is corrupt or "
-            "not the official one; delete it (or replace it with the official file) and run "
-            "again to re-download it."
-        )
-
-
-# torchvision's download_url opens URLs without a timeout: on a network that silently drops
-# packets each mirror would wait for the OS connect timeout (minutes).
-_DOWNLOAD_TIMEOUT_S = 60.0
-
-
-@contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def _download(name: str, filenames: list[str], raw: Path, data_dir: Path | None) -> None:
@@ -285,7 +254,12 @@ def _load_files(name: str, paths: tuple[Path, ...]) -> RawDataset:
 
 
 def split_indices(
-    n: int, *, val_size: int, train_subset: int | None, split_seed: int
+    n: int,
+    *,
+    val_size: int,
+    train_subset: int | None,
+    split_seed: int,
+    own_validation: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Split ``n`` official training images into training and validation indices.
 
@@ -293,12 +267,25 @@ def split_indices(
     training the rest, cut to its first ``train_subset`` entries when given (so a smaller
     subset is a prefix of a larger one). The official test set is never part of it.
 
+    Args:
+        own_validation: the dataset has a validation set of its own (an image folder's
+            ``val/``): ``val_size`` is not used, training is the permutation's first
+            ``train_subset`` entries (all when ``None``) and the validation indices are empty.
+
     Returns:
         ``(train_indices, val_indices)``, int64 tensors.
 
     Raises:
         ConfigError: ``val_size`` or ``train_subset`` do not fit in ``n``.
     """
+    if own_validation:
+        if train_subset is not None and not 1 <= train_subset <= n:
+            raise ConfigError(
+                f"train_subset={train_subset} is more than the {n} training images; "
+                f"allowed 1 to {n}."
+            )
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+        return (perm if train_subset is None else perm[:train_subset]), perm[:0]
     if not 1 <= val_size < n:
         raise ConfigError(
             f"val_size={val_size} does not fit {n} training images; allowed 1 to {n - 1}."
@@ -321,14 +308,15 @@ def prepare_images(
     dtype: torch.dtype,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Turn uint8 images (N, 28, 28) into model input (N, 1, 28, 28) of ``dtype``.
+    """Turn uint8 images (N, H, W) or (N, C, H, W) into model input (N, C, H, W) of ``dtype``.
 
     Scaling and standardisation run in float32 (float64 for float64) and the result is cast
     once at the end, so every precision sees the same input rounded once.
 
     Args:
-        images_uint8: uint8 tensor (N, H, W) or (N, 1, H, W).
-        dataset: dataset name, picks the :data:`MEAN_STD` constants.
+        images_uint8: uint8 tensor (N, H, W) or (N, C, H, W).
+        dataset: dataset name, picks its per-channel constants
+            (:class:`hpo.engine.datasets.DatasetInfo`).
         normalize: standardise with the dataset's mean and std, else keep [0, 1].
         dtype: floating dtype of the result.
         device: where the result lives (the uint8 tensor is moved first: 4x less to copy).
@@ -339,16 +327,18 @@ def prepare_images(
         )
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-    if normalize and dataset not in MEAN_STD:
-        raise ConfigError(f"Unknown dataset {dataset!r}. Valid names: {sorted(MEAN_STD)}.")
+    channels = 1 if images_uint8.dim() == 3 else images_uint8.shape[1]
+    stats = dataset_info(dataset).mean_std(channels) if normalize else None
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     x = images_uint8.to(device) if device is not None else images_uint8
     x = x.to(compute).div_(255.0)
-    if normalize:
-        mean, std = MEAN_STD[dataset]
-        x = x.sub_(mean).div_(std)
     if x.dim() == 3:
         x = x.unsqueeze(1)
+    if stats is not None:
+        # Per channel with Python floats: for one channel exactly the arithmetic of a
+        # whole-tensor sub_/div_ by scalars.
+        for c, (mean, std) in enumerate(zip(*stats)):
+            x[:, c].sub_(mean).div_(std)
     return x.to(dtype)
 
 
@@ -371,7 +361,7 @@ def gather_rows(x: Tensor, idx: Tensor, out: Tensor | None = None) -> Tensor:
 
 
 def shape_batch(x: Tensor, *, channels: int, image_size: int) -> Tensor:
-    """Fit a (N, 1, 28, 28) batch to a model's input channels and size.
+    """Fit a (N, C, H, W) batch to a model's input channels and size.
 
     Resizes with bilinear interpolation (in float32 for float16/bfloat16, cast back), then
     expands the gray channel to 3 as a view (no copy). Returns ``x`` itself when nothing

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from hpo.engine import cifar, registry
 from hpo.engine.activations import create_activation
 from hpo.engine.audit import AuditReport, audit_model
+from hpo.engine.datasets import dataset_info
 from hpo.engine.routing import FunctionalRouting
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError, ModelAuditError
@@ -77,9 +78,10 @@ class BuiltModel:
     audit: AuditReport
 
 
-def build_model(spec: TrainSpec) -> BuiltModel:
+def build_model(spec: TrainSpec, *, num_classes: int = NUM_CLASSES) -> BuiltModel:
     """Build ``spec.model`` for ``spec.resolved_channels`` x ``spec.resolved_image_size``
-    inputs, with ``spec.activation`` (and its derivatives) in every ReLU-family position.
+    inputs and ``num_classes`` outputs (the dataset's: an image folder's may differ from
+    10), with ``spec.activation`` (and its derivatives) in every ReLU-family position.
 
     Raises:
         ConfigError: activation settings rejected by :func:`create_activation`; a model by
@@ -98,19 +100,20 @@ def build_model(spec: TrainSpec) -> BuiltModel:
     channels, size = spec.resolved_channels, spec.resolved_image_size
     kind = registry.model_kind(spec.model)
     if spec.model == "fc":
-        model = _fc(channels * size * size, spec.depth, spec.width, spec.batch_norm, factory)
+        model = _fc(channels * size * size, spec.depth, spec.width, spec.batch_norm, factory,
+                    num_classes)
     elif spec.model in _CIFAR_BUILDERS:
-        model = _CIFAR_BUILDERS[spec.model](NUM_CLASSES, spec.batch_norm, factory)
+        model = _CIFAR_BUILDERS[spec.model](num_classes, spec.batch_norm, factory)
         adapt_input_channels(model, channels)
     else:
         if kind == "builtin":
-            model = _CNN_BUILDERS[spec.model](spec)
+            model = _CNN_BUILDERS[spec.model](spec, num_classes)
             adapt = True
         elif kind == "torchvision":
-            model = torchvision.models.get_model(spec.model, weights=None, num_classes=NUM_CLASSES)
+            model = torchvision.models.get_model(spec.model, weights=None, num_classes=num_classes)
             adapt = True
         else:
-            model, adapt = _from_factory(spec.model, channels, size)
+            model, adapt = _from_factory(spec.model, channels, size, num_classes)
         replaced = replace_activations(model, factory)
         logger.debug("%s: replaced %d activation module(s)", spec.model, replaced)
         if adapt:
@@ -125,29 +128,33 @@ def build_model(spec: TrainSpec) -> BuiltModel:
     if kind == "builtin":
         audit = audit_model(model, example, name=spec.model, expected=factory())
     else:
-        audit = _audit_foreign(model, example, spec.model, factory())
+        audit = _audit_foreign(model, example, spec.model, factory(), num_classes)
     return BuiltModel(model=model, configured_activations=audit.configured_sites, audit=audit)
 
 
-def check_model(spec: TrainSpec) -> BuiltModel:
+def check_model(spec: TrainSpec, *, num_classes: int | None = None) -> BuiltModel:
     """Build ``spec``'s model once, as a study or ``hpo train`` starts, and run it on a
     small example batch in training mode, so a bad model fails before anything is written.
 
     The global RNG is left as it was. Built-ins are checked too (it is cheap next to
-    training) so every model goes through one path.
+    training) so every model goes through one path. ``num_classes`` defaults to the
+    dataset's; an image folder's is known only once it is read, so the check then uses 10
+    (a factory should build the ``num_classes`` it is given).
 
     Raises:
-        ConfigError: the model does not build, its output is not ``(batch, 10)`` in
+        ConfigError: the model does not build, its output is not ``(batch, num_classes)`` in
             training mode, or it has no ReLU-family activation for the derivatives to act on.
         ModelAuditError: as :func:`build_model`.
     """
+    if num_classes is None:
+        num_classes = dataset_info(spec.dataset).num_classes or NUM_CLASSES
     with torch.random.fork_rng(devices=[]):
-        built = build_model(spec)
+        built = build_model(spec, num_classes=num_classes)
         channels, size = spec.resolved_channels, spec.resolved_image_size
         x = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             out = _forward(built.model, x, spec.model)
-    _check_output(out, x, spec.model)
+    _check_output(out, x, spec.model, num_classes)
     if built.configured_activations == 0:
         raise ConfigError(
             f"Model {spec.model!r} has no ReLU-family activation (module or routed functional "
@@ -256,7 +263,8 @@ def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
 
 
 def _fc(
-    in_features: int, depth: int, width: int, batch_norm: bool, factory: Callable[..., nn.Module]
+    in_features: int, depth: int, width: int, batch_norm: bool, factory: Callable[..., nn.Module],
+    num_classes: int,
 ) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     for _ in range(depth):
@@ -266,12 +274,12 @@ def _fc(
         # In place is safe: neither Linear nor BatchNorm1d saves its output for backward.
         layers.append(factory(inplace=True))
         in_features = width
-    layers.append(nn.Linear(in_features, NUM_CLASSES))
+    layers.append(nn.Linear(in_features, num_classes))
     return nn.Sequential(*layers)
 
 
-def _mobilenet(name: str) -> Callable[[TrainSpec], nn.Module]:
-    def build(spec: TrainSpec) -> nn.Module:
+def _mobilenet(name: str) -> Callable[[TrainSpec, int], nn.Module]:
+    def build(spec: TrainSpec, num_classes: int) -> nn.Module:
         # The builder's kwargs reach _mobilenet_v3_conf, which scales every channel count
         # by width_mult (MobileNetV3.__init__ ignores the extra keyword).
         # torchvision's MobileNetV3 uses batch-norm momentum 0.01 (tuned for long ImageNet
@@ -281,20 +289,20 @@ def _mobilenet(name: str) -> Callable[[TrainSpec], nn.Module]:
         builder = getattr(torchvision.models, name)
         norm = functools.partial(nn.BatchNorm2d, eps=0.001, momentum=0.1)
         return builder(
-            weights=None, num_classes=NUM_CLASSES, width_mult=spec.width_mult, norm_layer=norm
+            weights=None, num_classes=num_classes, width_mult=spec.width_mult, norm_layer=norm
         )
 
     return build
 
 
-def _resnet(name: str) -> Callable[[TrainSpec], nn.Module]:
-    def build(spec: TrainSpec) -> nn.Module:
-        return getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES)
+def _resnet(name: str) -> Callable[[TrainSpec, int], nn.Module]:
+    def build(spec: TrainSpec, num_classes: int) -> nn.Module:
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
 
     return build
 
 
-_CNN_BUILDERS: dict[str, Callable[[TrainSpec], nn.Module]] = {
+_CNN_BUILDERS: dict[str, Callable[[TrainSpec, int], nn.Module]] = {
     "mobilenet_v3_small": _mobilenet("mobilenet_v3_small"),
     "mobilenet_v3_large": _mobilenet("mobilenet_v3_large"),
     "resnet18": _resnet("resnet18"),
@@ -306,10 +314,12 @@ _CIFAR_BUILDERS: dict[str, Callable[[int, bool, Callable[..., nn.Module]], nn.Mo
 }
 
 
-def _from_factory(path: str, channels: int, size: int) -> tuple[nn.Module, bool]:
+def _from_factory(
+    path: str, channels: int, size: int, num_classes: int
+) -> tuple[nn.Module, bool]:
     """A user's model: (module, whether its stem still needs adapting)."""
     factory = registry.load_factory(path)
-    values = {"num_classes": NUM_CLASSES, "in_channels": channels, "image_size": size}
+    values = {"num_classes": num_classes, "in_channels": channels, "image_size": size}
     model, passed = registry.call_factory(path, factory, values)
     if not isinstance(model, nn.Module):
         raise ConfigError(
@@ -320,7 +330,7 @@ def _from_factory(path: str, channels: int, size: int) -> tuple[nn.Module, bool]
 
 
 def _audit_foreign(
-    model: nn.Module, example: Tensor, name: str, expected: nn.Module
+    model: nn.Module, example: Tensor, name: str, expected: nn.Module, num_classes: int
 ) -> AuditReport:
     """Audit a model by name or import path: an error in its forward is the user's."""
     try:
@@ -330,7 +340,7 @@ def _audit_foreign(
     except Exception as exc:
         raise _forward_error(name, example, exc) from exc
     with torch.no_grad():
-        _check_output(_forward(model.eval(), example, name), example, name)
+        _check_output(_forward(model.eval(), example, name), example, name, num_classes)
     model.train()
     return audit
 
@@ -352,8 +362,8 @@ def _forward_error(name: str, x: Tensor, exc: Exception) -> ConfigError:
     )
 
 
-def _check_output(out: Any, x: Tensor, name: str) -> None:
-    expected = (x.shape[0], NUM_CLASSES)
+def _check_output(out: Any, x: Tensor, name: str, num_classes: int) -> None:
+    expected = (x.shape[0], num_classes)
     if isinstance(out, Tensor) and tuple(out.shape) == expected:
         return
     got = f"shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hpo.engine import data as data_mod
-from hpo.engine import probe_batched
+from hpo.engine import loading, probe_batched
 from hpo.engine.activations import kinked_modules
 from hpo.engine.models import build_model
 from hpo.engine.precision import Precision, resolve_precision
@@ -241,10 +241,11 @@ def _training_data(
     data_dir: str | os.PathLike[str] | None,
 ) -> tuple[Tensor, Tensor]:
     """The training split as ``hpo train`` prepares it (same indices, scaling and dtype)."""
-    raw = data_mod.load_raw(spec.dataset, data_dir)
+    raw = loading.load_raw(spec.dataset, data_dir, image_size=spec.resolved_image_size,
+                           channels=spec.resolved_channels)
     train_idx, _ = data_mod.split_indices(
         len(raw.train_labels), val_size=spec.val_size, train_subset=spec.train_subset,
-        split_seed=spec.split_seed,
+        split_seed=spec.split_seed, own_validation=raw.val_images is not None,
     )
     x = data_mod.prepare_images(
         raw.train_images[train_idx], dataset=spec.dataset, normalize=spec.normalize,

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpo.engine.datasets import DATASETS, DatasetInfo, dataset_info
 from hpo.engine.registry import BUILTIN_MODELS, check_model_name
 from hpo.errors import ConfigError
 
@@ -28,7 +29,6 @@ __all__ = [
 # classification model name and an import path ``package.module:factory``
 # (:mod:`hpo.engine.registry`).
 MODELS = BUILTIN_MODELS
-DATASETS = ("mnist", "fashion_mnist")
 # Pure precisions train the whole model (and the optimizer state) in that dtype, as in the
 # paper. The amp_* modes keep float32 parameters and run forward/backward under autocast.
 PRECISIONS = ("float16", "bfloat16", "float32", "float64", "amp_float16", "amp_bfloat16")
@@ -70,8 +70,8 @@ class TrainSpec:
     relu6_prime_six: float | None = None  # None: PyTorch's value, 0
     negative_slope: float = 0.01
     kink_grad: str = "multiply"
-    channels: int | None = None  # None: 1 for fc, 3 for the CNNs
-    image_size: int | None = None  # None: 28, or 32 for vgg11
+    channels: int | None = None  # None: the dataset's; gray datasets: 1 for fc, 3 for CNNs
+    image_size: int | None = None  # None: the dataset's (image folders: 32); vgg11: >= 32
     normalize: bool = True
     batch_size: int = 128
     train_subset: int | None = None  # None: the whole training split
@@ -95,13 +95,16 @@ class TrainSpec:
     def resolved_channels(self) -> int:
         if self.channels is not None:
             return self.channels
+        if dataset_info(self.dataset).channels == 3:
+            return 3
         return 1 if self.model == "fc" else 3
 
     @property
     def resolved_image_size(self) -> int:
         if self.image_size is not None:
             return self.image_size
-        return 32 if self.model == "vgg11" else 28
+        native = dataset_info(self.dataset).image_size or _IMAGEFOLDER_SIZE
+        return max(native, 32) if self.model == "vgg11" else native
 
     def replace(self, **changes: Any) -> TrainSpec:
         """A copy with some fields changed (validated again)."""
@@ -128,7 +131,7 @@ class TrainSpec:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the bad value, what is allowed, and the fix."""
         check_model_name(self.model)
-        _choice("dataset", self.dataset, DATASETS)
+        info = dataset_info(self.dataset)
         _choice("activation", self.activation, ACTIVATION_NAMES)
         _choice("kink_grad", self.kink_grad, KINK_GRAD_MODES)
         _choice("precision", self.precision, PRECISIONS)
@@ -148,6 +151,12 @@ class TrainSpec:
             _int("train_subset", self.train_subset, 1)
         if self.channels is not None and self.channels not in (1, 3):
             raise ConfigError(f"Invalid channels {self.channels!r}. Allowed: 1 or 3.")
+        if self.channels == 1 and info.channels == 3 and info.image_size is not None:
+            raise ConfigError(
+                f"channels=1 does not fit dataset {self.dataset!r}, whose images have 3 "
+                "channels; remove channels (or use an imagefolder: dataset, decoded to gray)."
+            )
+        _fits_dataset(info, self.val_size, self.train_subset)
         if self.image_size is not None:
             _int("image_size", self.image_size, 8)
         _real("lr", self.lr, positive=True)
@@ -204,6 +213,26 @@ class TrainSpec:
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainSpec)}
+_IMAGEFOLDER_SIZE = 32  # default image_size of image folders, which have no native size
+
+
+def _fits_dataset(info: DatasetInfo, val_size: int, train_subset: int | None) -> None:
+    """Reject a validation or training set larger than a dataset of known size (image
+    folders are checked when they are read)."""
+    n = info.train_size
+    if n is None:
+        return
+    if val_size >= n:
+        raise ConfigError(
+            f"val_size={val_size} does not fit the {n} training images of {info.name!r}; "
+            f"allowed 1 to {n - 1}; lower val_size."
+        )
+    if train_subset is not None and train_subset > n - val_size:
+        raise ConfigError(
+            f"train_subset={train_subset} with val_size={val_size} needs more than the {n} "
+            f"training images of {info.name!r}; allowed train_subset: 1 to {n - val_size} "
+            "(or lower val_size)."
+        )
 
 
 @dataclass

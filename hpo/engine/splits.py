@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from hpo.engine import data as data_mod
+from hpo.engine.batches import ShuffledBatches
 
 __all__ = ["Split", "prepared_splits"]
 
@@ -25,6 +26,15 @@ class Split:
 
     x: Tensor
     y: Tensor
+
+    def rows(self, start: int, stop: int) -> Tensor:
+        """Model inputs of rows ``start:stop`` (evaluation reads the splits in order)."""
+        return self.x[start:stop]
+
+    def batches(self, batch_size: int) -> ShuffledBatches:
+        """The training batches of this split (an image folder streamed from disk decodes
+        them instead: :class:`hpo.engine.streamed.StreamedSplit`)."""
+        return ShuffledBatches(self.x, self.y, batch_size)
 
 
 @functools.lru_cache(maxsize=2)
@@ -44,9 +54,10 @@ def prepared_splits(
     (batches are gathered into new tensors), so sharing is safe. ``raw`` is hashed by
     identity, and the data module caches it per process.
     """
+    own_val = raw.val_images is not None  # an image folder's val/
     train_idx, val_idx = data_mod.split_indices(
         len(raw.train_labels), val_size=val_size, train_subset=train_subset,
-        split_seed=split_seed,
+        split_seed=split_seed, own_validation=own_val,
     )
 
     def split(images: Tensor, labels: Tensor) -> Split:
@@ -57,7 +68,8 @@ def prepared_splits(
 
     return (
         split(raw.train_images[train_idx], raw.train_labels[train_idx]),
-        split(raw.train_images[val_idx], raw.train_labels[val_idx]),
+        split(raw.val_images, raw.val_labels) if own_val
+        else split(raw.train_images[val_idx], raw.train_labels[val_idx]),
         split(raw.test_images, raw.test_labels),
     )
 

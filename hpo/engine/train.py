@@ -23,13 +23,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hpo.engine import data as data_mod
 from hpo.engine.activations import kinked_modules
-from hpo.engine.batches import ShuffledBatches
+from hpo.engine.loading import load_splits
 from hpo.engine.models import build_model
 from hpo.engine.precision import Precision, resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
-from hpo.engine.splits import Split, prepared_splits
+from hpo.engine.splits import Split
 from hpo.engine.step import (
     autocast,
     batch_loss,
@@ -83,7 +82,8 @@ def train(
 
     Args:
         spec: what to train.
-        data_dir: folder with the IDX files (default: ``HPO_DATA_DIR``, then the cache).
+        data_dir: folder with the dataset files (default: ``HPO_DATA_DIR``, then the
+            cache; image folders name their path in ``spec.dataset``).
         on_epoch_end: called after each epoch with its validation accuracy; may raise
             (e.g. ``optuna.TrialPruned``) to stop the run.
         observe_model: called with ``(0, model)`` before the first step and with
@@ -94,18 +94,15 @@ def train(
     device = resolve_device(spec.device)
     precision = resolve_precision(spec.precision)
     input_dtype = precision.param_dtype
-    raw = data_mod.load_raw(spec.dataset, data_dir)
-    train_split, val_split, test_split = prepared_splits(
-        raw, spec.val_size, spec.train_subset, spec.split_seed, spec.normalize, input_dtype,
-        device,
-    )
+    splits = load_splits(spec, data_dir, input_dtype, device)
+    train_split, val_split, test_split = splits.train, splits.val, splits.test
 
     result = TrainResult(
         device=str(device), precision=spec.precision, torch_version=torch.__version__,
         train_samples=len(train_split.y), threads=torch.get_num_threads(),
     )
     with seeded(spec.seed, device), deterministic(device):
-        built = build_model(spec)
+        built = build_model(spec, num_classes=splits.num_classes)
         model = built.model.to(device=device, dtype=precision.param_dtype)
         result.configured_activations = built.configured_activations
         optimizer = make_optimizer(spec, model, precision, result)
@@ -142,7 +139,7 @@ def _fit(
     n = len(train_split.y)
     on_cpu = train_split.x.device.type == "cpu"
     # Many batches gathered at once into one buffer, reused for the run (batches.py).
-    batches = ShuffledBatches(train_split.x, train_split.y, spec.batch_size)
+    batches = train_split.batches(spec.batch_size)
     size = spec.resolved_image_size  # resize or 3 channels: shape_batch per batch
     x_shape = train_split.x.shape
     reshape = x_shape[1] != spec.resolved_channels or x_shape[-2:] != (size, size)
@@ -244,7 +241,7 @@ def _recalibrate_batch_norm(
         m.train()
     end = min(len(split.y), _BN_CALIBRATION_BATCHES * spec.batch_size)
     for batch, start in enumerate(range(0, end, spec.batch_size), start=1):
-        xb = shape_for_model(spec, split.x[start : start + spec.batch_size])
+        xb = shape_for_model(spec, split.rows(start, start + spec.batch_size))
         if len(xb) < 2:
             break  # batch norm needs more than one value per channel in train mode
         # A cumulative moving average, the exact mean over the batches: the factor 1/n that
@@ -264,7 +261,7 @@ def _accuracy(spec: TrainSpec, model: nn.Module, split: Split, precision: Precis
     batch = max(spec.batch_size, 1000 if spec.model == "fc" else 256)
     correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
     for start in range(0, len(split.y), batch):
-        xb = shape_for_model(spec, split.x[start : start + batch])
+        xb = shape_for_model(spec, split.rows(start, start + batch))
         with autocast(precision, xb.device):
             logits = model(xb)
         correct += (logits.argmax(dim=1) == split.y[start : start + batch]).sum()

@@ -25,9 +25,10 @@ from optuna.distributions import CategoricalDistribution
 from hpo.engine.spec import TrainSpec
 from hpo.errors import StorageError
 from hpo.objective.train import TrainFn, make_objective
-from hpo.storage.rdb import ENV_VAR, make_storage, mask_url
+from hpo.storage.rdb import make_storage
 from hpo.storage.retry import DEFAULT_GIVE_UP_S, describe, storage_fault
-from hpo.study.create import load_study
+from hpo.storage.urls import ENV_VAR, mask_url
+from hpo.study.create import open_study
 from hpo.worker.loop import Worker
 from hpo.worker.progress import ProgressMonitor, StudySnapshot, snapshot
 
@@ -79,7 +80,7 @@ def open_worker(
         StorageError: the storage cannot be reached.
     """
     # load_study reopens the storage with the heartbeat settings stored in the study.
-    study, cfg = load_study(study_name, url, seed_offset=worker_index or 0)
+    study, cfg, storage = open_study(study_name, url, seed_offset=worker_index or 0)
     if worker_index is None:
         study.sampler.reseed_rng()
     if train_fn is None:  # the real engine: fail on missing data before taking a trial
@@ -88,6 +89,7 @@ def open_worker(
     return Worker(
         study,
         objective,
+        storage=storage,
         timeout=cfg.timeout,
         poll_interval=poll_interval,
         max_retry=cfg.heartbeat.max_retry,
@@ -101,9 +103,11 @@ def check_data(cfg: StudyConfig, data_dir: str | os.PathLike[str] | None = None)
     rather than by N workers at once.
 
     Raises:
+        ConfigError: an image folder without ``train/``/``test/``, with mismatched classes
+            or without images.
         DataError: a file is corrupt, or missing and cannot be downloaded.
     """
-    from hpo.engine.data import verify_files
+    from hpo.engine.loading import verify_dataset
 
     searched = cfg.search_space.get("dataset")
     if isinstance(searched, CategoricalDistribution):
@@ -111,7 +115,7 @@ def check_data(cfg: StudyConfig, data_dir: str | os.PathLike[str] | None = None)
     else:
         names = [cfg.fixed.get("dataset", TrainSpec().dataset)]
     for name in names:
-        verify_files(name, data_dir)
+        verify_dataset(name, data_dir)
 
 
 @dataclass(frozen=True)
