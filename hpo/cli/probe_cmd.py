@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainSpec)}
 # (field, type, choices, help): the TrainSpec settings that change what the probe measures.
 _SPEC_FLAGS: list[tuple[str, Any, tuple[str, ...] | None, str]] = [
-    ("model", str, spec_mod.MODELS, "model (fc is batched and fast; CNNs are probed one by one)"),
+    ("model", str, None, "model: a built-in, a torchvision name or package.module:factory "
+     "(fc is batched and fast; CNNs are probed one by one)"),
     ("dataset", str, spec_mod.DATASETS, "dataset"),
     ("depth", int, None, "fc: number of hidden layers"),
     ("width", int, None, "fc: units per hidden layer"),
-    ("batch_norm", bool, None, "fc, vgg11: batch normalisation"),
+    ("batch_norm", bool, None, "fc, vgg11, resnet18_cifar: batch normalisation"),
     ("width_mult", float, None, "MobileNetV3 width multiplier"),
     ("activation", str, spec_mod.ACTIVATION_NAMES, "ReLU-family activation"),
     ("relu6_prime_six", float, None, "relu6: derivative at 6 (same in both networks)"),

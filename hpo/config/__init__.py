@@ -8,6 +8,7 @@ section types in annotations only):
 * ``search_space``: the YAML search space -> Optuna distributions, baseline expansion;
 * ``samplers``: sampler and pruner names and options -> checked Optuna objects;
 * ``modes``: objective, probe and paired-baseline rules;
+* ``models``: builds a torchvision or import-path model once, so a bad one fails at load;
 * ``schema``: validation of a whole study document;
 * ``study``: the typed sections, :class:`StudyConfig` and :func:`load_study_config`.
 

@@ -20,6 +20,7 @@ from optuna.distributions import (
     CategoricalDistribution,
 )
 
+from hpo.config.models import check_models
 from hpo.config.modes import (
     BASELINE_MODES,
     check_derivatives_not_fixed,
@@ -100,6 +101,7 @@ def validate(raw: Any, *, source: str, storage_override: str | None = None) -> d
         )
     out["sampler"] = check_sampler(c, raw.get("sampler") or "tpe", out["search_space"])
     out["pruner"] = check_pruner(c, raw.get("pruner") or "median")
+    check_models(c, out["train"], out["search_space"])  # last: it may build a model
     return out
 
 

@@ -3,9 +3,11 @@
 :func:`build_model` turns a :class:`~hpo.engine.spec.TrainSpec` into a float32 CPU model
 with 10 outputs, then audits it (:mod:`hpo.engine.audit`): building fails with
 :class:`~hpo.errors.ModelAuditError` if any ReLU-family nonlinearity, module or functional,
-does not carry the configured derivatives.
+does not carry the configured derivatives. What a ``model:`` name means is decided by
+:mod:`hpo.engine.registry`:
 
-* ``fc`` is built here with the activation injected.
+* ``fc`` is built here with the activation injected; ``vgg11`` and ``resnet18_cifar`` are
+  the paper's CIFAR networks (:mod:`hpo.engine.cifar`), the activation injected too.
 * ``resnet18``, ``resnet50``, ``mobilenet_v3_small`` and ``mobilenet_v3_large`` are
   torchvision's (random init, ``num_classes=10``). torchvision hard-codes ``nn.ReLU``
   (ResNet blocks, MobileNetV3's ``InvertedResidual`` and ``SqueezeExcitation``), so those
@@ -13,37 +15,43 @@ does not carry the configured derivatives.
   surgery. MobileNetV3's Hardswish and Hardsigmoid are part of its design, are not
   ReLU-family, and stay at PyTorch's convention; the audit counts them
   (``AuditReport.other_kinked``).
-* ``vgg11`` is the CIFAR-style VGG11 of the paper: torchvision's configuration "A" feature
-  extractor, global average pooling and one ``Linear(512, 10)``, initialised as
-  torchvision's ``VGG``.
+* Any other torchvision classification model by name (``torchvision.models.get_model(name,
+  weights=None, num_classes=10)``), and a user's ``package.module:factory``, get the same
+  module surgery and stem adaptation, and are wrapped in
+  :class:`~hpo.engine.routing.FunctionalRouting` so their functional ``F.relu`` calls run
+  with the configured derivatives (their parameters are then named ``model.*``).
 
 Initialisation draws from torch's global RNG in torchvision's order (the caller seeds it);
-replacing activations, adapting the stem and auditing draw nothing, so with PyTorch's
-derivatives a built model is bitwise the stock one.
+replacing activations, adapting the stem, routing and auditing draw nothing, so with
+PyTorch's derivatives a built model is bitwise the stock one.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections import OrderedDict
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torchvision
-from torch import nn
-from torchvision.models import vgg
+from torch import Tensor, nn
 
+from hpo.engine import cifar, registry
 from hpo.engine.activations import create_activation
 from hpo.engine.audit import AuditReport, audit_model
+from hpo.engine.routing import FunctionalRouting
 from hpo.engine.spec import TrainSpec
+from hpo.errors import ConfigError, ModelAuditError
 
 __all__ = [
     "NUM_CLASSES",
     "BuiltModel",
     "adapt_input_channels",
     "build_model",
+    "check_model",
     "replace_activations",
 ]
 
@@ -58,8 +66,9 @@ class BuiltModel:
 
     Attributes:
         model: float32, on CPU, in training mode.
-        configured_activations: distinct configured activation modules (a module applied
-            several times per forward, like ``BasicBlock.relu``, counts once).
+        configured_activations: configured sites seen in one forward pass: distinct
+            activation modules (a module applied several times per forward, like
+            ``BasicBlock.relu``, counts once) plus routed functional call sites.
         audit: what the audit found.
     """
 
@@ -74,9 +83,11 @@ def build_model(spec: TrainSpec, *, num_classes: int = NUM_CLASSES) -> BuiltMode
     10), with ``spec.activation`` (and its derivatives) in every ReLU-family position.
 
     Raises:
-        ConfigError: activation settings rejected by :func:`create_activation`.
+        ConfigError: activation settings rejected by :func:`create_activation`; a model by
+            name or import path that does not build or does not run on an example input
+            (one line naming the model and the fix).
         ModelAuditError: a ReLU-family nonlinearity does not carry the configured
-            derivatives (a bug in a builder, or a torchvision change).
+            derivatives (a bug in a builder, a torchvision change, or a user's model).
     """
     factory = create_activation(
         spec.activation,
@@ -86,21 +97,68 @@ def build_model(spec: TrainSpec, *, num_classes: int = NUM_CLASSES) -> BuiltMode
         kink_grad=spec.kink_grad,
     )
     channels, size = spec.resolved_channels, spec.resolved_image_size
+    kind = registry.model_kind(spec.model)
     if spec.model == "fc":
         model = _fc(channels * size * size, spec.depth, spec.width, spec.batch_norm, factory,
                     num_classes)
+    elif spec.model in _CIFAR_BUILDERS:
+        model = _CIFAR_BUILDERS[spec.model](num_classes, spec.batch_norm, factory)
+        adapt_input_channels(model, channels)
     else:
-        model = _CNN_BUILDERS[spec.model](spec, num_classes)
+        if kind == "builtin":
+            model = _CNN_BUILDERS[spec.model](spec, num_classes)
+            adapt = True
+        elif kind == "torchvision":
+            model = torchvision.models.get_model(
+                spec.model, weights=None, num_classes=num_classes
+            )
+            adapt = True
+        else:
+            model, adapt = _from_factory(spec.model, channels, size, num_classes)
         replaced = replace_activations(model, factory)
         logger.debug("%s: replaced %d activation module(s)", spec.model, replaced)
-        adapt_input_channels(model, channels)
+        if adapt:
+            adapt_input_channels(model, channels)
+        if kind != "builtin":
+            model = FunctionalRouting(model, factory)
     model = model.float().train()
     # A private generator: the audit must not move the global RNG the caller seeded.
     example = torch.randn(
         1, channels, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float32
     )
-    audit = audit_model(model, example, name=spec.model, expected=factory())
-    return BuiltModel(model=model, configured_activations=audit.configured_modules, audit=audit)
+    if kind == "builtin":
+        audit = audit_model(model, example, name=spec.model, expected=factory())
+    else:
+        audit = _audit_foreign(model, example, spec.model, factory(), num_classes)
+    return BuiltModel(model=model, configured_activations=audit.configured_sites, audit=audit)
+
+
+def check_model(spec: TrainSpec) -> BuiltModel:
+    """Build ``spec``'s model once, as a study or ``hpo train`` starts, and run it on a
+    small example batch in training mode, so a bad model fails before anything is written.
+
+    The global RNG is left as it was. Built-ins are checked too (it is cheap next to
+    training) so every model goes through one path.
+
+    Raises:
+        ConfigError: the model does not build, its output is not ``(batch, 10)`` in
+            training mode, or it has no ReLU-family activation for the derivatives to act on.
+        ModelAuditError: as :func:`build_model`.
+    """
+    with torch.random.fork_rng(devices=[]):
+        built = build_model(spec)
+        channels, size = spec.resolved_channels, spec.resolved_image_size
+        x = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            out = _forward(built.model, x, spec.model)
+    _check_output(out, x, spec.model)
+    if built.configured_activations == 0:
+        raise ConfigError(
+            f"Model {spec.model!r} has no ReLU-family activation (module or routed functional "
+            "call) for the configured derivatives to act on; choose a model that uses ReLU, "
+            "ReLU6 or LeakyReLU."
+        )
+    return built
 
 
 # Exact types replaced by the configured activation. Subclasses may change behaviour and are
@@ -141,30 +199,41 @@ def replace_activations(model: nn.Module, factory: Callable[..., nn.Module]) -> 
 
 
 def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
-    """Make a 3-channel CNN take ``channels`` (1 or 3) input channels, in place.
+    """Make a CNN take ``channels`` input channels, in place.
 
-    The stem (the first ``nn.Conv2d`` with 3 input channels, in module order) is replaced by
-    a convolution with ``in_channels=1`` and otherwise the same hyperparameters. Its weight
-    is the stem's weight summed over the input channels (as timm's ``adapt_input_conv``), so
-    at initialisation the 1-channel model computes what the 3-channel model computes on the
-    grayscale image repeated three times, and no RNG is consumed.
+    The stem is the first ``nn.Conv2d`` in module order (for every torchvision
+    classification model it is the one convolution with 3 input channels, and the first
+    layer the input reaches). When its ``in_channels`` differs from ``channels`` it is
+    replaced by a convolution with ``in_channels=channels`` and otherwise the same
+    hyperparameters, whose weight is derived from the old one as timm's ``adapt_input_conv``
+    does: summed over the input channels for 1 channel (so at initialisation the model
+    computes on a grayscale image what the RGB model computes on it repeated three times),
+    else repeated and rescaled. No RNG is consumed, so every other weight is drawn exactly
+    as torchvision draws it.
+
+    A model whose first layer is not a ``Conv2d`` (an MLP, a stem made of ``Conv3d`` or
+    ``Linear`` patches) is left as it is: a factory for such a model should accept
+    ``in_channels``. When the first ``Conv2d`` in module order is not the first layer the
+    input reaches, the example forward of :func:`build_model` fails with a shape error.
 
     Returns:
-        The new stem, or ``None`` when ``channels`` is 3 (nothing to do).
+        The new stem, or ``None`` when nothing was changed.
     """
-    if channels == 3:
-        return None
-    if channels != 1:
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    stems = (
-        (p, m) for p, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3
+    if not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+    path, old = next(
+        ((p, m) for p, m in model.named_modules() if isinstance(m, nn.Conv2d)), ("", None)
     )
-    path, old = next(stems, ("", None))
-    if old is None:
-        raise ValueError(f"{type(model).__name__} has no nn.Conv2d with 3 input channels")
+    if old is None or old.in_channels == channels:
+        return None
+    if old.groups != 1:
+        raise ValueError(
+            f"{type(model).__name__}: the stem {path!r} is a grouped convolution "
+            f"(groups={old.groups}); it cannot be adapted to {channels} channel(s)"
+        )
     new = nn.utils.skip_init(
         nn.Conv2d,
-        1,
+        channels,
         old.out_channels,
         old.kernel_size,
         stride=old.stride,
@@ -177,7 +246,12 @@ def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
         dtype=old.weight.dtype,
     )
     with torch.no_grad():
-        new.weight.copy_(old.weight.sum(dim=1, keepdim=True))
+        if channels == 1:
+            new.weight.copy_(old.weight.sum(dim=1, keepdim=True))
+        else:
+            repeat = math.ceil(channels / old.in_channels)
+            weight = old.weight.repeat(1, repeat, 1, 1)[:, :channels]
+            new.weight.copy_(weight * (old.in_channels / channels))
         if old.bias is not None:
             new.bias.copy_(old.bias)
     parent_path, _, attr = path.rpartition(".")
@@ -186,8 +260,12 @@ def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
 
 
 def _fc(
-    in_features: int, depth: int, width: int, batch_norm: bool, factory: Callable[..., nn.Module],
-    num_classes: int,
+    in_features: int,
+    depth: int,
+    width: int,
+    batch_norm: bool,
+    factory: Callable[..., nn.Module],
+    num_classes: int = NUM_CLASSES,
 ) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     for _ in range(depth):
@@ -199,30 +277,6 @@ def _fc(
         in_features = width
     layers.append(nn.Linear(in_features, num_classes))
     return nn.Sequential(*layers)
-
-
-def _vgg11(spec: TrainSpec, num_classes: int) -> nn.Sequential:
-    model = nn.Sequential(
-        OrderedDict(
-            features=vgg.make_layers(vgg.cfgs["A"], batch_norm=spec.batch_norm),
-            avgpool=nn.AdaptiveAvgPool2d(1),
-            flatten=nn.Flatten(),
-            classifier=nn.Linear(512, num_classes),
-        )
-    )
-    # torchvision's VGG.__init__ initialisation, in the same module order.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.constant_(m.weight, 1)
-            nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.constant_(m.bias, 0)
-    return model
 
 
 def _mobilenet(name: str) -> Callable[[TrainSpec, int], nn.Module]:
@@ -254,5 +308,74 @@ _CNN_BUILDERS: dict[str, Callable[[TrainSpec, int], nn.Module]] = {
     "mobilenet_v3_large": _mobilenet("mobilenet_v3_large"),
     "resnet18": _resnet("resnet18"),
     "resnet50": _resnet("resnet50"),
-    "vgg11": _vgg11,
 }
+_CIFAR_BUILDERS: dict[str, Callable[[int, bool, Callable[..., nn.Module]], nn.Module]] = {
+    "vgg11": cifar.vgg11,
+    "resnet18_cifar": cifar.resnet18_cifar,
+}
+
+
+def _from_factory(
+    path: str, channels: int, size: int, num_classes: int = NUM_CLASSES
+) -> tuple[nn.Module, bool]:
+    """A user's model: (module, whether its stem still needs adapting)."""
+    factory = registry.load_factory(path)
+    values = {"num_classes": num_classes, "in_channels": channels, "image_size": size}
+    model, passed = registry.call_factory(path, factory, values)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"Model {path!r}: the factory returned {type(model).__name__} "
+            f"({_short(model)}), not a torch.nn.Module; return the network itself."
+        )
+    return model, "in_channels" not in passed
+
+
+def _audit_foreign(
+    model: nn.Module, example: Tensor, name: str, expected: nn.Module,
+    num_classes: int = NUM_CLASSES,
+) -> AuditReport:
+    """Audit a model by name or import path: an error in its forward is the user's."""
+    try:
+        audit = audit_model(model, example, name=name, expected=expected)
+    except (ConfigError, ModelAuditError):
+        raise
+    except Exception as exc:
+        raise _forward_error(name, example, exc) from exc
+    with torch.no_grad():
+        _check_output(_forward(model.eval(), example, name), example, name, num_classes)
+    model.train()
+    return audit
+
+
+def _forward(model: nn.Module, x: Tensor, name: str) -> Any:
+    try:
+        return model(x)
+    except Exception as exc:
+        raise _forward_error(name, x, exc) from exc
+
+
+def _forward_error(name: str, x: Tensor, exc: Exception) -> ConfigError:
+    b, c, h, _ = x.shape
+    message = " ".join(str(exc).split())[:300]
+    return ConfigError(
+        f"Model {name!r} fails on a ({b}, {c}, {h}, {h}) example input: "
+        f"{type(exc).__name__}: {message}; make it accept {c}-channel {h}x{h} images "
+        "(a factory may take in_channels and image_size) or set channels/image_size."
+    )
+
+
+def _check_output(out: Any, x: Tensor, name: str, num_classes: int = NUM_CLASSES) -> None:
+    expected = (x.shape[0], num_classes)
+    if isinstance(out, Tensor) and tuple(out.shape) == expected:
+        return
+    got = f"shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+    raise ConfigError(
+        f"Model {name!r} returns {got} for a {tuple(x.shape)} input; it must return one "
+        f"tensor of logits of shape (batch, classes) = {expected} in training and "
+        "evaluation mode (turn off auxiliary outputs, e.g. aux_logits=False)."
+    )
+
+
+def _short(value: Any) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."

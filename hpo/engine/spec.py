@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpo.engine.datasets import DATASETS, DatasetInfo, dataset_info
+from hpo.engine.registry import BUILTIN_MODELS, check_model_name
 from hpo.errors import ConfigError
 
 __all__ = [
@@ -24,14 +25,10 @@ __all__ = [
     "TrainSpec",
 ]
 
-MODELS = (
-    "fc",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "resnet18",
-    "resnet50",
-    "vgg11",
-)
+# The built-ins (for help texts). ``TrainSpec.model`` also accepts any torchvision
+# classification model name and an import path ``package.module:factory``
+# (:mod:`hpo.engine.registry`).
+MODELS = BUILTIN_MODELS
 # Pure precisions train the whole model (and the optimizer state) in that dtype, as in the
 # paper. The amp_* modes keep float32 parameters and run forward/backward under autocast.
 PRECISIONS = ("float16", "bfloat16", "float32", "float64", "amp_float16", "amp_bfloat16")
@@ -45,8 +42,10 @@ MODEL_ONLY = {
     "depth": ("fc",),
     "width": ("fc",),
     "width_mult": ("mobilenet_v3_small", "mobilenet_v3_large"),
-    "batch_norm": ("fc", "vgg11"),
+    "batch_norm": ("fc", "vgg11", "resnet18_cifar"),
 }
+# torchvision's ImageNet designs: too many downsamplings for smaller images.
+_MIN_28 = ("mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50")
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class TrainSpec:
     initial weights and the same batch order.
     """
 
-    model: str = "fc"
+    model: str = "fc"  # a built-in (MODELS), a torchvision name, or "package.module:factory"
     dataset: str = "mnist"
     # fully connected net: number of hidden layers and their width
     depth: int = 2
@@ -131,7 +130,7 @@ class TrainSpec:
     # ------------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the bad value, what is allowed, and the fix."""
-        _choice("model", self.model, MODELS)
+        check_model_name(self.model)
         info = dataset_info(self.dataset)
         _choice("activation", self.activation, ACTIVATION_NAMES)
         _choice("kink_grad", self.kink_grad, KINK_GRAD_MODES)
@@ -206,7 +205,7 @@ class TrainSpec:
                 f"image_size={self.resolved_image_size} is too small for vgg11, whose five "
                 "max-pools need at least 32 pixels; set image_size: 32 or more."
             )
-        if self.model != "fc" and self.resolved_image_size < 28 and self.model != "vgg11":
+        if self.model in _MIN_28 and self.resolved_image_size < 28:
             raise ConfigError(
                 f"image_size={self.resolved_image_size} is too small for {self.model}; "
                 "use 28 or more."

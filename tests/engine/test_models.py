@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,9 +15,12 @@ from hpo.engine.models import (
     BuiltModel,
     adapt_input_channels,
     build_model,
+    check_model,
     replace_activations,
 )
+from hpo.engine.routing import FunctionalRouting
 from hpo.engine.spec import TrainSpec
+from hpo.errors import ConfigError, ModelAuditError
 
 TORCHVISION = ("resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large")
 
@@ -186,7 +191,7 @@ def test_one_channel_stem_sees_grayscale_like_the_rgb_model(name):
         torch.testing.assert_close(gray(x), rgb(x.repeat(1, 3, 1, 1)), rtol=1e-4, atol=1e-5)
 
 
-def test_adapt_input_channels_replaces_only_the_first_rgb_conv():
+def test_adapt_input_channels_replaces_only_the_first_conv():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 3, 1))
     inner = nn.Sequential(nn.Conv2d(3, 5, 1))
     model.append(inner)
@@ -196,8 +201,18 @@ def test_adapt_input_channels_replaces_only_the_first_rgb_conv():
     assert torch.equal(torch.random.get_rng_state(), state)
     assert model[0] is new and new.in_channels == 1 and new.stride == (2, 2)
     assert model[2][0].in_channels == 3
-    with pytest.raises(ValueError, match="no nn.Conv2d with 3 input channels"):
-        adapt_input_channels(nn.Sequential(nn.Conv2d(1, 2, 1)), 1)
+    assert adapt_input_channels(nn.Sequential(nn.Conv2d(1, 2, 1)), 1) is None  # already 1
+    assert adapt_input_channels(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), 1) is None
+
+
+def test_adapt_input_channels_from_one_to_three_keeps_the_output_on_gray_images():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, bias=True))
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        before = model(x)
+        new = adapt_input_channels(model, 3)
+        assert new.in_channels == 3 and model[0] is new
+        torch.testing.assert_close(model(x.repeat(1, 3, 1, 1)), before)
 
 
 def test_width_mult_scales_mobilenet_channels():
@@ -220,3 +235,164 @@ def test_vgg11_is_the_cifar_style_net_with_torchvision_init(batch_norm):
     assert 0.005 < model.classifier.weight.std().item() < 0.015  # normal(0, 0.01)
     x = _input(TrainSpec(model="vgg11", image_size=40))
     assert model(x).shape == (2, 10)  # global pooling: larger images work too
+
+
+# -- torchvision models by name --------------------------------------------------------
+@pytest.mark.parametrize("name", ["mnasnet0_5", "squeezenet1_1", "shufflenet_v2_x0_5"])
+def test_torchvision_model_by_name_is_bitwise_the_stock_one(name):
+    spec = TrainSpec(model=name, image_size=32)
+    torch.manual_seed(0)
+    built = build_model(spec)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    stock = torchvision.models.get_model(name, weights=None, num_classes=10)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert isinstance(built.model, FunctionalRouting)
+    assert built.configured_activations == _stock_relus(stock) > 0
+    assert not [m for m in built.model.modules() if isinstance(m, RELU_FAMILY_MODULES)]
+    x = _input(spec)
+    out, grads = _outputs_and_grads(built.model, x)
+    ref_out, ref_grads = _outputs_and_grads(stock, x)
+    assert torch.equal(out, ref_out)
+    for (n, _, g), (ref_n, _, ref_g) in zip(grads, ref_grads, strict=True):
+        assert n == "model." + ref_n and torch.equal(g, ref_g), n
+
+
+def test_torchvision_model_by_name_gets_the_configured_activation_and_a_gray_stem():
+    built = build_model(TrainSpec(model="mnasnet0_5", channels=1, relu_prime_zero=1.0))
+    convs = [m for m in built.model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0].in_channels == 1 and not [c for c in convs if c.in_channels == 3]
+    assert all(m.derivatives == (1.0,) for _, m in kinked_modules(built.model))
+    assert built.model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_resnet18_on_32x32():
+    built = build_model(TrainSpec(model="resnet18", image_size=32))
+    assert built.model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_functional_relus_of_a_torchvision_model_are_routed_and_counted():
+    # DenseNet applies F.relu after its last block; GoogLeNet/Inception use F.relu only.
+    built = build_model(TrainSpec(model="densenet121", image_size=32))
+    assert built.audit.functional_sites == 1
+    assert built.configured_activations == built.audit.configured_modules + 1 == 121
+
+
+def test_torchvision_model_with_auxiliary_outputs_is_rejected_at_check():
+    with pytest.raises(ConfigError, match=r"'googlenet' returns GoogLeNetOutputs .* aux_logits"):
+        check_model(TrainSpec(model="googlenet", image_size=64))
+
+
+def test_torchvision_model_without_relu_is_rejected_at_check():
+    with pytest.raises(ConfigError, match="'efficientnet_b0' has no ReLU-family activation"):
+        check_model(TrainSpec(model="efficientnet_b0", image_size=32))
+
+
+# -- a user's network by import path ---------------------------------------------------
+USER_MODULE = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, in_channels=3, num_classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.act(self.conv(x))).mean((2, 3)))
+
+def build(num_classes, in_channels):
+    return Net(in_channels, num_classes)
+
+def build_rgb():
+    return Net()
+
+def build_all(**kwargs):
+    seen.append(kwargs)
+    return Net(kwargs["in_channels"], kwargs["num_classes"])
+
+seen = []
+
+def not_a_module(num_classes):
+    return [Net()]
+
+def raises():
+    raise RuntimeError("factory failed")
+
+def wrong_classes():
+    return Net(num_classes=7)
+
+def tuple_in_training():
+    class Aux(Net):
+        def forward(self, x):
+            out = super().forward(x)
+            return (out, out) if self.training else out
+    return Aux()
+
+def prelu():
+    return nn.Sequential(nn.Conv2d(3, 2, 1), nn.PReLU(), nn.Flatten(), nn.LazyLinear(10))
+
+def no_relu():
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 28 * 28, 10))
+
+def clamp():
+    class C(Net):
+        def forward(self, x):
+            return super().forward(x.clamp(min=0))
+    return C()
+'''
+
+
+@pytest.fixture
+def usermod(tmp_path, monkeypatch):
+    (tmp_path / "hpo_test_usernet.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "hpo_test_usernet"
+    sys.modules.pop("hpo_test_usernet", None)
+
+
+def test_import_path_factory_gets_its_arguments_and_is_routed(usermod):
+    spec = TrainSpec(model=f"{usermod}:build", channels=1, relu_prime_zero=1.0)
+    state = torch.random.get_rng_state()
+    built = check_model(spec)
+    assert torch.equal(torch.random.get_rng_state(), state)  # check_model leaves the RNG
+    assert isinstance(built.model, FunctionalRouting)
+    assert built.model.model.conv.in_channels == 1  # the factory's own 1-channel stem
+    assert (built.audit.configured_modules, built.audit.functional_sites) == (1, 1)
+    assert built.configured_activations == 2
+    assert all(m.derivatives == (1.0,) for _, m in kinked_modules(built.model))
+
+
+def test_import_path_factory_without_in_channels_gets_its_stem_adapted(usermod):
+    built = build_model(TrainSpec(model=f"{usermod}:build_rgb", channels=1))
+    assert built.model.model.conv.in_channels == 1
+
+
+def test_kwargs_factory_gets_all_three(usermod):
+    build_model(TrainSpec(model=f"{usermod}:build_all", channels=1, image_size=30))
+    assert sys.modules[usermod].seen[-1] == {"num_classes": 10, "in_channels": 1, "image_size": 30}
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        ("not_a_module", r"the factory returned list \(\[Net\(.*\), not a torch.nn.Module"),
+        ("raises", r"the factory raised RuntimeError: factory failed when called as raises\(\)"),
+        ("wrong_classes", r"returns shape \(1, 7\) for a \(1, 3, 28, 28\) input"),
+        ("tuple_in_training", r"returns tuple for a \(2, 3, 28, 28\) input"),
+        ("no_relu", "has no ReLU-family activation"),
+    ],
+)
+def test_bad_factories_fail_the_check_in_one_line(usermod, factory, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        check_model(TrainSpec(model=f"{usermod}:{factory}"))
+    assert "\n" not in str(info.value) and f"'{usermod}:{factory}'" in str(info.value)
+
+
+@pytest.mark.parametrize(("factory", "what"), [("prelu", "PReLU"), ("clamp", "clamp")])
+def test_audit_still_catches_what_a_user_model_cannot_route(usermod, factory, what):
+    with pytest.raises(ModelAuditError, match=what):
+        build_model(TrainSpec(model=f"{usermod}:{factory}"))
