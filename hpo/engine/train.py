@@ -196,7 +196,6 @@ def _fit(
                 if step % _CUDA_CHECK_EVERY == 0 and not math.isfinite(loss.item()):
                     _mark_diverged(result, epoch, step, loss.item())
                     break
-        result.train_time_s += time.perf_counter() - epoch_start
         hits = 0
         for name, module in activations:
             layer = sum(module.kink_hits())
@@ -206,6 +205,8 @@ def _fit(
         result.kink_hits_per_epoch.append(hits)
         result.kink_hits += hits
         mean_loss = (loss_total if on_cpu else loss_sum.item()) / max(steps, 1)
+        # After the reads: on a GPU they wait for the epoch's queued steps to finish.
+        result.train_time_s += time.perf_counter() - epoch_start
         if not result.diverged and not math.isfinite(mean_loss):
             _mark_diverged(result, epoch, steps, mean_loss)
         if result.diverged:
