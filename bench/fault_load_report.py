@@ -2,7 +2,7 @@
 
     python bench/fault_load_report.py [--quick] [--postgres URL] [--seed N] [--skip-kills]
 
-Runs the scenarios of ``tests/faults`` (tests/faults/_harness.py) and prints what was
+Runs the scenarios of ``tests/faults`` (tests/faults/harness.py) and prints what was
 observed, for the report:
 
 * kills: 3 workers, 3 SIGKILLs at seeded random moments in the middle of a trial (SQLite,
@@ -44,8 +44,8 @@ def main() -> int:
                         "0.05 PostgreSQL)")
     args = parser.parse_args()
 
-    from hpo.storage.rdb import mask_url
-    from tests.faults import _harness as h
+    from hpo.storage.urls import mask_url
+    from tests.faults import harness as h
 
     scale = 1 if args.quick else 2
     print(f"machine: {os.cpu_count()} logical CPUs, load average "

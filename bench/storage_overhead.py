@@ -10,7 +10,7 @@ waiting for other workers' last trials) / trials, averaged over all workers. SQL
 workers, PostgreSQL 8 (the processes of all machines, run on this one). The trial has 3
 epochs (3 reports, median pruner), TPE over 3 parameters. Also printed: the workers' CPU
 time per trial, which depends less on what else the machine runs. Target: wall-time overhead
-under 2% of a 5-second trial (100 ms).
+at most 5% of a 5-second trial (250 ms), with Optuna's own RDBStorage through its public API.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TARGET = 0.02
+TARGET = 0.05
 
 STUDY = """\
 name: {name}
@@ -145,7 +145,7 @@ def main() -> int:
 
     from _timing import Check, machine_header, print_checks
 
-    from hpo.storage.rdb import mask_url
+    from hpo.storage.urls import mask_url
 
     print(machine_header(threads=1))
     runs = []

@@ -1,10 +1,10 @@
 """Force the worst interleaving of two processes' trial state changes, without timing.
 
 :class:`InTheWindow` makes a storage's next state change (``set_trial_state_values``: a
-pop, a tell, a stale-check fail; or ``fail_and_requeue``: a fail with its re-queued copy)
-run another process's storage call right after it has read the trial's state and before it
-writes the new one. On SQLite, Optuna's read-then-write let
-both calls win there; the storage must make exactly one of them win.
+pop, a tell, a stale-check fail) run another process's storage call right after it has read
+the trial's state and before it writes the new one. On SQLite, Optuna's read-then-write let
+both calls win there until every transaction began with ``BEGIN IMMEDIATE``; the storage
+must make exactly one of them win.
 """
 
 from __future__ import annotations
@@ -57,8 +57,6 @@ class InTheWindow:
 
         storage.set_trial_state_values = armed_during(change)
         storage.check_trial_is_updatable = checking
-        if hasattr(storage, "fail_and_requeue"):
-            storage.fail_and_requeue = armed_during(storage.fail_and_requeue)
 
     def _run(self) -> None:
         try:

@@ -136,8 +136,11 @@ CASES = [
            id="unknown-pruner"),
     create(config(sampler={"name": "tpe", "n_startup": 3}), "sampler.n_startup",
            "not an option of TPESampler", "fix: remove it", id="unknown-sampler-option"),
-    create(config(storage="sqlit:///x.db"), "storage", "'sqlit:///x.db'",
-           "fix: correct the scheme", id="config-storage-bad-scheme"),
+    # The file's storage: is checked when it is opened (no --storage here), before any write.
+    Case("config-storage-bad-scheme", ("create", "{cfg}"), 2,
+         ("storage", "unknown database kind", "'sqlit:///x.db'", "fix: correct the scheme"),
+         config(storage="sqlit:///x.db")),
+    create(config(storage=""), "storage", "not a URL", id="config-storage-empty"),
     # --- the study file: parameters that do not apply -------------------------------------
     create(config(train={"model": "mobilenet_v3_small", "train_subset": 100, "val_size": 100},
                   search_space__width={"type": "int", "low": 32, "high": 64}),

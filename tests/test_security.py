@@ -296,7 +296,7 @@ def _unsafe_uses(path: Path) -> list[str]:
             loader = keywords.get("Loader")
             # the one allowed form: hpo.config.yamlfile's SafeLoader subclass
             if not (isinstance(loader, ast.Name) and loader.id == "_Loader"
-                    and path.name == "config_yaml.py"):
+                    and path.name == "yamlfile.py"):
                 found.append(f"{where} yaml.load() without the safe _Loader")
         elif func.attr in {"run", "Popen", "call", "check_call", "check_output"}:
             shell = keywords.get("shell")
@@ -310,12 +310,24 @@ def test_nothing_is_evaluated_or_unpickled() -> None:
     file or a database row is data, never code."""
     files = sorted(PACKAGE.rglob("*.py"))
     assert len(files) > 20
-    found = [use for path in files for use in _unsafe_uses(path)]
+    found = [
+        use for path in files for use in _unsafe_uses(path)
+        if (path.relative_to(PACKAGE).as_posix(), use.split(" ", 1)[1]) not in _JUSTIFIED
+    ]
     assert found == []
 
 
+# The only exceptions, each with its reason and the test that holds it to that reason.
+_JUSTIFIED = {
+    # CIFAR-10's official archive is pickles: read only after its MD5 check, with an
+    # unpickler that resolves numpy's array names alone (tests/engine/test_archives.py
+    # shows it refuses any other global).
+    ("engine/archives.py", "import pickle"),
+}
+
+
 def test_the_scan_finds_unsafe_code(tmp_path: Path) -> None:
-    bad = tmp_path / "config_yaml.py"  # even in the file allowed its safe yaml.load
+    bad = tmp_path / "yamlfile.py"  # even in the file allowed its safe yaml.load
     bad.write_text("import pickle\nimport yaml\nyaml.load(t, Loader=yaml.Loader)\neval('1')\n"
                    "import subprocess\nsubprocess.run('x', shell=True)\n")
     found = _unsafe_uses(bad)

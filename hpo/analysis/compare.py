@@ -315,6 +315,9 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float], str | None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna warns on tiny or constant samples
             imp = optuna.importance.get_param_importances(subset)
+    except ImportError as exc:  # Optuna < 5's default evaluator (fANOVA) needs scikit-learn
+        return {}, (f"not computed: Optuna {optuna.__version__}'s importance evaluator needs "
+                    f"the module {exc.name!r} (pip install scikit-learn)")
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         return {}, f"not computed: {exc}"
     imp = {k: float(v) for k, v in imp.items()}

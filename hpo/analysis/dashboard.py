@@ -13,7 +13,8 @@ import socket
 from collections.abc import Callable
 
 from hpo.errors import UsageError
-from hpo.storage.rdb import make_storage, mask_url
+from hpo.storage.rdb import make_storage
+from hpo.storage.urls import mask_url
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_port", "is_loopback", "serve"]
 

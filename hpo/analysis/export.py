@@ -8,7 +8,10 @@ them without parsing Python reprs:
 * a list of numbers per trial (``val_accuracy_per_epoch``, ``kink_hits_per_epoch``) becomes
   one column per epoch, ``<column>_1``, ``<column>_2``, ... (empty where a trial stopped
   earlier);
-* any other list or dict becomes a JSON string.
+* any other list or dict becomes a JSON string;
+* ``fail_reason`` says why a FAIL trial failed (:func:`hpo.study.requeue.fail_reason`:
+  ``worker lost: ...`` for a trial that Optuna's heartbeat check failed, which carries no
+  reason of its own); empty for the others.
 
 The columns every analysis needs come first: number, state, value, baseline tag, seed, and
 in paired studies the twin links.
@@ -26,6 +29,8 @@ from typing import Any
 
 import optuna
 import pandas as pd
+
+from hpo.study.requeue import fail_reason
 
 __all__ = ["ATTRS", "export_all", "export_study", "trials_frame"]
 
@@ -45,6 +50,7 @@ _FIRST = (
     "number",
     "state",
     "value",
+    "fail_reason",
     "user_attrs_hpo_baseline",
     "user_attrs_hpo_seed",
     "user_attrs_hpo_twin_of",  # paired mode: a twin's tuned trial
@@ -54,9 +60,12 @@ _FIRST = (
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """The study's trials as a flat table (see the module docstring for the columns)."""
+    trials = study.get_trials(deepcopy=False)
     df = study.trials_dataframe(attrs=ATTRS)
     if df.empty:
         return pd.DataFrame(columns=[c for c in _FIRST if not c.startswith("user_attrs")])
+    reasons = {t.number: fail_reason(t) for t in trials}
+    df["fail_reason"] = df["number"].map(reasons)
     if "duration" in df:
         # Unfinished trials have no duration: a column of only those is not timedelta-typed.
         df["duration_s"] = pd.to_timedelta(df.pop("duration")).dt.total_seconds()

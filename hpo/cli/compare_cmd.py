@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from hpo.analysis.compare import compare_study
     from hpo.analysis.report import format_text, write_report
-    from hpo.storage.rdb import mask_url
+    from hpo.storage.urls import mask_url
     from hpo.study.create import load_study
     from hpo.worker.progress import open_existing_storage
 
@@ -78,7 +78,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _study_ref(ref: str, storage_flag: str | None) -> tuple[str, str]:
     """A study name, or a study file (then its name and, without a flag, its storage)."""
-    from hpo.storage.rdb import resolve_storage_url
+    from hpo.storage.urls import resolve_storage_url
 
     if ref.endswith((".yaml", ".yml")) or Path(ref).is_file():
         from hpo.config.study import load_study_config

@@ -107,7 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------------
 def _create(args: argparse.Namespace) -> int:
-    from hpo.storage.rdb import make_storage, mask_url
+    from hpo.storage.rdb import make_storage
+    from hpo.storage.urls import mask_url
     from hpo.study.create import create_study
 
     cfg, url = _load_config(args.config, args.storage, args.n_trials)
@@ -122,7 +123,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from hpo.storage.rdb import resolve_storage_url
+    from hpo.storage.urls import resolve_storage_url
     from hpo.worker.pool import open_worker, set_threads
     from hpo.worker.progress import open_existing_storage
 
@@ -152,7 +153,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hpo.storage.rdb import make_storage, mask_url
+    from hpo.storage.rdb import make_storage
+    from hpo.storage.urls import mask_url
     from hpo.study.create import create_study
     from hpo.worker.pool import check_data, run_local
     from hpo.worker.progress import format_duration, format_status
@@ -187,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import optuna
 
-    from hpo.storage.rdb import mask_url, resolve_storage_url
+    from hpo.storage.urls import mask_url, resolve_storage_url
     from hpo.study.create import load_study
     from hpo.worker.progress import format_status, open_existing_storage, snapshot
 
@@ -211,7 +213,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from hpo.analysis.export import export_all, export_study
-    from hpo.storage.rdb import resolve_storage_url
+    from hpo.storage.urls import resolve_storage_url
     from hpo.study.create import load_study
     from hpo.worker.progress import open_existing_storage
 
@@ -236,7 +238,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _dashboard(args: argparse.Namespace) -> int:
     from hpo.analysis.dashboard import serve
-    from hpo.storage.rdb import resolve_storage_url
+    from hpo.storage.urls import resolve_storage_url
 
     if args.config:
         _, url = _load_config(args.config, args.storage)
@@ -250,10 +252,12 @@ def _dashboard(args: argparse.Namespace) -> int:
 def _load_config(path: str, storage_flag: str | None, n_trials: int | None = None):
     """The study file with its storage URL resolved (flag > $HPO_STORAGE > file > default)."""
     from hpo.config.study import load_study_config
-    from hpo.storage.rdb import resolve_storage_url
+    from hpo.storage.urls import resolve_storage_url, warn_password_in_file
 
     cfg = load_study_config(path)
     url = resolve_storage_url(cfg.storage, storage_flag, name=cfg.name)
+    if url == cfg.storage:  # the file's own storage: (the default holds no password)
+        warn_password_in_file(url, cfg.source)
     cfg = dataclasses.replace(cfg, storage=url)
     if n_trials is not None:
         cfg = dataclasses.replace(cfg, n_trials=n_trials)
@@ -262,7 +266,7 @@ def _load_config(path: str, storage_flag: str | None, n_trials: int | None = Non
 
 def _study_ref(ref: str, storage_flag: str | None) -> tuple[str, str]:
     """A study name, or a study file (then its name and storage)."""
-    from hpo.storage.rdb import resolve_storage_url
+    from hpo.storage.urls import resolve_storage_url
 
     if ref.endswith((".yaml", ".yml")) or Path(ref).is_file():
         cfg, url = _load_config(ref, storage_flag)

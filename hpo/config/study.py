@@ -30,7 +30,6 @@ from hpo.config.search_space import expand_baseline, parse_search_space
 from hpo.config.yamlfile import read_yaml
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError
-from hpo.storage.rdb import mask_url
 
 __all__ = [
     "BaselineConfig",
@@ -181,13 +180,14 @@ class StudyConfig:
 
     # ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form (the storage URL's password replaced by ``***``)."""
+        """A JSON-serialisable form (the storage URL as given: :mod:`hpo.study.create` masks
+        its password before storing it)."""
         return {
             "format": CONFIG_FORMAT,
             "name": self.name,
             "direction": self.direction,
             "metric": self.metric,
-            "storage": mask_url(self.storage),
+            "storage": self.storage,
             "n_trials": self.n_trials,
             "timeout": self.timeout,
             "sampler": {
@@ -291,7 +291,7 @@ def load_study_config(
         path: the YAML file.
         storage_override: a storage URL that replaces the file's ``storage:`` (e.g. the
             ``--storage`` flag, resolved with
-            :func:`hpo.storage.rdb.resolve_storage_url`).
+            :func:`hpo.storage.urls.resolve_storage_url`).
 
     Raises:
         ConfigError: the file is missing, is not valid YAML, or any setting is invalid.

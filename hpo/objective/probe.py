@@ -28,7 +28,7 @@ import optuna
 
 from hpo.config.modes import METRICS
 from hpo.errors import ConfigError
-from hpo.objective.train import _json_safe, set_user_attrs, suggest_params
+from hpo.objective.train import json_safe, set_user_attrs, suggest_params
 
 if TYPE_CHECKING:
     from hpo.config.study import StudyConfig
@@ -70,7 +70,7 @@ def probe_attrs(result: ProbeResult, spec: TrainSpec) -> dict[str, Any]:
         "torch_version": result.torch_version,
         "wall_time_s": float(result.wall_time_s),
     }
-    return {key: _json_safe(value) for key, value in attrs.items()}
+    return {key: json_safe(value) for key, value in attrs.items()}
 
 
 class ProbeObjective:

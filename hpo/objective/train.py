@@ -14,11 +14,9 @@ every completed trial instead of ignoring that region of the search space.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -40,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Objective",
     "TrainFn",
+    "json_safe",
     "make_objective",
     "record_result",
     "set_user_attrs",
@@ -81,11 +80,15 @@ def suggest_params(
 
 
 def record_result(
-    trial: optuna.trial.BaseTrial, result: TrainResult, inputs: Mapping[str, Any] | None = None
+    trial: optuna.trial.BaseTrial,
+    result: TrainResult,
+    inputs: Mapping[str, Any] | None = None,
+    known: Mapping[str, Any] | None = None,
 ) -> None:
     """Store what a finished (or diverged) run measured as trial user attributes.
 
-    ``inputs`` (the seed and baseline tag) are written in the same storage transaction.
+    ``inputs`` (the seed and baseline tag) are written with them, unless ``known`` (the
+    trial's attrs as read before the run) already holds them.
     """
     attrs: dict[str, Any] = {
         **(inputs or {}),
@@ -104,76 +107,31 @@ def record_result(
     }
     if result.diverged:
         attrs["divergence_reason"] = result.divergence_reason
-    set_user_attrs(trial, {key: _json_safe(value) for key, value in attrs.items()})
+    set_user_attrs(trial, {key: json_safe(value) for key, value in attrs.items()}, known)
 
 
-def set_user_attrs(trial: optuna.trial.BaseTrial, attrs: Mapping[str, Any]) -> None:
-    """Set several user attributes, in one transaction when the trial lives in an RDB storage.
-
-    Optuna commits every ``set_user_attr`` on its own; with a dozen attributes per trial and
-    several workers on one SQLite file those commits were most of the storage time per
-    trial. This uses RDBStorage's own per-attribute write inside one session, and falls back
-    to ``set_user_attr`` for any other trial or storage.
-    """
-    backend = _rdb_backend(trial)
-    if backend is not None:
-        try:
-            from optuna.storages._rdb import models
-            from optuna.storages._rdb.storage import _create_scoped_session
-
-            from hpo.storage.trial_writes import trial_state
-        except ImportError:  # pragma: no cover - a future Optuna moved its internals
-            backend = None
-    if backend is None:
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        return
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        upsert = _multi_row_upsert(backend.engine.name)
-        if upsert is None or not attrs:
-            for key, value in attrs.items():
-                backend._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial._trial_id, key, value
-                )
-            return
-        # One state check and one multi-row upsert instead of two statements per attribute
-        # (what _set_trial_attr_without_commit does, row by row).
-        state, _study_id = trial_state(session.connection(), trial._trial_id)  # or KeyError
-        backend.check_trial_is_updatable(trial._trial_id, state)
-        table = models.TrialUserAttributeModel
-        stmt = upsert(table).values(
-            [{"trial_id": trial._trial_id, "key": k, "value_json": json.dumps(v)}
-             for k, v in attrs.items()]
-        )
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=[table.trial_id, table.key],
-            set_={"value_json": stmt.excluded.value_json},
-        ))
+def set_user_attrs(
+    trial: optuna.trial.BaseTrial,
+    attrs: Mapping[str, Any],
+    known: Mapping[str, Any] | None = None,
+) -> None:
+    """Set several user attributes (``trial.set_user_attr``, one storage write each), leaving
+    out those that ``known`` (the trial's attrs as already read) holds with the same value:
+    a baseline or a re-queued trial already carries its inputs."""
+    known = known or {}
+    for key, value in attrs.items():
+        if key in known and known[key] == value:
+            continue
+        trial.set_user_attr(key, value)
 
 
-def _multi_row_upsert(dialect: str) -> Any:
-    """The dialect's INSERT with ON CONFLICT support, or None (then one row at a time)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-
-        return insert
-    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        from sqlalchemy.dialects.sqlite import insert
-
-        return insert
-    return None
-
-
-def _rdb_backend(trial: optuna.trial.BaseTrial) -> optuna.storages.RDBStorage | None:
-    if not isinstance(trial, optuna.Trial):
+def json_safe(value: Any) -> Any:
+    """Storage attributes are JSON: NaN and infinities become None."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    storage = trial.storage
-    storage = getattr(storage, "_backend", storage)  # optuna wraps it in a _CachedStorage
-    if isinstance(storage, optuna.storages.RDBStorage) and hasattr(
-        storage, "_set_trial_attr_without_commit"
-    ):
-        return storage
-    return None
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class Objective:
@@ -250,7 +208,7 @@ class Objective:
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         attrs = trial.user_attrs  # one storage read
-        # Written with the results, in one transaction (a baseline already has both).
+        # Written with the results (a baseline or a copy already has them: not rewritten).
         spec, inputs = self._inputs(trial, attrs, enqueue_twin=True)
         epochs: list[Any] = []
         # NopPruner never prunes: skip the storage read that asking it costs. Twins are never
@@ -272,9 +230,9 @@ class Objective:
         try:
             result = self.train_fn(spec, data_dir=self.data_dir, on_epoch_end=on_epoch_end)
         except optuna.TrialPruned:
-            _record_pruned(trial, spec, epochs, time.perf_counter() - started, inputs)
+            _record_pruned(trial, spec, epochs, time.perf_counter() - started, inputs, attrs)
             raise
-        record_result(trial, result, inputs)
+        record_result(trial, result, inputs, attrs)
         if result.diverged:
             raise optuna.TrialPruned(f"diverged: {result.divergence_reason}")
         if not result.val_accuracy:
@@ -303,6 +261,7 @@ def _record_pruned(
     epochs: list[Any],
     wall_time_s: float,
     inputs: Mapping[str, Any],
+    known: Mapping[str, Any],
 ) -> None:
     """What is known of a run the pruner stopped: its epochs so far."""
     attrs = {
@@ -314,13 +273,5 @@ def _record_pruned(
         "precision": spec.precision,
         "wall_time_s": wall_time_s,
     }
-    set_user_attrs(trial, {key: _json_safe(value) for key, value in attrs.items()})
+    set_user_attrs(trial, {key: json_safe(value) for key, value in attrs.items()}, known)
 
-
-def _json_safe(value: Any) -> Any:
-    """Storage attributes are JSON: NaN and infinities become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value

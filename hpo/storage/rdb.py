@@ -1,66 +1,66 @@
-"""Storage URL -> Optuna RDB storage that survives several workers and crashed workers.
+"""Storage URL -> Optuna's own RDBStorage, set up for several workers and crashed workers.
+
+Only Optuna's public API (``optuna.storages.RDBStorage`` and its public methods) and
+SQLAlchemy's public event API are used here.
 
 * SQLite (the default, one machine): the parent folder is created, the file is switched to
   WAL once (the mode persists in the file, so readers such as optuna-dashboard never block
-  the writers and the writers never block them), and every connection waits up to 60 s for
-  the write lock instead of failing at once with "database is locked" (Python's default
-  is 5 s). pysqlite opens its transaction at the first write, so the busy wait covers every
-  write that Optuna makes. Commits are synced at WAL checkpoints, not each one
-  (``synchronous=NORMAL``: consistent after any crash; :mod:`hpo.storage.sqlite_file`).
+  the writers), and every connection waits up to 60 s for the write lock instead of failing
+  at once with "database is locked". Every transaction starts with ``BEGIN IMMEDIATE``
+  (SQLAlchemy's documented pysqlite recipe), so it holds the write lock before it reads:
+  Optuna's ``SELECT ... FOR UPDATE`` is a no-op on SQLite, and without this two workers
+  could both read a WAITING trial and both pop it. Commits are synced at WAL checkpoints
+  (``synchronous=NORMAL``; :mod:`hpo.storage.sqlite_file`).
 * PostgreSQL and other servers (several machines): a small connection pool per worker
   (at most 4 connections: ``pool_size=2, max_overflow=2``), ``pool_pre_ping`` so a
   restarted server or a dropped connection is not an error, and TCP timeouts so a vanished
   server fails a query within a minute instead of hanging (the workers retry it:
-  :mod:`hpo.storage.retry`).
-* Heartbeats: a trial whose worker died is marked failed after the grace period and
-  re-queued with the same parameters; so is one whose worker died before its first beat.
-  The failure and the copy are one transaction (:mod:`hpo.study.requeue`).
-* Trial state changes are atomic on SQLite too (Optuna's ``FOR UPDATE`` is a no-op there):
-  of two processes that change a trial's state at once (two workers popping the same
-  enqueued trial, a worker telling its trial while another's stale check fails it), exactly
-  one wins and the other is refused (:class:`_RDBStorage`).
-* A read-only or full location is a one-line StorageError that says so.
+  :mod:`hpo.storage.retry`). ``FOR UPDATE`` makes Optuna's state changes atomic there.
+* Heartbeats: Optuna's ``heartbeat_interval`` and ``grace_period``, and a stale-trial
+  callback from the caller (:mod:`hpo.study.requeue` queues the copy of a dead worker's
+  trial). The beats themselves come from :class:`hpo.storage.heartbeat.Heartbeat`.
+* A malformed URL is a one-line UsageError before anything is written; a read-only or full
+  location is a one-line StorageError that says so.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
-import os
 import re
 import time
 import warnings
-from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
-from optuna.trial import TrialState
-from sqlalchemy.engine import URL, make_url
+from optuna.trial import FrozenTrial
+from sqlalchemy.engine import URL
 
 from hpo.errors import StorageError, UsageError
-from hpo.storage.sqlite_file import SQLITE_BUSY_TIMEOUT_S, prepare_sqlite, sync_normal_in_wal
-from hpo.storage.trial_reads import PlainSqlTrialReads
-from hpo.storage.trial_writes import PlainSqlTrialWrites
-from hpo.study.requeue import AtomicRequeue
+from hpo.storage.sqlite_file import SQLITE_BUSY_TIMEOUT_S, prepare_sqlite, tune_sqlite_engine
+from hpo.storage.urls import mask_url, parse_storage_url
 
 if TYPE_CHECKING:
     from hpo.config.study import HeartbeatConfig
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_S",
-    "default_storage_url",
+    "StaleTrialCallback",
+    "grace_period_s",
+    "is_finished_trial_error",
     "make_storage",
-    "mask_url",
-    "parse_storage_url",
-    "resolve_storage_url",
 ]
 
 logger = logging.getLogger(__name__)
 
-ENV_VAR = "HPO_STORAGE"
+#: ``callback(study, failed_trial)``: run by ``optuna.storages.fail_stale_trials`` for each
+#: trial it failed.
+StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+
 _OPEN_ERRORS = (
     sqlalchemy.exc.SQLAlchemyError,
     optuna.exceptions.StorageInternalError,
@@ -69,66 +69,26 @@ _OPEN_ERRORS = (
 )
 _CREATE_ATTEMPTS = 5
 _CREATE_RACE = re.compile(r"already exists|UNIQUE constraint failed|duplicate key", re.I)
-_PASSWORD_KEYS = ("password", "passwd", "pass", "pwd")
-_EXAMPLES = "sqlite:///storage/NAME.db, postgresql+psycopg2://USER:PASSWORD@HOST:5432/DB"
 
 
-def default_storage_url(name: str) -> str:
-    """``sqlite:///storage/<name>.db``: a file under ``storage/`` in the current directory."""
-    return f"sqlite:///storage/{name}.db"
-
-
-def resolve_storage_url(
-    config_url: str | None, flag: str | None, *, name: str | None = None
-) -> str:
-    """Pick the storage URL: the ``--storage`` flag, else ``$HPO_STORAGE``, else the study
-    file's ``storage:``, else ``sqlite:///storage/<name>.db``.
-
-    Raises:
-        UsageError: nothing is given and there is no study name to build the default from.
-    """
-    for url in (flag, os.environ.get(ENV_VAR), config_url):
-        if url:
-            return url
-    if name:
-        return default_storage_url(name)
-    raise UsageError(
-        "no storage given (got no --storage flag, no $HPO_STORAGE and no study file); "
-        f"allowed: a SQLAlchemy URL such as {_EXAMPLES}; fix: pass --storage URL or set "
-        "HPO_STORAGE."
-    )
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (safe to print and to store), also a
-    ``?password=`` query argument and the password of a URL too malformed to parse."""
-    try:
-        parsed = make_url(url)
-        secret = {k: "***" for k in parsed.query if k.lower() in _PASSWORD_KEYS}
-        if parsed.password is None and not secret:
-            return str(url)  # as given: rendering would escape e.g. '@' in a SQLite path
-        text = parsed.update_query_dict(secret).render_as_string(hide_password=True)
-        return text.replace("=%2A%2A%2A", "=***")
-    except Exception:  # noqa: BLE001 - an unparsable URL must still never leak a password
-        text = str(url)
-        at = text.rfind("@")  # the last one: a password may hold '@' too
-        start = text.rfind("//", 0, at) + 2 if "//" in text[:at] else 0
-        user, colon, _ = text[start:at].partition(":")
-        masked = f"{text[:start]}{user}:***@{text[at + 1:]}" if at >= 0 and colon else text
-        return re.sub(r"(?i)(pass(?:word|wd)?|pwd)=[^&]*", r"\1=***", masked)
-
-
-def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> optuna.storages.RDBStorage:
+def make_storage(
+    url: str,
+    heartbeat: HeartbeatConfig | None = None,
+    *,
+    stale_trial_callback: StaleTrialCallback | None = None,
+) -> optuna.storages.RDBStorage:
     """Open (and create the tables of) the storage at ``url``.
 
     Args:
         url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg2://...``).
         heartbeat: worker liveness settings; ``None`` for a storage that only reads or
             creates studies (no trial runs through it).
+        stale_trial_callback: run for each trial that ``optuna.storages.fail_stale_trials``
+            fails (with ``heartbeat`` only).
 
     Raises:
         UsageError: the URL is malformed or names a database kind/driver that is not
-            installed.
+            installed (nothing is written then).
         StorageError: the database cannot be reached, created or read (password masked).
     """
     parsed = parse_storage_url(url)
@@ -151,10 +111,11 @@ def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> optuna.s
     else:
         engine_kwargs["pool_pre_ping"] = True
 
+    kwargs = _heartbeat_kwargs(heartbeat, stale_trial_callback)
     try:
-        storage = _open_rdb(url, engine_kwargs, heartbeat)
+        storage = _open_rdb(url, engine_kwargs, kwargs)
         if backend == "sqlite":
-            sync_normal_in_wal(storage.engine)
+            tune_sqlite_engine(storage.engine)
     except ImportError as exc:
         # Optuna re-raises the driver's ModuleNotFoundError under a generic message.
         cause = exc.__cause__ or exc.__context__
@@ -180,18 +141,37 @@ def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> optuna.s
     return storage
 
 
+def is_finished_trial_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is Optuna refusing a write to a trial that is already finished (by
+    another process, e.g. a stale check): ``optuna.exceptions.UpdateFinishedTrialError`` (a
+    RuntimeError) in Optuna 5.0, a plain RuntimeError with this message in Optuna 4.0."""
+    cls = getattr(optuna.exceptions, "UpdateFinishedTrialError", None)
+    if cls is not None and isinstance(exc, cls):
+        return True
+    return isinstance(exc, RuntimeError) and "has already finished and can not be updated" in (
+        str(exc)
+    )
+
+
+def grace_period_s(storage: optuna.storages.RDBStorage) -> float | None:
+    """Seconds without a heartbeat after which a running trial is stale (Optuna's default:
+    two intervals), or None without heartbeats."""
+    interval = storage.get_heartbeat_interval()
+    if interval is None:
+        return None
+    return float(storage.grace_period if storage.grace_period is not None else 2 * interval)
+
+
 # ----------------------------------------------------------------------------------
-def _open_rdb(
-    url: str, engine_kwargs: dict, heartbeat: HeartbeatConfig | None
-) -> optuna.storages.RDBStorage:
+def _open_rdb(url: str, engine_kwargs: dict, kwargs: dict) -> optuna.storages.RDBStorage:
     for attempt in range(_CREATE_ATTEMPTS):
         try:
             with warnings.catch_warnings():
-                # Heartbeats and the retry callback are flagged experimental; we rely on
-                # them on purpose, and the warning would repeat in every worker.
+                # Heartbeats are flagged experimental; we rely on them on purpose, and the
+                # warning would repeat in every worker.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return _RDBStorage(
-                    url, engine_kwargs=dict(engine_kwargs), **_heartbeat_kwargs(heartbeat)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=dict(engine_kwargs), **kwargs
                 )
         except sqlalchemy.exc.DatabaseError as exc:
             # Workers started at once on a new database race to create Optuna's tables
@@ -203,130 +183,23 @@ def _open_rdb(
     raise AssertionError("unreachable")
 
 
-# PlainSqlTrialReads/Writes: a worker reads the study's trials about ten times per trial and
-# writes each parameter, intermediate value and heartbeat: done without the ORM, with the
-# same checks and results, for a fraction of the CPU (hpo.storage.trial_reads/_writes).
-# AtomicRequeue: a trial is failed and its copy queued in one transaction.
-class _RDBStorage(
-    PlainSqlTrialReads, PlainSqlTrialWrites, AtomicRequeue, optuna.storages.RDBStorage
-):
-    """Optuna's RDBStorage with atomic trial state changes on SQLite and a stale-trial
-    check that also catches a trial that never beat.
-
-    State changes: Optuna reads a trial's state with ``SELECT ... FOR UPDATE``, checks it and
-    writes the new one. SQLite ignores ``FOR UPDATE`` and pysqlite opens the transaction only
-    at the write, so two processes can both read RUNNING (or WAITING) and both "win": two
-    workers pop the same enqueued baseline, or a worker's interrupted (or finished) trial is
-    failed at the same moment by another worker's stale check, and both re-queue it (or it
-    ends COMPLETE and re-queued). Either way a baseline seed finishes twice. Here SQLite's
-    write lock is taken before Optuna reads, so its check and its write are one step.
-
-    Never beat: a worker killed between creating (or dequeuing) its trial and its first
-    heartbeat, a few milliseconds, leaves a RUNNING trial without a heartbeat row. Optuna's
-    check skips such a trial, so it would hold a slot of the budget forever and the study
-    would never end. It is stale too once it started more than the grace period ago.
-    """
-
-    def set_trial_state_values(
-        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
-    ) -> bool:
-        """Optuna's state change (same checks, same result), atomic on SQLite too.
-
-        Raises:
-            UpdateFinishedTrialError: the trial is finished, maybe by another process just
-                now; this call changed nothing.
-        """
-        if self.engine.dialect.name != "sqlite":  # SELECT ... FOR UPDATE locks the row
-            return super().set_trial_state_values(trial_id, state, values)
-        from optuna.storages._rdb import models
-
-        # Optuna's method runs in this thread's session (a scoped session), so a write that
-        # changes nothing, made in it first, holds SQLite's write lock until Optuna's commit
-        # or rollback, which also closes the session.
-        table = models.TrialModel.__table__
-        session = self.scoped_session()
-        try:
-            session.execute(
-                sqlalchemy.update(table)
-                .where(table.c.trial_id == trial_id)
-                .values(state=table.c.state)
-            )
-            return super().set_trial_state_values(trial_id, state, values)
-        except BaseException:
-            session.rollback()  # a no-op once Optuna's method has ended the transaction
-            session.close()
-            raise
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        stale = super()._get_stale_trial_ids(study_id)
-        assert self.heartbeat_interval is not None  # only called with heartbeats on
-        grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
-        # The start time is written with the worker's clock, not the database's, so it is
-        # compared with this machine's: naive UTC since Optuna 5, naive local time before.
-        started = getattr(models.TrialModel, "_datetime_start_utc", None)
-        if started is not None:
-            now = datetime.now(timezone.utc).replace(tzinfo=None)
-        else:  # pragma: no cover - optuna < 5
-            started, now = models.TrialModel.datetime_start, datetime.now()
-        cutoff = now - timedelta(seconds=grace)
-        with _create_scoped_session(self.scoped_session, True) as session:
-            rows = (
-                session.query(models.TrialModel.trial_id)
-                .filter(models.TrialModel.study_id == study_id)
-                .filter(models.TrialModel.state == TrialState.RUNNING)
-                .filter(started < cutoff)
-                .filter(~models.TrialModel.heartbeats.any())
-                .all()
-            )
-        orphans = [row.trial_id for row in rows if row.trial_id not in stale]
-        if orphans:
-            logger.warning("trial ids %s are RUNNING without any heartbeat since more than "
-                           "%s s (their worker died before its first beat); failing them",
-                           orphans, grace)
-        return stale + orphans
-
-
-def _heartbeat_kwargs(heartbeat: HeartbeatConfig | None) -> dict:
+def _heartbeat_kwargs(
+    heartbeat: HeartbeatConfig | None, callback: StaleTrialCallback | None
+) -> dict:
     """RDBStorage arguments: a trial whose worker stopped beating for ``grace`` seconds is
-    failed (by the next worker that starts a trial) and re-queued with the same params."""
+    failed by ``optuna.storages.fail_stale_trials`` (which a worker calls), then
+    ``callback`` runs for it."""
     if heartbeat is None:
         return {}
-    retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    if retry_cls is not None:
-        callback_kwarg = "heartbeat_stale_trial_callback"
-    else:  # optuna < 4.9 names it differently
-        retry_cls = optuna.storages.RetryFailedTrialCallback
-        callback_kwarg = "failed_trial_callback"
-    return {
-        "heartbeat_interval": heartbeat.interval,
-        "grace_period": heartbeat.grace,
-        callback_kwarg: retry_cls(max_retry=heartbeat.max_retry),
-    }
-
-
-def parse_storage_url(url: str) -> URL:
-    """Parse a storage URL, checking that SQLAlchemy knows its database kind.
-
-    Raises:
-        UsageError: the URL is malformed or its scheme is unknown.
-    """
-    try:
-        parsed = make_url(url)
-        parsed.get_dialect()  # raises for an unknown scheme such as "sqlit://"
-    except sqlalchemy.exc.NoSuchModuleError as exc:  # a subclass of ArgumentError: first
-        raise UsageError(
-            f"storage: unknown database kind in URL (got {mask_url(url)!r}); allowed: "
-            f"sqlite, postgresql, mysql (e.g. {_EXAMPLES}); fix: correct the scheme."
-        ) from exc
-    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:  # ValueError: a bad port
-        raise UsageError(
-            f"storage: not a database URL (got {mask_url(url)!r}); allowed: {_EXAMPLES}; "
-            "fix: write it as DIALECT[+DRIVER]://..."
-        ) from exc
-    return parsed
+    kwargs: dict = {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace}
+    if callback is not None:
+        # Optuna 5.0 calls it heartbeat_stale_trial_callback (failed_trial_callback stays
+        # there, deprecated); Optuna 4.0 knows only failed_trial_callback.
+        names = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+        name = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in names
+                else "failed_trial_callback")
+        kwargs[name] = callback
+    return kwargs
 
 
 def _one_line(exc: BaseException, url: URL) -> str:

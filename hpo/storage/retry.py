@@ -12,8 +12,8 @@ would leave its trial to the heartbeat check and need restarting by hand. Here:
   after ``give_up_s`` seconds of failures in a row. A fault that waiting cannot fix becomes a
   one-line StorageError at once. Database writes are transactions, so a failed call changed
   nothing and the study stays intact.
-* :class:`TolerantHeartbeat` keeps a trial's heartbeat thread alive through an outage
-  (Optuna's thread dies at its first error, and the live trial would then go stale).
+* The heartbeat thread (:mod:`hpo.storage.heartbeat`) uses :func:`storage_fault` to keep
+  beating through an outage.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-import optuna
 import sqlalchemy.exc
-from optuna.storages._heartbeat import BaseHeartbeat
 
 from hpo.errors import HpoError, StorageError
+from hpo.storage.urls import sqlite_path
 
 __all__ = [
     "BUSY",
@@ -40,7 +39,6 @@ __all__ = [
     "TRANSIENT",
     "UNREACHABLE",
     "StorageRetry",
-    "TolerantHeartbeat",
     "describe",
     "permanent_error",
     "sqlite_disk_fault",
@@ -198,46 +196,6 @@ class StorageRetry:
             return result
 
 
-class TolerantHeartbeat(BaseHeartbeat):
-    """A heartbeat source that logs storage faults instead of raising them.
-
-    Optuna's heartbeat thread stops at its first exception; through this adapter it keeps
-    beating, so a trial survives an outage shorter than the grace period.
-    """
-
-    def __init__(self, storage: BaseHeartbeat, where: str) -> None:
-        self._storage = storage
-        self._where = where
-        self._failing = False
-
-    def record_heartbeat(self, trial_id: int) -> None:
-        try:
-            self._storage.record_heartbeat(trial_id)
-        except Exception as exc:
-            if storage_fault(exc) is None:
-                raise
-            if not self._failing:
-                log.warning("heartbeat of trial id %d not recorded: storage %s %s (%s); "
-                            "still trying", trial_id, self._where, storage_fault(exc),
-                            describe(exc))
-            self._failing = True
-            return
-        if self._failing:
-            log.warning("heartbeat of trial id %d recorded again", trial_id)
-        self._failing = False
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        return self._storage._get_stale_trial_ids(study_id)
-
-    def get_heartbeat_interval(self) -> int | None:
-        return self._storage.get_heartbeat_interval()
-
-    def get_heartbeat_stale_trial_callback(
-        self,
-    ) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None:
-        return self._storage.get_heartbeat_stale_trial_callback()
-
-
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     err: BaseException | None = exc
@@ -250,9 +208,10 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def sqlite_disk_fault(where: str) -> str | None:
     """For a SQLite file: READ_ONLY when its folder cannot be written (a read-only mount, or
     permissions), FULL when its disk has no space left, else None."""
-    if not where.startswith("sqlite:///"):
+    path = sqlite_path(where)
+    if path is None:
         return None
-    folder = os.path.dirname(os.path.abspath(where[len("sqlite:///"):].split("?", 1)[0]))
+    folder = os.path.dirname(os.path.abspath(path))
     try:
         stat = os.statvfs(folder)
     except OSError:

@@ -1,9 +1,10 @@
 """The SQLite file under a study: WAL mode, commit syncing, and errors a user can fix.
 
 Set up once per storage by :func:`hpo.storage.rdb.make_storage`: the folder is made,
-the file is switched to write-ahead logging (readers and writers never block each other;
-the switch is retried while another process holds a brand-new file), and connections to a
-WAL file commit with ``synchronous=NORMAL``. A read-only or full location is a one-line
+the file is switched to write-ahead logging (the
+switch is retried while another process holds a brand-new file), every transaction takes
+the write lock at its start (``BEGIN IMMEDIATE``), and connections to a WAL file commit with
+``synchronous=NORMAL``. A read-only or full location is a one-line
 StorageError that says what to do.
 """
 
@@ -20,7 +21,7 @@ from sqlalchemy.engine import URL
 from hpo.errors import StorageError
 from hpo.storage.retry import FULL, READ_ONLY, sqlite_disk_fault
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_S", "prepare_sqlite", "sync_normal_in_wal"]
+__all__ = ["SQLITE_BUSY_TIMEOUT_S", "prepare_sqlite", "tune_sqlite_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,24 +85,35 @@ def _set_wal(path: Path) -> str:
         time.sleep(0.05)
 
 
-def sync_normal_in_wal(engine: sqlalchemy.engine.Engine) -> None:
-    """``PRAGMA synchronous=NORMAL`` on every connection to a SQLite file in WAL mode.
+def tune_sqlite_engine(engine: sqlalchemy.engine.Engine) -> None:
+    """Every transaction takes SQLite's write lock first; WAL files commit with
+    ``synchronous=NORMAL``.
 
-    With the default (FULL) every commit waits for an fsync of the WAL, a few milliseconds
-    with the write lock held, and a worker commits about ten times per trial. In WAL mode
-    NORMAL syncs at checkpoints only; the database stays consistent whatever happens, and a
-    crashed or killed process loses nothing. Only a power cut or an OS crash can undo the
-    last commits, and those of every worker on the machine alike: the study is then as it
-    was a moment earlier, and its RUNNING trials are re-queued by the heartbeat check.
-    (https://www.sqlite.org/pragma.html#pragma_synchronous). A file left in another journal
-    mode (WAL unsupported, see :func:`prepare_sqlite`) keeps FULL.
+    ``BEGIN IMMEDIATE``: pysqlite opens a transaction only at the first write, and SQLite
+    ignores ``SELECT ... FOR UPDATE``, so Optuna's read-check-write of a trial's state (a
+    pop of a WAITING trial, a tell, a stale check) could run in two processes from the same
+    read and both win: two workers would run the same enqueued baseline. With the lock taken
+    at ``BEGIN`` the read and the write are one step, and the loser sees the new state. This
+    is SQLAlchemy's documented pysqlite recipe (driver-level autocommit, then our own
+    ``BEGIN`` in the ``begin`` event). Readers that only read wait for the lock too; every
+    wait is covered by the busy timeout.
+
+    ``synchronous=NORMAL``: with the default (FULL) every commit waits for an fsync of the
+    WAL, a few milliseconds with the write lock held, and a worker commits about ten times
+    per trial. In WAL mode NORMAL syncs at checkpoints only; the database stays consistent
+    whatever happens, and a crashed or killed process loses nothing. Only a power cut or an
+    OS crash can undo the last commits, and those of every worker on the machine alike: the
+    study is then as it was a moment earlier, and its RUNNING trials are re-queued by the
+    heartbeat check (https://www.sqlite.org/pragma.html#pragma_synchronous). A file left in
+    another journal mode (WAL unsupported, see :func:`prepare_sqlite`) keeps FULL.
     """
     if engine.url.database in (None, "", ":memory:") or str(engine.url.database).startswith(
         "file:"
     ):
-        return  # in memory: nothing to sync, and disposing the pool would drop the data
+        return  # in memory: one connection, and disposing the pool would drop the data
 
     def on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite emits no BEGIN of its own
         cursor = dbapi_connection.cursor()
         try:
             (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
@@ -110,5 +122,9 @@ def sync_normal_in_wal(engine: sqlalchemy.engine.Engine) -> None:
         finally:
             cursor.close()
 
+    def on_begin(connection: sqlalchemy.engine.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     sqlalchemy.event.listen(engine, "connect", on_connect)
-    engine.dispose()  # the connections opened to create the tables reconnect with it
+    sqlalchemy.event.listen(engine, "begin", on_begin)
+    engine.dispose()  # the connections opened to create the tables reconnect with both

@@ -21,8 +21,14 @@ trials never eat the budget (they are re-queued with the same parameters and see
   was checked, the ``B`` others already existed (lower numbers are committed first) and held
   slots (a trial that ends finished never was FAIL), so its rank was ``B``: it would have
   been discarded. This relies on Optuna numbering trials under the study-row lock
-  (``RDBStorage._create_new_trial`` inserts the trial before it counts the study's
-  trials, so on SQLite the count is read under the database's write lock).
+  (Optuna's RDB storage inserts the trial before it counts the study's trials; on SQLite
+  every transaction holds the database's write lock from its start,
+  :func:`hpo.storage.sqlite_file.tune_sqlite_engine`).
+
+Duplicate copies of a failed trial (:func:`hpo.study.requeue.superseded`: two processes
+re-queued it at once) hold no slot either: every count here leaves them out, and a worker
+that pops one discards it (``"discarded: duplicate retry"``). The rule reads only stored
+trials, so every worker leaves out the same ones.
 
 Paired twins (``baseline: {mode: paired}``, :mod:`hpo.study.twins`) are outside ``B``: the
 study's total grows by one per tuned trial that gets a twin. Every count above leaves twins
@@ -45,17 +51,19 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import StorageError
-from hpo.study.requeue import FAIL_REASON_ATTR, retry_template
+from hpo.study.requeue import DUPLICATE_RETRY, FAIL_REASON_ATTR, queue_copy, superseded
 from hpo.study.twins import TWIN_OF_ATTR, is_twin, lineage_root
 
 __all__ = [
     "BUDGET_ATTR",
     "DISCARDED",
+    "DUPLICATE_RETRY",
     "DUPLICATE_TWIN",
     "FAIL_REASON_ATTR",
     "FINISHED_STATES",
     "SLOT_STATES",
     "budget_rank",
+    "slot_holders",
     "requeue",
     "study_budget",
     "study_spent",
@@ -73,13 +81,9 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def study_budget(study: optuna.Study) -> int:
-    """The study's total budget (search + baseline trials), set by ``hpo create``."""
-    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
-    read_one = getattr(storage, "read_study_user_attr", None)  # hpo.storage.trial_reads
-    if read_one is not None:  # before every trial: one row, not every attr and the config
-        budget = read_one(study._study_id, BUDGET_ATTR)
-    else:
-        budget = study.user_attrs.get(BUDGET_ATTR)
+    """The study's total budget (search + baseline trials), set by ``hpo create``: one read
+    of the study's user attrs."""
+    budget = study.user_attrs.get(BUDGET_ATTR)
     if not isinstance(budget, int):
         raise StorageError(
             f"study {study.study_name!r} has no {BUDGET_ATTR!r} attribute (got {budget!r}); "
@@ -88,18 +92,27 @@ def study_budget(study: optuna.Study) -> int:
     return budget
 
 
+def slot_holders(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that hold a slot of the budget: WAITING, RUNNING, COMPLETE or PRUNED, not
+    a twin and not a duplicate copy."""
+    duplicates = superseded(trials)
+    return [
+        t for t in trials
+        if t.state in SLOT_STATES and not is_twin(t) and t.number not in duplicates
+    ]
+
+
 def budget_rank(trials: list[FrozenTrial], number: int) -> int:
     """How many slot-holding trials come before trial ``number``; in budget when < budget.
-    Twins are not counted: they are outside the budget (see the module docstring)."""
-    return sum(
-        1 for t in trials if t.number < number and t.state in SLOT_STATES and not is_twin(t)
-    )
+    Twins and duplicate copies are not counted (see the module docstring)."""
+    return sum(1 for t in slot_holders(trials) if t.number < number)
 
 
 def twin_rank(trials: list[FrozenTrial], twin: FrozenTrial) -> int:
-    """How many slot-holding twins of the same tuned lineage come before ``twin``; it runs
-    only at rank 0."""
+    """How many slot-holding twins of the same tuned lineage come before ``twin`` (duplicate
+    copies left out); it runs only at rank 0."""
     roots = {t.number: lineage_root(t.number, t.system_attrs) for t in trials}
+    duplicates = superseded(trials)
 
     def root(t: FrozenTrial) -> int:
         key = int(t.user_attrs[TWIN_OF_ATTR])
@@ -109,27 +122,23 @@ def twin_rank(trials: list[FrozenTrial], twin: FrozenTrial) -> int:
     return sum(
         1
         for t in trials
-        if t.number < twin.number and t.state in SLOT_STATES and is_twin(t) and root(t) == mine
+        if t.number < twin.number and t.state in SLOT_STATES and is_twin(t)
+        and t.number not in duplicates and root(t) == mine
     )
 
 
 def study_spent(trials: list[FrozenTrial], budget: int) -> bool:
-    """``budget`` non-twin trials finished and no twin waiting or running."""
-    finished = sum(t.state in FINISHED_STATES and not is_twin(t) for t in trials)
+    """``budget`` non-twin trials finished and no twin waiting or running (duplicate copies
+    left out)."""
+    duplicates = superseded(trials)
+    live = [t for t in trials if t.number not in duplicates]
+    finished = sum(t.state in FINISHED_STATES and not is_twin(t) for t in live)
     return finished >= budget and not any(
-        is_twin(t) and t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials
+        is_twin(t) and t.state in (TrialState.WAITING, TrialState.RUNNING) for t in live
     )
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:
-    """Queue a copy of a failed trial (:func:`hpo.study.requeue.retry_template`).
-
-    A separate write from the failure itself: the workers use
-    :meth:`~hpo.study.requeue.AtomicRequeue.fail_and_requeue`, which does both in
-    one transaction. Returns False when the trial was already retried ``max_retry`` times.
-    """
-    template = retry_template(trial, max_retry)
-    if template is None:
-        return False
-    study.add_trial(template)
-    return True
+    """Queue a copy of a failed trial (:func:`hpo.study.requeue.queue_copy`); False when it
+    was already retried ``max_retry`` times."""
+    return queue_copy(study, trial, max_retry)

@@ -1,7 +1,9 @@
 """Create a study once, load it in many workers.
 
-The study keeps its own config (study user attr ``hpo_config``) so that workers, the
-dashboard and the export need only the study name and the storage. Baseline trials are
+The study keeps its own config (study user attr ``hpo_config``, storage password masked)
+so that workers, the dashboard and the export need only the study name and the storage.
+``hpo create`` also runs the re-queue reconciler (:func:`hpo.study.requeue.reconcile`), so a
+FAIL trial whose copy a crash lost is repaired before any worker starts. Baseline trials are
 enqueued by the one process that creates the study (``enqueue_trial(skip_if_exists=True)``
 races when several workers start at once), and a completion marker lets a later run repair
 an enqueue that a crash interrupted, without ever duplicating a baseline.
@@ -14,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 import sqlalchemy.exc
@@ -24,16 +26,21 @@ from optuna.trial import FrozenTrial
 
 from hpo.config.study import StudyConfig, make_pruner, make_sampler
 from hpo.errors import ConfigError, StorageError, StudyNotFoundError
-from hpo.storage.rdb import make_storage, mask_url
+from hpo.storage.rdb import make_storage
+from hpo.storage.urls import mask_url
+from hpo.study.requeue import StaleTrialRequeue, reconcile
 
 __all__ = [
     "ATTR_BASELINES_ENQUEUED",
     "ATTR_BUDGET",
     "ATTR_CONFIG",
     "SEARCH_KEYS",
+    "OpenStudy",
     "baseline_key",
     "create_study",
     "load_study",
+    "open_study",
+    "open_storage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,12 +86,29 @@ def create_study(
             _enqueue_baselines(study, cfg)
         else:
             _adopt(study, cfg, wait_s, _where(storage))
+            reconcile(study, study.get_trials(deepcopy=False), cfg.heartbeat.max_retry)
     except _STORAGE_ERRORS as exc:
         raise StorageError(
             f"storage {_where(storage)}: {' '.join(str(exc).split())[:300]}; fix: check that "
             "the database is reachable and writable."
         ) from exc
     return study
+
+
+class OpenStudy(NamedTuple):
+    """A loaded study, its stored config, and the storage it was loaded from (what
+    heartbeats and trial reads by id go through)."""
+
+    study: optuna.Study
+    cfg: StudyConfig
+    storage: BaseStorage
+
+
+def open_storage(url: str, cfg: StudyConfig) -> optuna.storages.RDBStorage:
+    """The storage at ``url`` with the study's heartbeat settings and the stale-trial
+    callback that queues a dead worker's trial again (:class:`StaleTrialRequeue`)."""
+    return make_storage(url, cfg.heartbeat,
+                        stale_trial_callback=StaleTrialRequeue(cfg.heartbeat.max_retry))
 
 
 def load_study(
@@ -102,6 +126,13 @@ def load_study(
             was not created by reluprime-hpo.
         StorageError: the storage cannot be reached.
     """
+    opened = open_study(name, storage, seed_offset=seed_offset)
+    return opened.study, opened.cfg
+
+
+def open_study(name: str, storage: str | BaseStorage, *, seed_offset: int = 0) -> OpenStudy:
+    """:func:`load_study`, also returning the storage (opened from a URL with the study's
+    heartbeat settings)."""
     probe = make_storage(storage) if isinstance(storage, str) else storage
     try:
         names = sorted(s.study_name for s in probe.get_all_studies())
@@ -126,10 +157,10 @@ def load_study(
     if isinstance(storage, str):
         cfg = dataclasses.replace(cfg, storage=storage)
         probe.engine.dispose()
-        storage_obj = make_storage(storage, cfg.heartbeat)  # now with the study's heartbeat
+        storage_obj: BaseStorage = open_storage(storage, cfg)  # with the study's heartbeat
     else:
         storage_obj = storage
-    return _open(cfg, storage_obj, seed_offset=seed_offset), cfg
+    return OpenStudy(_open(cfg, storage_obj, seed_offset=seed_offset), cfg, storage_obj)
 
 
 def baseline_key(params: Mapping[str, Any], seed: int) -> str:
@@ -139,7 +170,7 @@ def baseline_key(params: Mapping[str, Any], seed: int) -> str:
 
 # ----------------------------------------------------------------------------------
 def _storage(storage: str | BaseStorage, cfg: StudyConfig) -> BaseStorage:
-    return make_storage(storage, cfg.heartbeat) if isinstance(storage, str) else storage
+    return open_storage(storage, cfg) if isinstance(storage, str) else storage
 
 
 def _where(storage: str | BaseStorage) -> str:
@@ -163,7 +194,11 @@ def _open(cfg: StudyConfig, storage: BaseStorage, seed_offset: int = 0) -> optun
 
 
 def _normalised(d: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, sort_keys=True))
+    """The config as stored: JSON, and never a storage password."""
+    out = json.loads(json.dumps(d, sort_keys=True))
+    if isinstance(out.get("storage"), str):
+        out["storage"] = mask_url(out["storage"])
+    return out
 
 
 def _write_config(study: optuna.Study, cfg: StudyConfig) -> None:

@@ -1,150 +1,252 @@
-"""Fail a trial and queue its copy in one transaction, so that no crash can lose the copy.
+"""Re-queue failed trials exactly once, from public Optuna calls that are reconciled.
 
-A trial that did not end by itself (its worker was interrupted, hit an error, or died and
-its heartbeat went stale) is failed and re-queued with the same parameters and seed. Done
-as two writes (Optuna's ``fail_stale_trials`` sets the state, then its retry callback adds
-the copy; ``study.tell`` then ``study.add_trial``), a worker killed or a connection lost
-between them leaves a FAIL trial without a copy: a baseline seed that never runs and a
-budget slot that the study silently does without. Here both writes are one transaction:
+A trial that did not end by itself (its worker was interrupted, hit an error, or died) is
+failed and re-queued: a WAITING copy with the same parameters and seed (:func:`retry_template`;
+system attrs ``failed_trial`` and ``retry_history`` as Optuna's ``RetryFailedTrialCallback``
+writes them). Failing and queueing are two writes (``tell(FAIL)``, then ``add_trial``), so a
+crash between them is *repaired* instead of prevented:
 
-* :meth:`AtomicRequeue.fail_and_requeue` (mixed into the service's RDB storage) locks the
-  study row, then the trial row (on SQLite: takes the database's write lock first, since
-  SQLite ignores ``FOR UPDATE``), checks that the trial is still running or waiting, records
-  the reason, sets FAIL and inserts the copy, numbered under the same study-row lock as
-  Optuna's own ``_create_new_trial``. Of two processes failing the same trial, exactly one
-  wins and the other gets ``UpdateFinishedTrialError`` and changes nothing.
-* :func:`retry_template` is the copy: parameters, distributions, the input attributes
-  (baseline tag, seed, twin links) and the retry lineage (system attrs ``failed_trial`` and
-  ``retry_history``, as Optuna's ``RetryFailedTrialCallback`` writes them), but none of the
-  failed run's results: a partial result must not show up on the copy.
-* :func:`fail_stale_trials` is the workers' heartbeat check with that transaction.
+* **Reconciler** (:func:`reconcile`): every worker, once per loop, over the trials it reads
+  anyway, and ``hpo create``: a FAIL trial with retries left, no copy and no ``discarded:``
+  reason gets one. Only trials that ended more than :data:`RECONCILE_AFTER_S` ago: the
+  process that failed a trial queues its copy at once, and the reconciler is only there for
+  one that died before it could.
+* **Duplicates** (two reconcilers at once, or a reconciler and a slow failing worker):
+  among the copies of one failed trial the lowest-numbered one that is not discarded wins
+  (:func:`superseded`). A later one is discarded when it is popped (told FAIL with reason
+  :data:`DUPLICATE_RETRY`, never retried), and the budget rules never count it
+  (:mod:`hpo.study.budget`). That rule reads only stored trials, so every worker agrees.
+* **Dead workers**: Optuna's public ``optuna.storages.fail_stale_trials`` fails a trial whose
+  heartbeat stopped, and :class:`StaleTrialRequeue` (the storage's stale-trial callback)
+  queues its copy. A trial failed that way carries no :data:`FAIL_REASON_ATTR` (a finished
+  trial's attrs cannot be set through the public API): :func:`fail_reason` reads it as
+  :data:`STALE_REASON`, and its copy records the reason as :data:`RETRY_REASON_ATTR`.
+* **Orphans**: a worker killed between ``ask`` and its first heartbeat leaves a RUNNING
+  trial that Optuna's check never sees (no heartbeat row). A worker writes
+  :data:`WORKER_ATTR` (``host:pid``) right after its first beat; :func:`fail_orphans` fails a
+  RUNNING trial without it that started more than the grace period ago, through the public
+  ``storage.set_trial_state_values`` (atomic: of two processes failing it, one wins).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import optuna
-import sqlalchemy as sa
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.storage.rdb import grace_period_s, is_finished_trial_error
 from hpo.study.twins import TWIN_ATTR, TWIN_OF_ATTR
 
-if TYPE_CHECKING:
-    from optuna.storages import RDBStorage
-
 __all__ = [
-    "AtomicRequeue",
+    "DISCARD_PREFIX",
+    "DUPLICATE_RETRY",
     "FAIL_REASON_ATTR",
     "INPUT_ATTRS",
+    "ORPHAN_REASON",
+    "RECONCILE_AFTER_S",
+    "RETRY_REASON_ATTR",
     "STALE_REASON",
-    "atomic_backend",
-    "fail_stale_trials",
+    "WORKER_ATTR",
+    "StaleTrialRequeue",
+    "age_s",
+    "copy_of",
+    "fail_orphans",
+    "fail_reason",
+    "is_discarded",
+    "queue_copy",
+    "reconcile",
     "retry_template",
+    "superseded",
 ]
 
 log = logging.getLogger(__name__)
 
 FAIL_REASON_ATTR = "hpo_fail_reason"
-#: The reason recorded on a trial failed by the heartbeat check ("worker lost" in reports).
+#: On a copy: why the trial it re-runs failed (that trial may carry no reason of its own).
+RETRY_REASON_ATTR = "hpo_retry_reason"
+#: ``host:pid`` of the worker running a trial, written right after its first heartbeat.
+WORKER_ATTR = "hpo_worker"
+#: The reason of a FAIL trial without :data:`FAIL_REASON_ATTR` (Optuna's heartbeat check).
 STALE_REASON = "worker lost: no heartbeat within the grace period"
+ORPHAN_REASON = "worker lost: it died before its first heartbeat"
+#: Reasons that start with this are never retried.
+DISCARD_PREFIX = "discarded:"
+DUPLICATE_RETRY = "discarded: duplicate retry"
 #: User attrs that describe a trial's input (copied to a re-queued trial); the rest are results.
 INPUT_ATTRS = ("hpo_baseline", "hpo_seed", TWIN_OF_ATTR, TWIN_ATTR)
+#: A FAIL trial is reconciled once it ended this long ago (its own worker queues the copy
+#: within milliseconds; a worker retrying through an outage may take longer, and a
+#: duplicate it then adds is discarded).
+RECONCILE_AFTER_S = 10.0
 
-_T = models.TrialModel.__table__
+
+def fail_reason(trial: FrozenTrial) -> str | None:
+    """Why a FAIL trial failed (``"worker lost: ..."`` when it carries no reason: Optuna's
+    heartbeat check failed it); None for a trial that did not fail. For reports and CLI."""
+    if trial.state != TrialState.FAIL:
+        return None
+    reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+    return str(reason) if reason else STALE_REASON
+
+
+def is_discarded(trial: FrozenTrial) -> bool:
+    """A trial told FAIL on purpose (over budget, a duplicate): never retried."""
+    return (fail_reason(trial) or "").startswith(DISCARD_PREFIX)
+
+
+def copy_of(trial: FrozenTrial) -> int | None:
+    """The number of the failed trial that ``trial`` re-runs, or None (not a copy)."""
+    history = trial.system_attrs.get("retry_history")
+    return int(history[-1]) if history else None
+
+
+def age_s(when: datetime, now: datetime | None = None) -> float:
+    """Seconds since ``when``: a FrozenTrial's timestamp, naive local time in Optuna 4.0 and
+    5.0 alike (5.0 stores UTC and converts it back to local time when it reads)."""
+    if now is None:
+        now = datetime.now(when.tzinfo) if when.tzinfo is not None else datetime.now()
+    return (now - when).total_seconds()
 
 
 def retry_template(trial: FrozenTrial, max_retry: int | None) -> FrozenTrial | None:
     """The WAITING copy that re-runs a failed ``trial``, or None when it was already retried
-    ``max_retry`` times (``None``: no limit)."""
+    ``max_retry`` times (``None``: no limit). Inputs and lineage only, none of its results."""
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     if max_retry is not None and len(history) > max_retry:
-        log.warning("trial %d failed %d times; not retrying it again", history[0], len(history))
         return None
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k in INPUT_ATTRS}
+    reason = fail_reason(trial)
+    if reason is not None:
+        user_attrs[RETRY_REASON_ATTR] = reason
     return optuna.trial.create_trial(
         state=TrialState.WAITING,
         params=trial.params,
         distributions=trial.distributions,
-        user_attrs={k: v for k, v in trial.user_attrs.items() if k in INPUT_ATTRS},
+        user_attrs=user_attrs,
         system_attrs={"failed_trial": history[0], **trial.system_attrs, "retry_history": history},
     )
 
 
-class AtomicRequeue:
-    """Mixin for :class:`optuna.storages.RDBStorage`: :meth:`fail_and_requeue`."""
-
-    def fail_and_requeue(
-        self: RDBStorage, trial_id: int, *, reason: str | None, max_retry: int | None
-    ) -> tuple[FrozenTrial, int | None]:
-        """Fail a running (or waiting) trial, recording ``reason`` as its user attr
-        ``hpo_fail_reason``, and queue its copy (:func:`retry_template`): both or neither.
-
-        Returns:
-            The failed trial, and the copy's number (``None`` when its retries are spent).
-
-        Raises:
-            KeyError: no such trial.
-            UpdateFinishedTrialError: the trial is already finished (maybe by another
-                process a moment ago, which then queued the copy); nothing was changed.
-        """
-        with _create_scoped_session(self.scoped_session) as session:
-            if self.engine.dialect.name == "sqlite":
-                # A write that changes nothing takes SQLite's write lock now, until commit:
-                # the check below and the writes after it are then one step.
-                session.execute(
-                    sa.update(_T).where(_T.c.trial_id == trial_id).values(state=_T.c.state)
-                )
-            study_id = session.execute(
-                sa.select(_T.c.study_id).where(_T.c.trial_id == trial_id)
-            ).scalar()
-            if study_id is None:
-                raise KeyError(models.NOT_FOUND_MSG)
-            # Study row first, as Optuna's trial creation does (one lock order: no deadlock).
-            models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-            row = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-            self.check_trial_is_updatable(trial_id, row.state)
-            frozen = self._build_frozen_trial_from_trial_model(row)
-            if reason is not None:
-                self._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, FAIL_REASON_ATTR, reason
-                )
-                frozen.user_attrs[FAIL_REASON_ATTR] = reason
-            row.state = TrialState.FAIL
-            row.datetime_complete = datetime.now()
-            frozen.state, frozen.datetime_complete = TrialState.FAIL, row.datetime_complete
-            template = retry_template(frozen, max_retry)
-            copy = None
-            if template is not None:
-                copy = self._get_prepared_new_trial(study_id, template, session).number
-        return frozen, copy
+def queue_copy(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:
+    """Add the copy of a failed trial; False when its retries are spent."""
+    template = retry_template(trial, max_retry)
+    if template is None:
+        log.warning("trial %d failed %d times; not retrying it again",
+                    int(trial.system_attrs.get("failed_trial", trial.number)),
+                    len(trial.system_attrs.get("retry_history", [])) + 1)
+        return False
+    study.add_trial(template)
+    return True
 
 
-def atomic_backend(study: optuna.Study) -> AtomicRequeue | None:
-    """The study's storage (under Optuna's cache) when it can fail and re-queue atomically."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    return backend if isinstance(backend, AtomicRequeue) else None
+def superseded(trials: Iterable[FrozenTrial]) -> set[int]:
+    """Numbers of the duplicate copies: of several copies of one failed trial, all but the
+    lowest-numbered one that is not discarded (those already discarded are left out)."""
+    groups: dict[int, list[FrozenTrial]] = {}
+    for t in trials:
+        original = copy_of(t)
+        if original is not None:
+            groups.setdefault(original, []).append(t)
+    out: set[int] = set()
+    for copies in groups.values():
+        if len(copies) < 2:
+            continue
+        copies.sort(key=lambda t: t.number)
+        winner = next((t for t in copies if not is_discarded(t)), None)
+        out.update(t.number for t in copies if t is not winner and not is_discarded(t))
+    return out
 
 
-def fail_stale_trials(study: optuna.Study, max_retry: int | None) -> list[int]:
-    """Fail the trials whose worker stopped beating and queue their copies (one transaction
-    each); Optuna's own check where the storage cannot. Returns the failed trials' ids."""
-    backend = atomic_backend(study)
-    if backend is None:
-        optuna.storages.fail_stale_trials(study)
+def reconcile(
+    study: optuna.Study,
+    trials: list[FrozenTrial],
+    max_retry: int | None,
+    *,
+    min_age_s: float = RECONCILE_AFTER_S,
+) -> list[int]:
+    """Queue the missing copy of every FAIL trial that has retries left, no copy and no
+    ``discarded:`` reason, and ended more than ``min_age_s`` ago.
+
+    Args:
+        trials: the study's trials, as just read (no extra read here).
+
+    Returns:
+        The numbers of the trials that got a copy.
+    """
+    copied = {copy_of(t) for t in trials}
+    duplicates = superseded(trials)
+    repaired = []
+    for t in trials:
+        if t.state != TrialState.FAIL or t.number in copied or t.number in duplicates:
+            continue
+        if is_discarded(t) or t.datetime_complete is None:
+            continue
+        if age_s(t.datetime_complete) < min_age_s:
+            continue
+        template = retry_template(t, max_retry)
+        if template is None:
+            continue  # retries spent: said once, when its last copy was queued
+        study.add_trial(template)
+        repaired.append(t.number)
+        log.warning("trial %d failed (%s) without a copy queued (its process died in "
+                    "between); queued one", t.number, fail_reason(t))
+    return repaired
+
+
+def fail_orphans(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    trials: list[FrozenTrial],
+    max_retry: int | None,
+) -> list[int]:
+    """Fail (and re-queue) RUNNING trials that never got :data:`WORKER_ATTR` and started
+    more than the grace period ago: their worker died before its first heartbeat.
+
+    Returns:
+        The numbers of the trials failed here.
+    """
+    grace = grace_period_s(storage) if isinstance(storage, optuna.storages.RDBStorage) else None
+    if grace is None:
         return []
+    orphans = [
+        t for t in trials
+        if t.state == TrialState.RUNNING and WORKER_ATTR not in t.user_attrs
+        and t.datetime_start is not None and age_s(t.datetime_start) > grace
+    ]
+    if not orphans:
+        return []
+    study_id = storage.get_study_id_from_name(study.study_name)
     failed = []
-    for trial_id in backend._get_stale_trial_ids(study._study_id):
+    for t in orphans:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
-            frozen, copy = backend.fail_and_requeue(
-                trial_id, reason=STALE_REASON, max_retry=max_retry
-            )
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker's check (or the trial's own worker) got there first
-        failed.append(trial_id)
-        log.warning("trial %d: its worker stopped sending heartbeats; failed it%s",
-                    frozen.number, "" if copy is None else f" and queued trial {copy} to re-run it")
+            storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, ORPHAN_REASON)
+            if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                continue
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
+                raise
+            continue  # finished meanwhile (by its worker after all, or another check)
+        failed.append(t.number)
+        queued = queue_copy(study, storage.get_trial(trial_id), max_retry)
+        log.warning("trial %d: its worker died before its first heartbeat; failed it%s",
+                    t.number, " and queued its copy" if queued else "")
     return failed
+
+
+class StaleTrialRequeue:
+    """The storage's stale-trial callback: queue the copy of a trial that
+    ``optuna.storages.fail_stale_trials`` just failed (cf. ``RetryFailedTrialCallback``,
+    which copies every user attr, results included)."""
+
+    def __init__(self, max_retry: int | None) -> None:
+        self.max_retry = max_retry
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        queued = queue_copy(study, trial, self.max_retry)
+        log.warning("trial %d: its worker stopped sending heartbeats; failed it%s",
+                    trial.number, " and queued its copy" if queued else "")
+

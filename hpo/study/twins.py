@@ -89,9 +89,13 @@ def lineage_root(number: int, system_attrs: Mapping[str, Any]) -> int:
 
 
 def system_attrs(trial: optuna.trial.BaseTrial) -> Mapping[str, Any]:
-    """A trial's system attributes (Optuna's ``Trial`` no longer exposes them)."""
+    """A trial's system attributes (Optuna 5's ``Trial`` no longer exposes them; read from
+    the study's trials, one read through Optuna's trial cache)."""
     if isinstance(trial, optuna.Trial):
-        return trial.storage.get_trial_system_attrs(trial._trial_id)
+        for t in trial.study.get_trials(deepcopy=False):
+            if t.number == trial.number:
+                return t.system_attrs
+        return {}
     return getattr(trial, "system_attrs", None) or {}
 
 

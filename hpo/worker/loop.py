@@ -18,56 +18,57 @@ Faults (tested in ``tests/faults``):
   full or read-only storage is a one-line StorageError at once: the failed write was rolled
   back, the stored trials are intact (:mod:`hpo.storage.retry`).
 * A worker killed outright (SIGKILL, power loss): its trial's heartbeat stops, and after
-  ``heartbeat.grace`` seconds another worker's stale check fails it and re-queues a copy
-  with the same parameters; a trial killed before its first heartbeat is caught too
-  (:class:`hpo.storage.rdb._RDBStorage`).
+  ``heartbeat.grace`` seconds another worker's stale check (Optuna's public
+  ``fail_stale_trials``) fails it and re-queues a copy with the same parameters. A trial
+  killed before its first heartbeat has no ``hpo_worker`` marker and is failed by the
+  orphan check; a FAIL trial whose copy was never queued (its worker died between the two
+  writes) gets one from the reconciler (:mod:`hpo.study.requeue`).
 * A run out of memory, or an objective returning NaN or an infinity, ends PRUNED with its
   reason (:mod:`hpo.worker.outcomes`); the worker goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import signal
+import socket
 import threading
 import time
 import warnings
 from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import (
-    BaseHeartbeatThread,
-    HeartbeatThread,
-    NullHeartbeatThread,
-    is_heartbeat_enabled,
-)
 from optuna.trial import TrialState
 
 from hpo.errors import DataError, HpoError, ModelAuditError, StorageError
-from hpo.storage.rdb import mask_url
+from hpo.storage.heartbeat import Heartbeat
+from hpo.storage.rdb import is_finished_trial_error
 from hpo.storage.retry import (
     DEFAULT_GIVE_UP_S,
     PERMANENT,
     StorageRetry,
-    TolerantHeartbeat,
     describe,
     permanent_error,
     storage_fault,
 )
+from hpo.storage.urls import mask_url
 from hpo.study.budget import (
     BUDGET_ATTR,
     DISCARDED,
+    DUPLICATE_RETRY,
     DUPLICATE_TWIN,
     FAIL_REASON_ATTR,
-    SLOT_STATES,
     budget_rank,
     requeue,
+    slot_holders,
     study_budget,
     study_spent,
     twin_rank,
 )
-from hpo.study.requeue import fail_stale_trials
+from hpo.study.requeue import WORKER_ATTR, copy_of, fail_orphans, reconcile, superseded
 from hpo.study.twins import is_twin
 from hpo.worker.outcomes import (
     OOM_ATTR,
@@ -83,9 +84,9 @@ __all__ = [
     "OOM_ATTR",
     "OOM_REASON_ATTR",
     "DISCARDED",
+    "DUPLICATE_RETRY",
     "DUPLICATE_TWIN",
     "FAIL_REASON_ATTR",
-    "SLOT_STATES",
     "Worker",
     "WorkerStats",
     "budget_rank",
@@ -114,6 +115,9 @@ class Worker:
 
     Args:
         study: The study, loaded with this worker's sampler and pruner.
+        storage: The storage ``study`` was loaded from (:func:`hpo.storage.rdb.make_storage`):
+            heartbeats, the orphan check and trial reads by id go through it. ``None``: no
+            heartbeats (a dead worker's trial then holds its slot until a restart).
         objective: ``objective(trial) -> float``; raises ``optuna.TrialPruned`` to prune.
         timeout: Start no trial after this many seconds (``None``: no limit).
         poll_interval: Seconds between checks while other workers hold the last slots.
@@ -129,6 +133,7 @@ class Worker:
         study: optuna.Study,
         objective: Any,
         *,
+        storage: optuna.storages.BaseStorage | None = None,
         timeout: float | None = None,
         poll_interval: float = 2.0,
         max_retry: int | None = 3,
@@ -136,6 +141,7 @@ class Worker:
         storage_retry_s: float = DEFAULT_GIVE_UP_S,
     ) -> None:
         self.study = study
+        self.storage = storage
         self.objective = objective
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -146,10 +152,13 @@ class Worker:
         self._in_objective = False
         self._consecutive_failures = 0
         self._next_stale_check = 0.0
-        self._where = _where(study)
+        self._interval = _heartbeat_interval(storage)
+        self._id_of_study: int | None = None
+        self._marker = f"{socket.gethostname()}:{os.getpid()}"
+        self._where = _where(study, storage)
         self._retry = StorageRetry(self._where, give_up_s=storage_retry_s,
                                    sleep=self._retry_sleep)
-        self._record = TrialRecorder(study, self._call, self.stats, max_retry)
+        self._record = TrialRecorder(study, self._call, self.stats, max_retry, storage)
 
     # ------------------------------------------------------------------------------
     def run(self, *, handle_signals: bool = True) -> WorkerStats:
@@ -205,26 +214,34 @@ class Worker:
     def _next_trial(self, deadline: float) -> optuna.Trial | None:
         """Ask for a trial in budget, or return None when this worker should stop."""
         study = self.study
-        heartbeat = is_heartbeat_enabled(study._storage)
+        heartbeat = self._interval is not None
+        max_retry = self._record.max_retry
         while self._stop_signal is None:
             if heartbeat and time.perf_counter() >= self._next_stale_check:
                 # Once per heartbeat interval is enough: a trial only goes stale after the
-                # grace period, which is longer.
-                self._next_stale_check = (
-                    time.perf_counter() + study._storage.get_heartbeat_interval()
-                )
+                # grace period, which is longer. The storage's stale-trial callback queues
+                # the copies (hpo.study.requeue.StaleTrialRequeue).
+                self._next_stale_check = time.perf_counter() + float(self._interval or 0)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    fail_stale_trials(study, self._record.max_retry)
+                    optuna.storages.fail_stale_trials(study)
             budget = study_budget(study)
             trials = study.get_trials(deepcopy=False)
-            if study_spent(trials, budget):
+            # Repairs from the trials just read (no extra read unless something is written).
+            changed = fail_orphans(study, self.storage, trials, max_retry) if heartbeat else []
+            changed += reconcile(study, trials, max_retry)
+            if changed:
+                trials = study.get_trials(deepcopy=False)
+            duplicates = superseded(trials)
+            if study_spent(trials, budget) and not any(
+                t.state == TrialState.WAITING and t.number in duplicates for t in trials
+            ):  # (a waiting duplicate is popped and discarded first: nothing is left queued)
                 self.stats.stopped_by = "budget"
                 return None
             if time.perf_counter() >= deadline:
                 self.stats.stopped_by = "timeout"
                 return None
-            held = sum(t.state in SLOT_STATES and not is_twin(t) for t in trials)
+            held = len(slot_holders(trials))
             waiting = any(t.state == TrialState.WAITING for t in trials)
             if held >= budget and not waiting:
                 if not heartbeat:
@@ -235,27 +252,26 @@ class Worker:
                 continue
             with warnings.catch_warnings():
                 # Optuna warns that heartbeats are meant for optimize(); this loop runs the
-                # heartbeat thread itself, as optimize() does.
+                # heartbeat itself, as optimize() does.
                 warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
                 trial = study.ask()
             if self._stop_signal is not None:
                 self._record.fail(trial, f"interrupted ({signal.Signals(self._stop_signal).name})",
-                           retry=True)
+                                  retry=True)
                 return None
-            # Read through the per-ask trial cache that the sampler reads next anyway (ask
-            # clears it before creating the trial), which saves one storage read per trial.
-            trials = study._get_trials(deepcopy=False, use_cache=True)
-            if not any(t.number == trial.number for t in trials):  # pragma: no cover
-                trials = study.get_trials(deepcopy=False)
+            trials = study.get_trials(deepcopy=False)
             frozen = next(t for t in trials if t.number == trial.number)
-            if is_twin(frozen):  # outside the budget; one per tuned lineage
+            if copy_of(frozen) is not None and frozen.number in superseded(trials):
+                # Two processes re-queued the same failed trial: the lower copy runs.
+                rank, limit, reason = 1, 1, DUPLICATE_RETRY
+            elif is_twin(frozen):  # outside the budget; one per tuned lineage
                 rank, limit, reason = twin_rank(trials, frozen), 1, DUPLICATE_TWIN
             else:
                 rank, limit, reason = budget_rank(trials, trial.number), budget, DISCARDED
             if rank < limit:
                 return trial
-            log.debug("trial %d is over budget (%d >= %d); discarding it",
-                      trial.number, rank, limit)
+            log.debug("trial %d: %s (%d >= %d); discarding it", trial.number, reason, rank,
+                      limit)
             self._record.fail(trial, reason, retry=False)
             self.stats.discarded += 1
         return None
@@ -272,27 +288,35 @@ class Worker:
         state = TrialState.FAIL
         error: BaseException | None = None
         started = time.perf_counter()
-        with self._heartbeat(trial):
-            try:
-                self._in_objective = True
+        trial_id = self._storage_trial_id(trial) if self._interval is not None else None
+        try:
+            with self._heartbeat(trial, trial_id):
                 try:
-                    value = self.objective(trial)
-                finally:
-                    self._in_objective = False
-                state = TrialState.COMPLETE
-            except optuna.TrialPruned as exc:
-                state = TrialState.PRUNED
-                log.info("trial %d pruned: %s", trial.number, exc)
-            except (Exception, KeyboardInterrupt) as exc:
-                error = exc
+                    self._in_objective = True
+                    try:
+                        value = self.objective(trial)
+                    finally:
+                        self._in_objective = False
+                    state = TrialState.COMPLETE
+                except optuna.TrialPruned as exc:
+                    state = TrialState.PRUNED
+                    log.info("trial %d pruned: %s", trial.number, exc)
+                except (Exception, KeyboardInterrupt) as exc:
+                    error = exc
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
+                raise
+            error = exc  # the marker was refused: failed by another worker's check already
         self.stats.objective_s += time.perf_counter() - started
 
         # Another worker's stale check may have failed this trial while it ran. A result is
         # then refused by finish() itself (so a trial that ended normally is not read again:
         # one transaction less per trial); an error may be that very refusal of one of the
         # run's writes, so it is checked before it counts as a failure of the trial.
-        if error is not None and self._call(lambda: self._record.finished_elsewhere(trial),
-                                            f"checking trial {trial.number}"):
+        if error is not None and self._call(
+            lambda: self._record.finished_elsewhere(trial, trial_id),
+            f"checking trial {trial.number}",
+        ):
             # Another worker's stale-trial check failed (and re-queued) this trial while it
             # ran: its heartbeat was late, e.g. on an overloaded machine. Its result cannot
             # be stored any more; the re-queued copy runs it again.
@@ -358,11 +382,35 @@ class Worker:
                 "traceback) and start the worker again: failed trials are re-queued."
             ) from error
 
-    def _heartbeat(self, trial: optuna.Trial) -> BaseHeartbeatThread:
-        storage = self.study._storage
-        if not is_heartbeat_enabled(storage):
-            return NullHeartbeatThread()
-        return HeartbeatThread(trial._trial_id, TolerantHeartbeat(storage, self._where))
+    def _storage_trial_id(self, trial: optuna.Trial) -> int:
+        """The trial's storage id (public storage calls; the study id is read once)."""
+        assert self.storage is not None  # only with heartbeats
+        storage = self.storage
+
+        def read() -> int:
+            if self._id_of_study is None:
+                self._id_of_study = storage.get_study_id_from_name(self.study.study_name)
+            return storage.get_trial_id_from_study_id_trial_number(self._id_of_study, trial.number)
+
+        return self._call(read, f"reading the id of trial {trial.number}")
+
+    def _heartbeat(
+        self, trial: optuna.Trial, trial_id: int | None
+    ) -> contextlib.AbstractContextManager[Any]:
+        """Beats while the trial runs. The first beat, then the ``hpo_worker`` marker, are
+        written before training: a RUNNING trial without the marker whose start is older
+        than the grace period is an orphan (its worker died before it could beat)."""
+        if self._interval is None or trial_id is None or self.storage is None:
+            return contextlib.nullcontext()
+        storage = self.storage
+
+        def first_beat() -> None:
+            self._call(lambda: storage.record_heartbeat(trial_id),
+                       f"recording the heartbeat of trial {trial.number}")
+            self._call(lambda: trial.set_user_attr(WORKER_ATTR, self._marker),
+                       f"marking trial {trial.number}")
+
+        return Heartbeat(storage, trial_id, self._where, first_beat=first_beat)
 
     def _call(self, fn: Any, what: str) -> Any:
         return self._retry.call(fn, what)
@@ -379,7 +427,12 @@ class _StoppedWhileWaiting(Exception):
     """A stop signal arrived while the worker waited for an unreachable storage."""
 
 
-def _where(study: optuna.Study) -> str:
-    storage = study._storage
-    url = getattr(getattr(storage, "_backend", storage), "url", None)
-    return mask_url(url) if url else type(storage).__name__
+def _heartbeat_interval(storage: optuna.storages.BaseStorage | None) -> int | None:
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return storage.get_heartbeat_interval()
+    return None
+
+
+def _where(study: optuna.Study, storage: optuna.storages.BaseStorage | None) -> str:
+    url = getattr(storage, "url", None)
+    return mask_url(url) if url else f"of study {study.study_name}"

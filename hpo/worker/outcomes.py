@@ -4,6 +4,10 @@ Every storage call goes through the worker's retrying ``call`` (:mod:`hpo.storag
 A trial that another worker's stale-trial check failed first (its heartbeat was late) is
 never stored twice: its result is discarded and the re-queued copy runs again.
 
+Failing a trial is three public calls: its reason (``set_user_attr``), ``tell(FAIL)``, and
+its copy (``add_trial``). A crash between them leaves a FAIL trial without a copy, which
+the reconciler of every worker repairs (:mod:`hpo.study.requeue`).
+
 Out of memory (``torch.OutOfMemoryError``, ``MemoryError``, a CPU allocation failure) is an
 outcome of the parameters (width, batch size, precision) on this hardware, like divergence:
 the trial ends PRUNED with ``out_of_memory=True`` and the reason, counts against the budget,
@@ -23,8 +27,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.storage.rdb import is_finished_trial_error
 from hpo.study.budget import FAIL_REASON_ATTR, requeue
-from hpo.study.requeue import atomic_backend
+from hpo.study.requeue import copy_of
 
 __all__ = [
     "OOM_ATTR",
@@ -76,6 +81,7 @@ class TrialRecorder:
         call: ``call(fn, what)`` runs a storage call, retrying while the storage is away.
         stats: The worker's statistics, updated here.
         max_retry: How often a failed trial is re-queued (``None``: always).
+        storage: The storage the study was loaded from (reads a trial by id), if known.
     """
 
     def __init__(
@@ -84,8 +90,10 @@ class TrialRecorder:
         call: Callable[[Callable[[], Any], str], Any],
         stats: WorkerStats,
         max_retry: int | None,
+        storage: optuna.storages.BaseStorage | None = None,
     ) -> None:
         self.study = study
+        self.storage = storage
         self._call = call
         self.stats = stats
         self.max_retry = max_retry
@@ -103,7 +111,9 @@ class TrialRecorder:
             else:
                 stored = self._call(lambda: self.study.tell(trial, state=state,
                                                             skip_if_finished=True), what)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
+                raise
             stored = None
         if stored is None or stored.state != state:
             log.warning("trial %d was failed by another worker just before it finished; "
@@ -115,40 +125,35 @@ class TrialRecorder:
         else:
             self.stats.pruned += 1
 
-    def finished_elsewhere(self, trial: optuna.Trial) -> bool:
-        frozen = self.study._storage.get_trial(trial._trial_id)
-        return frozen.state.is_finished()
+    def finished_elsewhere(self, trial: optuna.Trial, trial_id: int | None = None) -> bool:
+        """Whether the trial is already finished in the storage (failed by another worker)."""
+        if self.storage is not None and trial_id is not None:
+            return self.storage.get_trial(trial_id).state.is_finished()
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number == trial.number:
+                return t.state.is_finished()
+        return False
 
     def fail(self, trial: optuna.Trial, reason: str, *, retry: bool) -> None:
-        """Tell FAIL with ``reason``; with ``retry``, queue the trial's copy in the same
-        transaction (:mod:`hpo.study.requeue`), so no crash can lose it."""
+        """Record ``reason``, tell FAIL and, with ``retry``, queue the trial's copy."""
         what = f"failing trial {trial.number}"
-        backend = atomic_backend(self.study)
         try:
-            if retry and backend is not None:
-                # What study.tell does before storing the state; the read is retried like
-                # every storage call (the storage may be the very reason for this failure).
-                frozen = self._call(lambda: self.study._storage.get_trial(trial._trial_id),
-                                    what)
-                try:
-                    self.study.sampler.after_trial(self.study, frozen, TrialState.FAIL, None)
-                finally:
-                    self._call(lambda: backend.fail_and_requeue(
-                        trial._trial_id, reason=reason, max_retry=self.max_retry), what)
-                return
             self._call(lambda: trial.set_user_attr(FAIL_REASON_ATTR, reason), what)
-            frozen = self._call(lambda: self.study.tell(trial, state=TrialState.FAIL), what)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
-            if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
                 raise
             # Another worker's stale check got there first (this worker's heartbeat was
-            # late or the storage was away for longer than the grace period): it failed the
-            # trial and re-queued it. (Or this call's own first attempt did, and its reply
-            # was lost with the connection: the copy was queued in the same transaction.)
+            # late, or the storage was away for longer than the grace period): it failed the
+            # trial and queues the copy (or its reconciler does).
             log.warning("trial %d was already failed by another worker; not re-queued here",
                         trial.number)
             return
-        if retry:  # a storage without the atomic path (not one made by make_storage)
+        # skip_if_finished: a retry after a reply lost with the connection finds the state
+        # stored by the first attempt instead of raising.
+        frozen = self._call(
+            lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True), what
+        )
+        if retry and frozen.state == TrialState.FAIL:
             self._requeue(frozen)
 
     def _requeue(self, frozen: FrozenTrial) -> None:
@@ -157,12 +162,11 @@ class TrialRecorder:
         def add() -> None:
             nonlocal attempts
             attempts += 1
-            # Only this worker re-queues a trial it failed itself, so after a failed attempt
-            # (whose insert may have been stored before the connection dropped) a copy in
-            # the storage can only be that attempt's.
+            # After a failed attempt (whose insert may have been stored before the
+            # connection dropped) look first; a duplicate from a racing reconciler is
+            # discarded when popped (hpo.study.requeue.superseded).
             if attempts > 1 and any(
-                t.system_attrs.get("retry_history", [])[-1:] == [frozen.number]
-                for t in self.study.get_trials(deepcopy=False)
+                copy_of(t) == frozen.number for t in self.study.get_trials(deepcopy=False)
             ):
                 return
             requeue(self.study, frozen, self.max_retry)
@@ -174,8 +178,10 @@ class TrialRecorder:
             for key, value in attrs.items():
                 self._call(lambda k=key, v=value: trial.set_user_attr(k, v),
                            f"recording trial {trial.number}")
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # failed by another worker meanwhile: finish() says so
+        except RuntimeError as exc:
+            if not is_finished_trial_error(exc):
+                raise
+            # failed by another worker meanwhile: finish() says so
 
 
 def is_out_of_memory(error: BaseException) -> bool:

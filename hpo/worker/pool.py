@@ -26,9 +26,10 @@ from optuna.distributions import CategoricalDistribution
 from hpo.engine.spec import TrainSpec
 from hpo.errors import StorageError
 from hpo.objective.train import TrainFn, make_objective
-from hpo.storage.rdb import ENV_VAR, make_storage, mask_url
+from hpo.storage.rdb import make_storage
 from hpo.storage.retry import DEFAULT_GIVE_UP_S, describe, storage_fault
-from hpo.study.create import load_study
+from hpo.storage.urls import ENV_VAR, mask_url
+from hpo.study.create import open_study
 from hpo.worker.loop import Worker
 from hpo.worker.progress import ProgressMonitor, StudySnapshot, snapshot
 
@@ -80,7 +81,7 @@ def open_worker(
         StorageError: the storage cannot be reached.
     """
     # load_study reopens the storage with the heartbeat settings stored in the study.
-    study, cfg = load_study(study_name, url, seed_offset=worker_index or 0)
+    study, cfg, storage = open_study(study_name, url, seed_offset=worker_index or 0)
     if worker_index is None:
         study.sampler.reseed_rng()
     if train_fn is None:  # the real engine: fail on missing data before taking a trial
@@ -89,6 +90,7 @@ def open_worker(
     return Worker(
         study,
         objective,
+        storage=storage,
         timeout=cfg.timeout,
         poll_interval=poll_interval,
         max_retry=cfg.heartbeat.max_retry,

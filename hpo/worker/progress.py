@@ -18,15 +18,11 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.errors import StudyNotFoundError
-from hpo.storage.rdb import make_storage, mask_url
+from hpo.storage.rdb import make_storage
+from hpo.storage.urls import mask_url, parse_storage_url
+from hpo.study.budget import BUDGET_ATTR, SLOT_STATES
+from hpo.study.requeue import fail_reason, is_discarded
 from hpo.study.twins import TWIN_ATTR, TWIN_OF_ATTR, is_twin
-from hpo.worker.loop import (
-    BUDGET_ATTR,
-    DISCARDED,
-    DUPLICATE_TWIN,
-    FAIL_REASON_ATTR,
-    SLOT_STATES,
-)
 
 __all__ = [
     "ProgressMonitor",
@@ -87,9 +83,11 @@ def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
     Raises:
         StudyNotFoundError: ``url`` names a SQLite file that does not exist.
     """
-    if url.startswith("sqlite:///") and ":memory:" not in url:
+    parsed = parse_storage_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database and ":memory:" not in database:
         # a SQLite URI (sqlite:///file:PATH?mode=ro&uri=true) names the file after "file:"
-        path = Path(url[len("sqlite:///"):].split("?", 1)[0].removeprefix("file:"))
+        path = Path(database.removeprefix("file:"))
         if not path.exists():
             raise StudyNotFoundError(
                 f"no study storage at {mask_url(url)} (file {str(path)!r} does not exist); "
@@ -106,15 +104,14 @@ def snapshot(study: optuna.Study) -> StudySnapshot:
     discarded = 0
     fail_reasons: dict[str, int] = {}
     for t in trials:
-        reason = t.user_attrs.get(FAIL_REASON_ATTR)
-        if t.state == TrialState.FAIL and reason in (DISCARDED, DUPLICATE_TWIN):
+        if is_discarded(t):
             discarded += 1
             continue
         counts[t.state.name] += 1
-        if t.state == TrialState.FAIL:
-            # "interrupted (SIGTERM)", "error: ...", "worker lost: ..." (the heartbeat check;
-            # no reason at all on trials failed by Optuna's own check or an older version).
-            kind = str(reason).split(":")[0].split(" (")[0] if reason else "worker lost"
+        reason = fail_reason(t)
+        if reason is not None:
+            # "interrupted (SIGTERM)", "error: ...", "worker lost: ..." (the heartbeat check).
+            kind = reason.split(":")[0].split(" (")[0]
             kind = "errored" if kind == "error" else kind
             fail_reasons[kind] = fail_reasons.get(kind, 0) + 1
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from hpo.worker.loop import OOM_ATTR, OOM_REASON_ATTR
 from hpo.worker.pool import open_worker
 from tests.faults._fake import FakeTrain
-from tests.faults._harness import check_study, delete_study, new_study, trials
+from tests.faults.harness import check_study, delete_study, new_study, trials
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.faults._harness import check_study, new_study, set_budget, start_worker, trials
+from tests.faults.harness import check_study, new_study, set_budget, start_worker, trials
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

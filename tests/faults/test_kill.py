@@ -18,8 +18,9 @@ from optuna.trial import TrialState
 
 from hpo.config.study import HeartbeatConfig
 from hpo.storage.rdb import make_storage
+from hpo.study.requeue import StaleTrialRequeue
 from hpo.worker.loop import BUDGET_ATTR, Worker
-from tests.faults._harness import PG_URL, kill_scenario
+from tests.faults.harness import PG_URL, kill_scenario
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
@@ -63,13 +64,15 @@ def test_trial_killed_before_its_first_heartbeat_is_failed_and_rerun(tmp_path: P
     """The few milliseconds between creating a trial and its first heartbeat: Optuna's own
     stale check skips a trial without any heartbeat, which would hold a budget slot forever."""
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    storage = make_storage(url, HeartbeatConfig(interval=1, grace=1))
+    storage = make_storage(url, HeartbeatConfig(interval=1, grace=1),
+                           stale_trial_callback=StaleTrialRequeue(max_retry=3))
     study = optuna.create_study(study_name="orphan", storage=storage, direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     study.set_user_attr(BUDGET_ATTR, 2)
     orphan = study.ask()  # its worker "dies" here: no heartbeat was ever recorded
     orphan.suggest_float("x", 0.0, 1.0)
-    worker = Worker(study, lambda t: t.suggest_float("x", 0.0, 1.0), poll_interval=0.2)
+    worker = Worker(study, lambda t: t.suggest_float("x", 0.0, 1.0), storage=storage,
+                    poll_interval=0.2)
     stats = worker.run(handle_signals=False)
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL

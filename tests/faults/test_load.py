@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.faults._harness import PG_URL, postgres_load, sqlite_load
 from tests.faults.conftest import needs_postgres
+from tests.faults.harness import PG_URL, postgres_load, sqlite_load
 
 
 def test_eight_workers_and_a_dashboard_on_one_sqlite_file(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.faults._harness import (
+from tests.faults.harness import (
     PG_URL,
     check_study,
     delete_study,
@@ -64,7 +64,8 @@ def test_signal_on_a_worker_fails_and_requeues_its_trial(storage_url, signum, tm
         assert failed.user_attrs["hpo_fail_reason"] == f"interrupted ({sig})"
         assert failed.user_attrs["hpo_seed"] == run["seed"] == 0  # the baseline ran first
         assert copy.system_attrs["failed_trial"] == failed.number
-        assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 0}
+        assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 0,
+                                   "hpo_retry_reason": f"interrupted ({sig})"}
         # The next worker resumes: the copy runs, the budget is met exactly.
         again = start_worker(storage_url, name, tmp_path / "again.log", trial_s=0.05)
         assert again.wait(timeout=60) == 0, (tmp_path / "again.log").read_text()
@@ -79,7 +80,7 @@ def test_signal_on_a_worker_fails_and_requeues_its_trial(storage_url, signum, tm
 def test_signal_while_waiting_for_the_storage_stops_the_worker(tmp_path) -> None:
     """A stop signal during the back-off of an unreachable storage ends the worker at once
     (it does not wait out --storage-retry), with the signal's exit code."""
-    from tests.faults._harness import TcpProxy, via_proxy
+    from tests.faults.harness import TcpProxy, via_proxy
 
     if not PG_URL:
         pytest.skip("HPO_TEST_POSTGRES_URL is not set")

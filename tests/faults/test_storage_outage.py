@@ -1,6 +1,6 @@
 """The database server restarting or unreachable for a while (PostgreSQL).
 
-The workers reach the server through a TCP proxy run by the test (tests/faults/_harness.py:
+The workers reach the server through a TCP proxy run by the test (tests/faults/harness.py:
 TcpProxy), which the test cuts and restores: only those workers see the outage, the real
 server and every other client stay up. The workers log each retry with the URL masked,
 wait with exponential back-off, and carry on when the server is back; past
@@ -20,7 +20,8 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from tests.faults._harness import (
+from tests.faults.conftest import needs_postgres
+from tests.faults.harness import (
     PG_URL,
     TcpProxy,
     check_study,
@@ -33,7 +34,6 @@ from tests.faults._harness import (
     trials,
     via_proxy,
 )
-from tests.faults.conftest import needs_postgres
 
 SECRET = "s3cret"  # the server trusts local users: any password works, and must never show
 

@@ -144,7 +144,7 @@ def test_non_finite_numbers_are_stored_as_null(cfg) -> None:
     assert trial.user_attrs["val_accuracy_per_epoch"] == [0.5, 0.6, None]
 
 
-def test_attrs_reach_an_rdb_storage_in_one_batch(cfg, tmp_path) -> None:
+def test_attrs_reach_an_rdb_storage(cfg, tmp_path) -> None:
     from hpo.storage.rdb import make_storage
 
     storage = make_storage(f"sqlite:///{tmp_path / 'objective.db'}")

@@ -17,13 +17,8 @@ from optuna.trial import TrialState
 
 from hpo.config.study import HeartbeatConfig
 from hpo.errors import StorageError, UsageError
-from hpo.storage.rdb import (
-    SQLITE_BUSY_TIMEOUT_S,
-    default_storage_url,
-    make_storage,
-    mask_url,
-    resolve_storage_url,
-)
+from hpo.storage.rdb import SQLITE_BUSY_TIMEOUT_S, is_finished_trial_error, make_storage
+from hpo.storage.urls import default_storage_url, mask_url, resolve_storage_url
 from tests._race import InTheWindow
 
 POSTGRES_ENV = "HPO_TEST_POSTGRES_URL"  # e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test
@@ -78,6 +73,21 @@ def test_sqlite_creates_parent_folder_wal_and_busy_timeout(tmp_path):
     with storage.engine.connect() as con:
         timeout_ms = con.exec_driver_sql("PRAGMA busy_timeout").scalar()
     assert timeout_ms == SQLITE_BUSY_TIMEOUT_S * 1000
+
+
+def test_sqlite_transactions_hold_the_write_lock_from_their_start(tmp_path):
+    """BEGIN IMMEDIATE: even a transaction that has only read holds the write lock, so
+    Optuna's read-check-write of a trial state is one step (SQLite ignores FOR UPDATE)."""
+    db = tmp_path / "lock.db"
+    storage = make_storage(f"sqlite:///{db}")
+    other = sqlite3.connect(db, timeout=0, isolation_level=None)
+    with storage.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1").scalar()  # a read, inside the begun transaction
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+    other.execute("BEGIN IMMEDIATE")  # released with the transaction
+    other.execute("ROLLBACK")
+    other.close()
 
 
 def test_sqlite_in_wal_mode_syncs_at_checkpoints_only(tmp_path):
@@ -215,7 +225,10 @@ def test_stale_trial_is_failed_and_requeued_with_the_same_params(storage_url):
     """A worker killed mid-trial stops sending heartbeats: after the grace period the next
     worker fails its trial and re-queues one with the same parameters and user attrs."""
     name = unique_name()
-    storage = make_storage(storage_url, HeartbeatConfig(interval=1, grace=1, max_retry=2))
+    from hpo.study.requeue import RETRY_REASON_ATTR, STALE_REASON, StaleTrialRequeue
+
+    storage = make_storage(storage_url, HeartbeatConfig(interval=1, grace=1, max_retry=2),
+                           stale_trial_callback=StaleTrialRequeue(max_retry=2))
     try:
         study = optuna.create_study(study_name=name, storage=storage)
         study.enqueue_trial({"x": 0.25}, user_attrs={"hpo_baseline": True, "hpo_seed": 1})
@@ -227,7 +240,8 @@ def test_stale_trial_is_failed_and_requeued_with_the_same_params(storage_url):
         trials = study.get_trials(deepcopy=False)
         assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
         assert trials[1].params == {"x": 0.25}
-        assert trials[1].user_attrs == {"hpo_baseline": True, "hpo_seed": 1}
+        assert trials[1].user_attrs == {"hpo_baseline": True, "hpo_seed": 1,
+                                        RETRY_REASON_ATTR: STALE_REASON}
     finally:
         _delete(storage_url, name)
 
@@ -275,11 +289,12 @@ def test_a_stale_check_and_the_workers_own_tell_never_both_win(storage_url, stat
         try:
             mine.tell(trial, 0.5) if state == TrialState.COMPLETE else mine.tell(trial, state=state)
             told = True
-        except optuna.exceptions.UpdateFinishedTrialError:
+        except RuntimeError as exc:  # UpdateFinishedTrialError; a RuntimeError in Optuna 4.0
+            assert is_finished_trial_error(exc), exc
             told = False
         stale = race.result()
         if told:  # the worker won: the stale check must have been refused
-            assert isinstance(stale, optuna.exceptions.UpdateFinishedTrialError), stale
+            assert isinstance(stale, RuntimeError) and is_finished_trial_error(stale), stale
             assert [t.state for t in mine.get_trials()] == [state]
         else:
             assert stale is True

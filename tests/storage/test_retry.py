@@ -17,7 +17,6 @@ from hpo.storage.retry import (
     READ_ONLY,
     UNREACHABLE,
     StorageRetry,
-    TolerantHeartbeat,
     storage_fault,
 )
 
@@ -102,20 +101,28 @@ def test_full_or_read_only_is_not_retried() -> None:
     assert sleeps == []
 
 
-def test_tolerant_heartbeat_survives_an_outage() -> None:
+def test_heartbeat_survives_an_outage(caplog) -> None:
+    from hpo.storage.heartbeat import Heartbeat
+
     class Flaky:
         beats = 0
 
         def record_heartbeat(self, trial_id: int) -> None:
             self.beats += 1
-            if self.beats == 1:
+            if self.beats in (2, 3):
                 raise _wrapped(_PgError("server closed the connection unexpectedly"))
-            if self.beats == 3:
-                raise RuntimeError("a bug")
+
+        def get_heartbeat_interval(self) -> int:
+            return 1
 
     storage = Flaky()
-    beat = TolerantHeartbeat(storage, "postgresql://h/db")  # type: ignore[arg-type]
-    beat.record_heartbeat(1)  # logged, not raised: the thread keeps beating
-    beat.record_heartbeat(1)
-    with pytest.raises(RuntimeError):
-        beat.record_heartbeat(1)
+    with Heartbeat(storage, 1, "postgresql://h/db") as beat:  # type: ignore[arg-type]
+        assert storage.beats == 1  # the first beat, at once
+        beat.beat()  # logged, not raised: the thread keeps beating
+        beat.beat()
+        assert beat.failing
+        beat.beat()
+        assert not beat.failing and storage.beats == 4
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum("not recorded" in w for w in warnings) == 1  # once per outage
+    assert any("recorded again" in w for w in warnings)

@@ -22,6 +22,7 @@ from hpo.study.create import (
     baseline_key,
     create_study,
     load_study,
+    open_study,
 )
 
 
@@ -163,11 +164,12 @@ def test_foreign_study_with_trials_is_refused(tmp_path, storage_url):
 def test_load_study_rebuilds_the_stored_config(tmp_path, storage_url):
     cfg = _cfg(tmp_path)
     create_study(cfg, storage_url)
-    study, loaded = load_study(cfg.name, storage_url, seed_offset=1)
+    study, loaded, storage = open_study(cfg.name, storage_url, seed_offset=1)
     assert loaded == dataclasses.replace(cfg, storage=storage_url)
     assert study.study_name == cfg.name and len(study.trials) == 4
     assert isinstance(study.sampler, optuna.samplers.RandomSampler)
-    assert study._storage.get_heartbeat_interval() == cfg.heartbeat.interval  # worker-ready
+    assert storage.get_heartbeat_interval() == cfg.heartbeat.interval  # worker-ready
+    assert load_study(cfg.name, storage_url)[1] == loaded
 
 
 def test_load_unknown_study_lists_existing_ones(tmp_path, storage_url):
@@ -191,3 +193,11 @@ def test_baseline_only_study(tmp_path, storage_url):
     study = create_study(cfg, storage_url)
     assert study.user_attrs[ATTR_BUDGET] == 3
     assert sorted(t.user_attrs["hpo_seed"] for t in _baselines(study)) == [0, 1, 2]
+
+
+def test_the_stored_config_never_holds_the_storage_password(tmp_path, storage_url):
+    cfg = dataclasses.replace(_cfg(tmp_path), storage="postgresql+psycopg2://alice:s3cret@db/h")
+    study = create_study(cfg, storage_url)
+    stored = study.user_attrs[ATTR_CONFIG]
+    assert stored["storage"] == "postgresql+psycopg2://alice:***@db/h"
+    create_study(cfg, storage_url)  # the same config again: adopted, nothing differs

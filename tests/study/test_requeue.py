@@ -1,4 +1,5 @@
-"""Failing a trial and queueing its copy is one transaction: both or neither, whatever crashes.
+"""Re-queueing from public calls, reconciled: every FAIL trial with retries left ends with
+exactly one copy that runs, whatever crashes or races.
 
 Against every storage kind (SQLite always, PostgreSQL when HPO_TEST_POSTGRES_URL is set).
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 import uuid
 
@@ -16,30 +18,44 @@ from optuna.trial import TrialState
 
 from hpo.config.study import HeartbeatConfig
 from hpo.storage.rdb import make_storage
+from hpo.study.budget import BUDGET_ATTR, budget_rank, study_spent
 from hpo.study.requeue import (
+    DUPLICATE_RETRY,
     FAIL_REASON_ATTR,
+    ORPHAN_REASON,
+    RETRY_REASON_ATTR,
     STALE_REASON,
-    atomic_backend,
-    fail_stale_trials,
+    StaleTrialRequeue,
+    fail_orphans,
+    fail_reason,
+    reconcile,
     retry_template,
+    superseded,
 )
+from hpo.worker.loop import Worker
 from hpo.worker.outcomes import TrialRecorder, WorkerStats
 from hpo.worker.progress import snapshot
-from tests._race import InTheWindow
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Heartbeat of storage:UserWarning", "ignore::optuna.exceptions.ExperimentalWarning"
 )
 
 
-def _study(url: str, grace: int = 30) -> optuna.Study:
-    storage = make_storage(url, HeartbeatConfig(interval=1, grace=grace))
-    return optuna.create_study(study_name=f"test-{uuid.uuid4().hex[:10]}", storage=storage)
+def _storage(url: str, grace: int = 30) -> optuna.storages.RDBStorage:
+    return make_storage(url, HeartbeatConfig(interval=1, grace=grace),
+                        stale_trial_callback=StaleTrialRequeue(max_retry=3))
 
 
-def _reopen(study: optuna.Study, url: str, grace: int = 30) -> optuna.Study:
-    storage = make_storage(url, HeartbeatConfig(interval=1, grace=grace))
-    return optuna.load_study(study_name=study.study_name, storage=storage)
+def _study(url: str, grace: int = 30, name: str | None = None) -> optuna.Study:
+    return optuna.create_study(study_name=name or f"test-{uuid.uuid4().hex[:10]}",
+                               storage=_storage(url, grace), direction="maximize",
+                               sampler=optuna.samplers.RandomSampler(seed=0),
+                               load_if_exists=True)
+
+
+def _reopen(study: optuna.Study, url: str, grace: int = 30) -> tuple[optuna.Study, object]:
+    storage = _storage(url, grace)
+    return optuna.load_study(study_name=study.study_name, storage=storage), storage
 
 
 def _running_baseline(study: optuna.Study) -> optuna.Trial:
@@ -52,114 +68,26 @@ def _running_baseline(study: optuna.Study) -> optuna.Trial:
     return trial
 
 
-def test_fail_and_requeue_fails_the_trial_and_queues_a_clean_copy(storage_url: str) -> None:
+def _recorder(study: optuna.Study) -> TrialRecorder:
+    return TrialRecorder(study, lambda fn, _what: fn(), WorkerStats(), max_retry=3)
+
+
+def test_the_recorder_fails_and_queues_a_clean_copy(storage_url: str) -> None:
     study = _study(storage_url)
     trial = _running_baseline(study)
-    frozen, copy_number = atomic_backend(study).fail_and_requeue(
-        trial._trial_id, reason="interrupted (SIGTERM)", max_retry=2
-    )
-    assert frozen.state == TrialState.FAIL and frozen.number == trial.number
+    _recorder(study).fail(trial, "interrupted (SIGTERM)", retry=True)
+    _recorder(study).fail(trial, "interrupted (SIGTERM)", retry=True)  # again: no 2nd copy
     failed, copy = study.get_trials()
     assert failed.state == TrialState.FAIL and failed.datetime_complete is not None
     assert failed.user_attrs == {"hpo_baseline": True, "hpo_seed": 3, "test_accuracy": 0.5,
                                  FAIL_REASON_ATTR: "interrupted (SIGTERM)"}
-    assert copy.number == copy_number == 1 and copy.state == TrialState.WAITING
+    assert copy.number == 1 and copy.state == TrialState.WAITING
     assert copy.params == {"x": 0.25} and copy.distributions == failed.distributions
-    assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 3}  # inputs, no results
+    assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 3,
+                               RETRY_REASON_ATTR: "interrupted (SIGTERM)"}
     assert copy.intermediate_values == {}
     assert copy.system_attrs["failed_trial"] == 0 and copy.system_attrs["retry_history"] == [0]
-    # The copy runs with the same parameters, and failing it again extends its lineage.
-    rerun = study.ask()
-    assert rerun.number == 1 and rerun.suggest_float("x", 0.0, 1.0) == 0.25
-    _, second = atomic_backend(study).fail_and_requeue(rerun._trial_id, reason=None,
-                                                       max_retry=2)
-    assert study.get_trials()[second].system_attrs["retry_history"] == [0, 1]
-    # A third failure exceeds max_retry=2: failed, no copy.
-    third = study.ask()
-    _, none = atomic_backend(study).fail_and_requeue(third._trial_id, reason=None, max_retry=2)
-    assert none is None
-    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * 3
-
-
-def test_a_finished_trial_is_refused_and_nothing_changes(storage_url: str) -> None:
-    study = _study(storage_url)
-    trial = _running_baseline(study)
-    study.tell(trial, 0.9)
-    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        atomic_backend(study).fail_and_requeue(trial._trial_id, reason="x", max_retry=None)
-    [done] = study.get_trials()
-    assert done.state == TrialState.COMPLETE and FAIL_REASON_ATTR not in done.user_attrs
-
-
-def test_an_error_while_queueing_the_copy_leaves_the_trial_running(
-    storage_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Both or neither: when the copy cannot be written the failure is rolled back too, so
-    the trial stays RUNNING and the heartbeat check re-queues it later."""
-    study = _study(storage_url)
-    trial = _running_baseline(study)
-    backend = atomic_backend(study)
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("connection lost while inserting the copy")
-
-    monkeypatch.setattr(backend, "_get_prepared_new_trial", broken)
-    with pytest.raises(RuntimeError, match="inserting the copy"):
-        backend.fail_and_requeue(trial._trial_id, reason="interrupted (SIGINT)", max_retry=3)
-    [still] = _reopen(study, storage_url).get_trials()
-    assert still.state == TrialState.RUNNING and FAIL_REASON_ATTR not in still.user_attrs
-
-
-def _die_inside(url: str, study_name: str, trial_id: int) -> None:
-    """Child process: start failing the trial, then die (SIGKILL-like) before the commit."""
-    storage = make_storage(url, HeartbeatConfig(interval=1, grace=30))
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    backend = atomic_backend(study)
-    insert = backend._get_prepared_new_trial
-
-    def insert_then_die(*args: object, **kwargs: object) -> None:
-        insert(*args, **kwargs)  # the copy is written in the transaction ...
-        os._exit(9)  # ... and the process dies before it commits
-
-    backend._get_prepared_new_trial = insert_then_die
-    backend.fail_and_requeue(trial_id, reason="interrupted (SIGTERM)", max_retry=3)
-
-
-def test_a_worker_killed_between_the_fail_and_the_copy_loses_nothing(storage_url: str) -> None:
-    """The gap this closes: a process killed after failing the trial and before queueing
-    the copy used to leave a FAIL trial without a copy (a lost baseline seed). Now the
-    trial stays RUNNING, and the stale check fails it and queues exactly one copy."""
-    study = _study(storage_url, grace=1)
-    trial = _running_baseline(study)
-    study._storage.record_heartbeat(trial._trial_id)
-    child = multiprocessing.get_context("spawn").Process(
-        target=_die_inside, args=(storage_url, study.study_name, trial._trial_id)
-    )
-    child.start()
-    child.join(60)
-    assert child.exitcode == 9
-    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING]
-    time.sleep(2.1)  # > grace even with SQLite's whole-second CURRENT_TIMESTAMP
-    other = _reopen(study, storage_url, grace=1)
-    assert fail_stale_trials(other, max_retry=3) == [trial._trial_id]
-    failed, copy = study.get_trials()
-    assert failed.state == TrialState.FAIL and failed.user_attrs[FAIL_REASON_ATTR] == STALE_REASON
-    assert copy.state == TrialState.WAITING and copy.params == {"x": 0.25}
-    assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 3}
-    assert snapshot(study).fail_reasons == {"worker lost": 1}
-
-
-def test_two_stale_checks_at_once_queue_one_copy(storage_url: str) -> None:
-    study = _study(storage_url, grace=1)
-    trial = _running_baseline(study)
-    study._storage.record_heartbeat(trial._trial_id)
-    time.sleep(2.1)
-    other = _reopen(study, storage_url, grace=1)
-    race = InTheWindow(study, lambda: fail_stale_trials(other, max_retry=3))
-    mine = fail_stale_trials(study, max_retry=3)
-    theirs = race.result()
-    assert sorted([*mine, *theirs]) == [trial._trial_id]  # exactly one of them failed it
-    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+    assert reconcile(study, study.get_trials(), max_retry=3, min_age_s=0) == []
 
 
 def test_retry_template_copies_inputs_and_lineage_only() -> None:
@@ -174,32 +102,161 @@ def test_retry_template_copies_inputs_and_lineage_only() -> None:
     failed.number = 5
     template = retry_template(failed, max_retry=None)
     assert template.state == TrialState.WAITING and template.params == {"x": 0.5}
-    assert template.user_attrs == {"hpo_seed": 7, "hpo_twin_of": 4}
+    assert template.user_attrs == {"hpo_seed": 7, "hpo_twin_of": 4,
+                                   RETRY_REASON_ATTR: STALE_REASON}  # no reason: worker lost
     assert template.system_attrs == {"failed_trial": 2, "retry_history": [2, 5]}
     assert template.intermediate_values == {}
     assert retry_template(failed, max_retry=1) is None  # [2, 5]: retried once already
+    assert fail_reason(failed) == STALE_REASON
 
 
-def test_a_storage_without_the_atomic_path_still_fails_and_requeues() -> None:
-    """Optuna's in-memory storage (no SQL transaction): tell FAIL, then add the copy."""
+def test_in_memory_storage_fails_and_requeues_too() -> None:
     study = optuna.create_study()
     trial = _running_baseline(study)
-    assert atomic_backend(study) is None
-    recorder = TrialRecorder(study, lambda fn, _what: fn(), WorkerStats(), max_retry=3)
-    recorder.fail(trial, "error: RuntimeError: boom", retry=True)
+    _recorder(study).fail(trial, "error: RuntimeError: boom", retry=True)
     failed, copy = study.get_trials()
-    assert failed.state == TrialState.FAIL
     assert failed.user_attrs[FAIL_REASON_ATTR] == "error: RuntimeError: boom"
     assert copy.state == TrialState.WAITING and copy.params == {"x": 0.25}
-    assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 3}
 
 
-def test_the_recorder_fails_and_requeues_in_one_transaction(storage_url: str) -> None:
+def test_a_fail_without_a_copy_is_repaired_once_it_is_old_enough(storage_url: str) -> None:
+    """A worker died between tell(FAIL) and queueing the copy (the gap a single transaction
+    used to close): the reconciler queues it, and only once."""
     study = _study(storage_url)
     trial = _running_baseline(study)
-    recorder = TrialRecorder(study, lambda fn, _what: fn(), WorkerStats(), max_retry=3)
-    recorder.fail(trial, "interrupted (SIGINT)", retry=True)
-    recorder.fail(trial, "interrupted (SIGINT)", retry=True)  # a retried call: no 2nd copy
+    trial.set_user_attr(FAIL_REASON_ATTR, "interrupted (SIGTERM)")
+    study.tell(trial, state=TrialState.FAIL)
+    trials = study.get_trials()
+    assert reconcile(study, trials, max_retry=3) == []  # too recent: its worker queues it
+    assert reconcile(study, trials, max_retry=3, min_age_s=0) == [0]
+    assert reconcile(study, study.get_trials(), max_retry=3, min_age_s=0) == []
     failed, copy = study.get_trials()
-    assert failed.user_attrs[FAIL_REASON_ATTR] == "interrupted (SIGINT)"
     assert copy.state == TrialState.WAITING and copy.system_attrs["retry_history"] == [0]
+    assert copy.user_attrs[RETRY_REASON_ATTR] == "interrupted (SIGTERM)"
+
+
+def test_discarded_and_spent_trials_are_never_repaired(storage_url: str) -> None:
+    study = _study(storage_url)
+    discarded = study.ask()
+    discarded.set_user_attr(FAIL_REASON_ATTR, "discarded: over budget")
+    study.tell(discarded, state=TrialState.FAIL)
+    spent = study.ask()
+    study.tell(spent, state=TrialState.FAIL)
+    assert reconcile(study, study.get_trials(), max_retry=0, min_age_s=0) == []
+    assert len(study.get_trials()) == 2
+
+
+def _tell_fail_then_die(url: str, study_name: str, number: int) -> None:
+    """Child process: a worker that fails its trial and is killed before the copy."""
+    storage = _storage(url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study.add_trial = lambda *a, **k: os._exit(9)  # dies where it would queue the copy
+    trial = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study_name), number))
+    _recorder(study).fail(trial, "interrupted (SIGTERM)", retry=True)
+
+
+def test_a_worker_killed_between_the_fail_and_the_copy_ends_with_exactly_its_budget(
+    storage_url: str,
+) -> None:
+    study = _study(storage_url)
+    study.set_user_attr(BUDGET_ATTR, 2)
+    trial = _running_baseline(study)
+    child = multiprocessing.get_context("spawn").Process(
+        target=_tell_fail_then_die, args=(storage_url, study.study_name, trial.number)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 9
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]  # and no copy
+    time.sleep(0.2)
+    import hpo.study.requeue as requeue
+
+    other, storage = _reopen(study, storage_url)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(requeue, "RECONCILE_AFTER_S", 0.1)
+        mp.setattr(requeue.reconcile, "__kwdefaults__", {"min_age_s": 0.1})
+        Worker(other, lambda t: t.suggest_float("x", 0.0, 1.0), storage=storage,
+               poll_interval=0.05).run(handle_signals=False)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE,
+                                         TrialState.COMPLETE]
+    assert trials[1].params == {"x": 0.25} and trials[1].user_attrs["hpo_seed"] == 3
+    assert trials[1].system_attrs["retry_history"] == [0]
+    assert snapshot(study).fail_reasons == {"interrupted": 1}
+
+
+def test_two_reconcilers_at_once_end_with_exactly_one_copy_running(storage_url: str) -> None:
+    """Both read the trials before either queued its copy (the worst interleaving, without
+    timing): two copies; the lower one runs, the other is discarded when popped and never
+    counts."""
+    study = _study(storage_url)
+    study.set_user_attr(BUDGET_ATTR, 1)
+    trial = _running_baseline(study)
+    trial.set_user_attr(FAIL_REASON_ATTR, "error: RuntimeError: boom")
+    study.tell(trial, state=TrialState.FAIL)
+    other, storage = _reopen(study, storage_url)
+    mine, theirs = study.get_trials(), other.get_trials()
+    assert reconcile(study, mine, max_retry=3, min_age_s=0) == [0]
+    assert reconcile(other, theirs, max_retry=3, min_age_s=0) == [0]
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING,
+                                         TrialState.WAITING]
+    assert superseded(trials) == {2}
+    assert budget_rank(trials, 3) == 1  # the duplicate holds no slot
+    ran: list[int] = []
+    workers = [
+        Worker(s, lambda t: ran.append(t.number) or t.suggest_float("x", 0, 1), storage=st,
+               poll_interval=0.05)
+        for s, st in ((study, None), (other, storage))
+    ]
+    threads = [threading.Thread(target=w.run, kwargs={"handle_signals": False})
+               for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    trials = study.get_trials()
+    assert ran == [1]
+    assert trials[2].state == TrialState.FAIL
+    assert trials[2].user_attrs[FAIL_REASON_ATTR] == DUPLICATE_RETRY
+    assert study_spent(trials, 1)
+    assert reconcile(study, trials, max_retry=3, min_age_s=0) == []  # discarded: not retried
+
+
+def test_a_stale_trial_is_failed_by_optuna_and_requeued_by_the_callback(
+    storage_url: str,
+) -> None:
+    study = _study(storage_url, grace=1)
+    trial = _running_baseline(study)
+    other, storage = _reopen(study, storage_url, grace=1)
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), trial.number))
+    time.sleep(2.1)  # > grace even with SQLite's whole-second CURRENT_TIMESTAMP
+    optuna.storages.fail_stale_trials(other)
+    optuna.storages.fail_stale_trials(study)  # a second check: nothing more
+    failed, copy = study.get_trials()
+    assert failed.state == TrialState.FAIL and FAIL_REASON_ATTR not in failed.user_attrs
+    assert fail_reason(failed) == STALE_REASON
+    assert copy.state == TrialState.WAITING and copy.params == {"x": 0.25}
+    assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 3,
+                               RETRY_REASON_ATTR: STALE_REASON}
+    assert snapshot(study).fail_reasons == {"worker lost": 1}
+
+
+def test_a_trial_without_a_worker_marker_is_failed_once_after_the_grace(
+    storage_url: str,
+) -> None:
+    """Killed between ask and its first heartbeat: no heartbeat row, no hpo_worker."""
+    study = _study(storage_url, grace=1)
+    trial = _running_baseline(study)
+    patient, slow = _reopen(study, storage_url, grace=30)
+    assert fail_orphans(patient, slow, patient.get_trials(), max_retry=3) == []  # too young
+    other, storage = _reopen(study, storage_url, grace=1)
+    time.sleep(1.2)
+    trials = other.get_trials()
+    assert fail_orphans(other, storage, trials, max_retry=3) == [trial.number]
+    assert fail_orphans(study, storage, trials, max_retry=3) == []  # stale read: refused
+    failed, copy = study.get_trials()
+    assert failed.state == TrialState.FAIL and fail_reason(failed) == ORPHAN_REASON
+    assert copy.state == TrialState.WAITING and copy.user_attrs["hpo_seed"] == 3

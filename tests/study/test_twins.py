@@ -23,7 +23,7 @@ from hpo.analysis.trials import pair_trials, read_trials
 from hpo.config.study import StudyConfig, load_study_config
 from hpo.engine.spec import TrainSpec
 from hpo.objective.train import Objective
-from hpo.study.create import create_study, load_study
+from hpo.study.create import create_study, load_study, open_study
 from hpo.study.twins import is_tuned, lineage_root, paired_seed, twin_params
 from hpo.worker.loop import BUDGET_ATTR, DUPLICATE_TWIN, FAIL_REASON_ATTR, Worker
 from hpo.worker.progress import format_status, snapshot
@@ -63,12 +63,12 @@ def _run_workers(
     fakes = []
 
     def run(index: int) -> None:
-        study, stored = load_study(cfg.name, url, seed_offset=index)
+        study, stored, storage = open_study(cfg.name, url, seed_offset=index)
         if pruner is not None:
             study.pruner = pruner
         fake = fake_for()
         fakes.append(fake)
-        Worker(study, Objective(stored, train_fn=fake), poll_interval=0.05,
+        Worker(study, Objective(stored, train_fn=fake), storage=storage, poll_interval=0.05,
                max_consecutive_failures=10).run(handle_signals=False)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]

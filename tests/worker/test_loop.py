@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import uuid
+import weakref
 
 import optuna
 import pytest
@@ -19,7 +20,7 @@ from optuna.trial import TrialState
 
 from hpo.config.study import HeartbeatConfig
 from hpo.storage.rdb import make_storage
-from hpo.study.requeue import fail_stale_trials
+from hpo.study.requeue import STALE_REASON, StaleTrialRequeue
 from hpo.worker.loop import (
     BUDGET_ATTR,
     DISCARDED,
@@ -31,27 +32,49 @@ from hpo.worker.loop import (
 from hpo.worker.outcomes import TrialRecorder, WorkerStats
 from tests._race import InTheWindow
 
-pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Heartbeat of storage:UserWarning", "ignore::optuna.exceptions.ExperimentalWarning"
+)
 
+# The storage each test study was opened with (a worker takes it, as open_worker passes it).
+_STORAGES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _storage(url: str, grace: int) -> optuna.storages.RDBStorage:
+    return make_storage(url, HeartbeatConfig(interval=1, grace=grace),
+                        stale_trial_callback=StaleTrialRequeue(max_retry=3))
+
+
+def _worker(study: optuna.Study, objective, **kwargs) -> Worker:
+    return Worker(study, objective, storage=_STORAGES.get(study), **kwargs)
+
+
+def _trial_id(study: optuna.Study, trial: optuna.Trial) -> int:
+    storage = _STORAGES[study]
+    return storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), trial.number)
 
 
 def _study(url: str, budget: int, *, grace: int = 30, name: str | None = None) -> optuna.Study:
     """A fresh study (unique name: the PostgreSQL database is shared) with a budget."""
-    storage = make_storage(url, HeartbeatConfig(interval=1, grace=grace))
+    storage = _storage(url, grace)
     name = name or f"test-{uuid.uuid4().hex[:10]}"
     study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize",
         sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True,
     )
     study.set_user_attr(BUDGET_ATTR, budget)
+    _STORAGES[study] = storage
     return study
 
 
 def _reopen(study: optuna.Study, url: str, grace: int = 30) -> optuna.Study:
     """The same study through another storage connection, as another worker sees it."""
-    storage = make_storage(url, HeartbeatConfig(interval=1, grace=grace))
-    return optuna.load_study(study_name=study.study_name, storage=storage,
-                             sampler=optuna.samplers.RandomSampler())
+    storage = _storage(url, grace)
+    other = optuna.load_study(study_name=study.study_name, storage=storage,
+                              sampler=optuna.samplers.RandomSampler())
+    _STORAGES[other] = storage
+    return other
 
 
 def _objective(trial: optuna.Trial) -> float:
@@ -67,11 +90,11 @@ def _states(study: optuna.Study) -> dict[str, int]:
 
 def test_single_worker_runs_exactly_the_budget(storage_url: str) -> None:
     study = _study(storage_url, budget=4)
-    stats = Worker(study, _objective).run(handle_signals=False)
+    stats = _worker(study, _objective).run(handle_signals=False)
     assert _states(study) == {"COMPLETE": 4}
     assert (stats.completed, stats.stopped_by) == (4, "budget")
     # A second worker on a spent study starts nothing.
-    again = Worker(_reopen(study, storage_url), _objective).run(handle_signals=False)
+    again = _worker(_reopen(study, storage_url), _objective).run(handle_signals=False)
     assert again.trials == 0 and len(study.get_trials()) == 4
 
 
@@ -84,7 +107,7 @@ def test_parallel_workers_finish_exactly_the_budget(storage_url: str) -> None:
         time.sleep(0.02)
         return _objective(trial)
 
-    workers = [Worker(_reopen(study, storage_url), slow, poll_interval=0.05) for _ in range(3)]
+    workers = [_worker(_reopen(study, storage_url), slow, poll_interval=0.05) for _ in range(3)]
     threads = [threading.Thread(target=w.run, kwargs={"handle_signals": False})
                for w in workers]
     for t in threads:
@@ -112,7 +135,7 @@ def test_racing_ask_for_the_last_slot_is_discarded_untrained(storage_url: str) -
         return ask(*args, **kwargs)
 
     study.ask = racing_ask  # type: ignore[method-assign]
-    stats = Worker(study, lambda t: trained.append(t.number) or 1.0).run(handle_signals=False)
+    stats = _worker(study, lambda t: trained.append(t.number) or 1.0).run(handle_signals=False)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
     assert trials[1].user_attrs[FAIL_REASON_ATTR] == DISCARDED
@@ -140,7 +163,7 @@ def test_failed_trial_is_requeued_and_does_not_eat_the_budget(storage_url: str) 
             raise RuntimeError("transient")
         return x
 
-    stats = Worker(study, flaky).run(handle_signals=False)
+    stats = _worker(study, flaky).run(handle_signals=False)
     trials = study.get_trials()
     assert _states(study) == {"FAIL": 1, "COMPLETE": 3}
     failed = trials[0]
@@ -159,7 +182,7 @@ def test_repeated_failures_stop_the_worker(storage_url: str) -> None:
     def broken(trial: optuna.Trial) -> float:
         raise ValueError("bug")
 
-    worker = Worker(study, broken, max_consecutive_failures=2)
+    worker = _worker(study, broken, max_consecutive_failures=2)
     with pytest.raises(HpoError, match="2 trials in a row failed"):
         worker.run(handle_signals=False)
     assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
@@ -172,7 +195,7 @@ def test_pruned_trials_count_against_the_budget(storage_url: str) -> None:
         _objective(trial)
         raise optuna.TrialPruned("diverged: nan")
 
-    stats = Worker(study, pruned).run(handle_signals=False)
+    stats = _worker(study, pruned).run(handle_signals=False)
     assert _states(study) == {"PRUNED": 3} and stats.pruned == 3
 
 
@@ -186,7 +209,8 @@ def test_requeue_copies_inputs_not_results(storage_url: str) -> None:
     assert requeue(study, frozen, max_retry=1)
     copy = study.get_trials()[-1]
     assert copy.state == TrialState.WAITING
-    assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 2}
+    assert copy.user_attrs == {"hpo_baseline": True, "hpo_seed": 2,
+                               "hpo_retry_reason": STALE_REASON}  # it had no reason
     assert copy.system_attrs["retry_history"] == [frozen.number]
     rerun = study.ask()
     assert rerun.suggest_float("x", 0.0, 1.0) == 0.25
@@ -199,8 +223,8 @@ def test_dead_workers_trial_is_failed_retried_and_replaced(storage_url: str) -> 
     dead = _reopen(study, storage_url, grace=1)
     orphan = dead.ask()
     orphan.suggest_float("x", 0.0, 1.0)
-    dead._storage.record_heartbeat(orphan._trial_id)  # one beat, then the worker "dies"
-    worker = Worker(_reopen(study, storage_url, grace=1), _objective, poll_interval=0.2)
+    _STORAGES[dead].record_heartbeat(_trial_id(dead, orphan))  # one beat, then the worker "dies"
+    worker = _worker(_reopen(study, storage_url, grace=1), _objective, poll_interval=0.2)
     stats = worker.run(handle_signals=False)
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL
@@ -221,7 +245,7 @@ def test_sigterm_fails_and_requeues_the_running_trial(storage_url: str) -> None:
         raise AssertionError("not interrupted")
 
     before = signal.getsignal(signal.SIGTERM)
-    stats = Worker(study, interrupted).run()
+    stats = _worker(study, interrupted).run()
     assert signal.getsignal(signal.SIGTERM) is before
     assert stats.signal == signal.SIGTERM and stats.stopped_by == "signal SIGTERM"
     trials = study.get_trials()
@@ -229,7 +253,7 @@ def test_sigterm_fails_and_requeues_the_running_trial(storage_url: str) -> None:
     assert trials[0].user_attrs[FAIL_REASON_ATTR] == "interrupted (SIGTERM)"
     assert trials[1].params == trials[0].params
     # Running again resumes: the re-queued trial runs first, and the budget is met.
-    Worker(study, _objective).run(handle_signals=False)
+    _worker(study, _objective).run(handle_signals=False)
     assert _states(study) == {"FAIL": 1, "COMPLETE": 3}
 
 
@@ -245,15 +269,15 @@ def test_interrupted_trial_failed_meanwhile_by_a_stale_check_is_requeued_once(
     other = _reopen(study, storage_url, grace=1)
     trial = study.ask()
     trial.suggest_float("x", 0.0, 1.0)
-    study._storage.record_heartbeat(trial._trial_id)
+    _STORAGES[study].record_heartbeat(_trial_id(study, trial))
     time.sleep(2.1)  # > grace even with SQLite's whole-second CURRENT_TIMESTAMP: stale
-    race = InTheWindow(study, lambda: fail_stale_trials(other, max_retry=3))
+    race = InTheWindow(study, lambda: optuna.storages.fail_stale_trials(other))
     recorder = TrialRecorder(study, lambda fn, _what: fn(), WorkerStats(), max_retry=3)
     recorder.fail(trial, "interrupted (SIGTERM)", retry=True)
-    assert race.result() == []  # it did not raise, and failed nothing: the worker did
+    assert race.result() is None  # it did not raise, and failed nothing: the worker did
     copies = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == 0]
     assert [t.state for t in copies] == [TrialState.WAITING], study.get_trials()
-    Worker(_reopen(study, storage_url), _objective).run(handle_signals=False)
+    _worker(_reopen(study, storage_url), _objective).run(handle_signals=False)
     finished = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
     assert [(t.params, t.user_attrs.get("hpo_seed")) for t in finished] == [({"x": 0.25}, 0)]
 
@@ -265,7 +289,7 @@ def test_timeout_stops_before_the_budget(storage_url: str) -> None:
         time.sleep(0.3)
         return _objective(trial)
 
-    stats = Worker(study, slow, timeout=0.1).run(handle_signals=False)
+    stats = _worker(study, slow, timeout=0.1).run(handle_signals=False)
     assert stats.stopped_by == "timeout" and stats.completed == 1
 
 
@@ -277,8 +301,6 @@ def test_trial_failed_by_another_worker_while_it_ran_is_discarded_not_counted(
     was late). Whether the run then just returns its value or is refused a write, its result
     is discarded, it is not counted as completed or as failed, and the copy the other worker
     queued runs once."""
-    from hpo.study.requeue import atomic_backend
-
     study = _study(storage_url, budget=1)
     other = _reopen(study, storage_url)
     calls = []
@@ -287,13 +309,15 @@ def test_trial_failed_by_another_worker_while_it_ran_is_discarded_not_counted(
         x = _objective(trial)
         calls.append(trial.number)
         if len(calls) == 1:  # the first run: failed meanwhile by the other worker
-            atomic_backend(other).fail_and_requeue(trial._trial_id, reason="worker lost: test",
-                                                   max_retry=3)
+            # What the other worker's stale check does: fail it, then its callback's copy.
+            storage, trial_id = _STORAGES[other], _trial_id(other, trial)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            StaleTrialRequeue(max_retry=3)(other, storage.get_trial(trial_id))
             if writes_after:
                 trial.set_user_attr("test_accuracy", 0.5)  # refused: UpdateFinishedTrialError
         return x
 
-    stats = Worker(study, objective).run(handle_signals=False)
+    stats = _worker(study, objective).run(handle_signals=False)
     assert calls == [0, 1]
     assert (stats.completed, stats.failed) == (1, 0)
     trials = study.get_trials()

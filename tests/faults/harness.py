@@ -28,7 +28,7 @@ from hpo.storage.rdb import make_storage
 from hpo.study.create import create_study
 from hpo.study.requeue import STALE_REASON
 from hpo.study.twins import TWIN_OF_ATTR, lineage_root
-from hpo.worker.loop import BUDGET_ATTR, DISCARDED, DUPLICATE_TWIN, FAIL_REASON_ATTR
+from hpo.worker.loop import BUDGET_ATTR, DUPLICATE_RETRY, FAIL_REASON_ATTR
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_worker.py")
@@ -184,7 +184,8 @@ def check_study(ts: list[FrozenTrial], budget: int, *, seeds: int = 0, max_retry
     * exactly ``budget`` non-twin trials finished; nothing RUNNING or WAITING;
     * each baseline seed finished exactly once; at most one finished twin per tuned lineage;
     * every failed trial (other than a discarded ask) with retries left has exactly one
-      re-queued copy, with the same parameters, seed and baseline tag.
+      re-queued copy that is not a discarded duplicate, with the same parameters, seed and
+      baseline tag.
 
     A failed assertion lists every trial (:func:`describe_trials`), so that a rare failure
     can be understood from its message alone.
@@ -223,10 +224,12 @@ def _check_study(ts: list[FrozenTrial], budget: int, *, seeds: int, max_retry: i
             continue
         reason = t.user_attrs.get(FAIL_REASON_ATTR) or "worker lost"
         reasons[reason.split(" (")[0].split(":")[0]] += 1
-        if reason in (DISCARDED, DUPLICATE_TWIN):
+        if reason.startswith("discarded:"):  # over budget, a duplicate twin or retry
             continue
         retried = len(t.system_attrs.get("retry_history") or [])
-        mine = copies.get(t.number, [])
+        # A duplicate copy (two processes re-queued it at once) is discarded when popped.
+        mine = [c for c in copies.get(t.number, [])
+                if c.user_attrs.get(FAIL_REASON_ATTR) != DUPLICATE_RETRY]
         if retried >= max_retry:
             assert not mine, (t.number, "retried too often")
             continue
