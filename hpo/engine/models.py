@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from hpo.engine import cifar, registry
 from hpo.engine.activations import create_activation
 from hpo.engine.audit import AuditReport, audit_model
+from hpo.engine.datasets import dataset_info
 from hpo.engine.routing import FunctionalRouting
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError, ModelAuditError
@@ -109,9 +110,7 @@ def build_model(spec: TrainSpec, *, num_classes: int = NUM_CLASSES) -> BuiltMode
             model = _CNN_BUILDERS[spec.model](spec, num_classes)
             adapt = True
         elif kind == "torchvision":
-            model = torchvision.models.get_model(
-                spec.model, weights=None, num_classes=num_classes
-            )
+            model = torchvision.models.get_model(spec.model, weights=None, num_classes=num_classes)
             adapt = True
         else:
             model, adapt = _from_factory(spec.model, channels, size, num_classes)
@@ -133,25 +132,29 @@ def build_model(spec: TrainSpec, *, num_classes: int = NUM_CLASSES) -> BuiltMode
     return BuiltModel(model=model, configured_activations=audit.configured_sites, audit=audit)
 
 
-def check_model(spec: TrainSpec) -> BuiltModel:
+def check_model(spec: TrainSpec, *, num_classes: int | None = None) -> BuiltModel:
     """Build ``spec``'s model once, as a study or ``hpo train`` starts, and run it on a
     small example batch in training mode, so a bad model fails before anything is written.
 
     The global RNG is left as it was. Built-ins are checked too (it is cheap next to
-    training) so every model goes through one path.
+    training) so every model goes through one path. ``num_classes`` defaults to the
+    dataset's; an image folder's is known only once it is read, so the check then uses 10
+    (a factory should build the ``num_classes`` it is given).
 
     Raises:
-        ConfigError: the model does not build, its output is not ``(batch, 10)`` in
+        ConfigError: the model does not build, its output is not ``(batch, num_classes)`` in
             training mode, or it has no ReLU-family activation for the derivatives to act on.
         ModelAuditError: as :func:`build_model`.
     """
+    if num_classes is None:
+        num_classes = dataset_info(spec.dataset).num_classes or NUM_CLASSES
     with torch.random.fork_rng(devices=[]):
-        built = build_model(spec)
+        built = build_model(spec, num_classes=num_classes)
         channels, size = spec.resolved_channels, spec.resolved_image_size
         x = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             out = _forward(built.model, x, spec.model)
-    _check_output(out, x, spec.model)
+    _check_output(out, x, spec.model, num_classes)
     if built.configured_activations == 0:
         raise ConfigError(
             f"Model {spec.model!r} has no ReLU-family activation (module or routed functional "
@@ -260,12 +263,8 @@ def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
 
 
 def _fc(
-    in_features: int,
-    depth: int,
-    width: int,
-    batch_norm: bool,
-    factory: Callable[..., nn.Module],
-    num_classes: int = NUM_CLASSES,
+    in_features: int, depth: int, width: int, batch_norm: bool, factory: Callable[..., nn.Module],
+    num_classes: int,
 ) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     for _ in range(depth):
@@ -316,7 +315,7 @@ _CIFAR_BUILDERS: dict[str, Callable[[int, bool, Callable[..., nn.Module]], nn.Mo
 
 
 def _from_factory(
-    path: str, channels: int, size: int, num_classes: int = NUM_CLASSES
+    path: str, channels: int, size: int, num_classes: int
 ) -> tuple[nn.Module, bool]:
     """A user's model: (module, whether its stem still needs adapting)."""
     factory = registry.load_factory(path)
@@ -331,8 +330,7 @@ def _from_factory(
 
 
 def _audit_foreign(
-    model: nn.Module, example: Tensor, name: str, expected: nn.Module,
-    num_classes: int = NUM_CLASSES,
+    model: nn.Module, example: Tensor, name: str, expected: nn.Module, num_classes: int
 ) -> AuditReport:
     """Audit a model by name or import path: an error in its forward is the user's."""
     try:
@@ -364,7 +362,7 @@ def _forward_error(name: str, x: Tensor, exc: Exception) -> ConfigError:
     )
 
 
-def _check_output(out: Any, x: Tensor, name: str, num_classes: int = NUM_CLASSES) -> None:
+def _check_output(out: Any, x: Tensor, name: str, num_classes: int) -> None:
     expected = (x.shape[0], num_classes)
     if isinstance(out, Tensor) and tuple(out.shape) == expected:
         return

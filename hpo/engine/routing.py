@@ -90,7 +90,7 @@ class FunctionalRouting(nn.Module):
         self.model = model
         self.sites = nn.ModuleDict()
         self._factory = factory
-        self._paths: dict[int, str] = {}
+        self._paths: dict[int, tuple[nn.Module, str]] = {}
         self._observers: list[Callable[[str, KinkedActivation, Any], None]] = []
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -110,9 +110,13 @@ class FunctionalRouting(nn.Module):
         owner = frame.f_locals.get("self")
         path = "<fn>"
         if isinstance(owner, nn.Module):
-            if id(owner) not in self._paths:
-                self._paths = {id(m): p for p, m in self.model.named_modules()}
-            path = self._paths.get(id(owner), type(owner).__name__) or "<root>"
+            # Entries keep their module: after a deepcopy or a model change, a stale id can
+            # never name another module.
+            entry = self._paths.get(id(owner))
+            if entry is None or entry[0] is not owner:
+                self._paths = {id(m): (m, p) for p, m in self.model.named_modules()}
+                entry = self._paths.get(id(owner), (owner, type(owner).__name__))
+            path = entry[1] or "<root>"
         key = f"{path.replace('.', '/')}/{op}@L{frame.f_lineno}"
         if key not in self.sites:
             self.sites[key] = self._factory(inplace=inplace)

@@ -396,3 +396,15 @@ def test_bad_factories_fail_the_check_in_one_line(usermod, factory, message):
 def test_audit_still_catches_what_a_user_model_cannot_route(usermod, factory, what):
     with pytest.raises(ModelAuditError, match=what):
         build_model(TrainSpec(model=f"{usermod}:{factory}"))
+
+
+def test_the_dataset_class_count_reaches_every_kind_of_model(usermod):
+    for name in ("fc", "resnet18_cifar", "vgg11", "mnasnet0_5", f"{usermod}:build"):
+        built = check_model(TrainSpec(model=name, image_size=32), num_classes=5)
+        assert built.model(torch.randn(2, built_channels(name), 32, 32)).shape == (2, 5), name
+    with pytest.raises(ConfigError, match=r"shape \(1, 7\) .* = \(1, 5\)"):
+        check_model(TrainSpec(model=f"{usermod}:wrong_classes"), num_classes=5)
+
+
+def built_channels(name: str) -> int:
+    return TrainSpec(model=name, image_size=32).resolved_channels
