@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default="test_accuracy",
                    help="accuracy compared (default test_accuracy; the best trial is always "
                    "chosen by the study's objective)")
+    p.add_argument("--best-per", metavar="PARAM",
+                   help="only print the best trial per value of PARAM (e.g. relu_prime_zero "
+                   "in a grid over relu_prime_zero x lr: the paper's Section 4.3)")
     p.set_defaults(handler=_compare)
 
 
@@ -53,6 +56,11 @@ def _compare(args: argparse.Namespace) -> int:
     name, url = _study_ref(args.study, args.storage)
     storage = open_existing_storage(url)
     study, cfg = load_study(name, storage)
+    if args.best_per:
+        from hpo.analysis.best_per import best_per_value
+
+        print(best_per_value(study, args.best_per).to_string(index=False))
+        return 0
     against = None
     if args.against:
         other, other_url = _study_ref(args.against, args.storage)

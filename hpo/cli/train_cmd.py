@@ -51,6 +51,14 @@ _HELP = {
     "momentum": "sgd: momentum",
     "adam_eps": "adam: epsilon (default 1e-8; float16: its smallest normal, 6.1e-5)",
     "weight_decay": "weight decay",
+    "nesterov": "sgd with momentum: Nesterov momentum",
+    "lr_schedule": "learning-rate schedule, stepped once per epoch: none, cosine (from lr "
+    "to 0 over the run's epochs) or step (lr * lr_gamma every lr_step_epochs)",
+    "lr_step_epochs": "lr_schedule step: epochs between two decays",
+    "lr_gamma": "lr_schedule step: decay factor",
+    "augment": "training augmentation: none, or crop_flip (random 4-pixel-padded crop and "
+    "horizontal flip, batched on the data's device, seeded by seed)",
+    "channels_last": "channels_last memory format: auto (CUDA and a conv net), true, false",
     "epochs": "training epochs",
     "seed": "seed of the initial weights and the batch order",
     "device": "cpu, cuda or auto",
@@ -63,6 +71,9 @@ _CHOICES = {
     "precision": spec_mod.PRECISIONS,
     "optimizer": spec_mod.OPTIMIZERS,
     "device": spec_mod.DEVICES,
+    "lr_schedule": spec_mod.LR_SCHEDULES,
+    "augment": spec_mod.AUGMENTATIONS,
+    "channels_last": spec_mod.CHANNELS_LAST,
 }
 
 

@@ -16,8 +16,11 @@ from hpo.engine.registry import BUILTIN_MODELS, check_model_name
 from hpo.errors import ConfigError
 
 __all__ = [
+    "AUGMENTATIONS",
+    "CHANNELS_LAST",
     "DATASETS",
     "DEVICES",
+    "LR_SCHEDULES",
     "MODELS",
     "OPTIMIZERS",
     "PRECISIONS",
@@ -36,6 +39,10 @@ OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATION_NAMES = ("relu", "relu6", "leaky_relu")
 KINK_GRAD_MODES = ("multiply", "set")
+# The training protocol (train.py): schedules stepped once per epoch, batched augmentation.
+LR_SCHEDULES = ("none", "cosine", "step")
+AUGMENTATIONS = ("none", "crop_flip")
+CHANNELS_LAST = ("auto", "true", "false")
 
 # Settings that only some models read: anything else set away from its default is an error.
 MODEL_ONLY = {
@@ -83,11 +90,20 @@ class TrainSpec:
     momentum: float = 0.0  # SGD only
     adam_eps: float | None = None  # None: 1e-8, or float16's smallest normal in float16
     weight_decay: float = 0.0
+    # --- training protocol (the paper's "SGD": momentum 0.9, weight_decay 5e-4) ---
+    nesterov: bool = False  # SGD with momentum only
+    lr_schedule: str = "none"  # per epoch: cosine over `epochs`, or step
+    lr_step_epochs: int | None = None  # step: multiply lr by lr_gamma every this many epochs
+    lr_gamma: float = 0.1  # step only
+    augment: str = "none"  # crop_flip: random crop (padding 4) and horizontal flip
+    channels_last: str = "auto"  # auto: on CUDA for conv nets
     epochs: int = 1
     seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if isinstance(self.channels_last, bool):  # YAML's true/false
+            object.__setattr__(self, "channels_last", str(self.channels_last).lower())
         self.validate()
 
     # ------------------------------------------------------------------------------
@@ -137,6 +153,7 @@ class TrainSpec:
         _choice("precision", self.precision, PRECISIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
+        self._validate_protocol()
         _int("depth", self.depth, 1)
         _int("width", self.width, 1)
         _int("batch_size", self.batch_size, 1)
@@ -209,6 +226,31 @@ class TrainSpec:
             raise ConfigError(
                 f"image_size={self.resolved_image_size} is too small for {self.model}; "
                 "use 28 or more."
+            )
+
+
+    def _validate_protocol(self) -> None:
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("augment", self.augment, AUGMENTATIONS)
+        _choice("channels_last", self.channels_last, CHANNELS_LAST)
+        _bool("nesterov", self.nesterov)
+        _real("lr_gamma", self.lr_gamma, positive=True)
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ConfigError(
+                "nesterov=true needs optimizer 'sgd' with momentum > 0; set optimizer: sgd "
+                "and momentum (e.g. 0.9), or remove nesterov."
+            )
+        if self.lr_schedule == "step":
+            if self.lr_step_epochs is None:
+                raise ConfigError(
+                    "lr_schedule 'step' needs lr_step_epochs (e.g. 30: lr * lr_gamma every "
+                    "30 epochs); set it or use lr_schedule: cosine."
+                )
+            _int("lr_step_epochs", self.lr_step_epochs, 1)
+        elif self.lr_step_epochs is not None or self.lr_gamma != 0.1:
+            raise ConfigError(
+                f"lr_step_epochs/lr_gamma only apply to lr_schedule 'step', not "
+                f"{self.lr_schedule!r}; remove them or set lr_schedule: step."
             )
 
 

@@ -26,8 +26,10 @@ __all__ = [
     "deterministic",
     "grad_scaler",
     "make_optimizer",
+    "make_scheduler",
     "seeded",
     "shape_for_model",
+    "uses_channels_last",
 ]
 
 
@@ -58,7 +60,8 @@ def make_optimizer(
     params = model.parameters()
     if spec.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
+            params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
+            nesterov=spec.nesterov,
         )
     eps = resolve_adam_eps(spec.adam_eps, precision.param_dtype)
     result.optimizer_eps = eps
@@ -72,6 +75,33 @@ def make_optimizer(
     return torch.optim.Adam(
         params, lr=spec.lr, eps=eps, weight_decay=spec.weight_decay, fused=fused
     )
+
+
+def make_scheduler(
+    spec: TrainSpec, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The run's learning-rate schedule, stepped once per epoch (after it), or None.
+
+    Per epoch, not per step, as in the paper's runs: epoch ``e`` (1-based) of ``E`` trains
+    at ``lr * (1 + cos(pi * (e - 1) / E)) / 2`` (cosine) or
+    ``lr * lr_gamma ** ((e - 1) // lr_step_epochs)`` (step). The values are Python floats
+    computed on the host: no device work, no synchronisation.
+    """
+    if spec.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=spec.epochs)
+    if spec.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=spec.lr_step_epochs, gamma=spec.lr_gamma
+        )
+    return None
+
+
+def uses_channels_last(spec: TrainSpec, model: nn.Module, device: torch.device) -> bool:
+    """Whether the run trains in channels-last memory format (``auto``: CUDA and a conv
+    net, where cuDNN's NHWC kernels pay off; CPU runs keep today's layout and bits)."""
+    if spec.channels_last != "auto":
+        return spec.channels_last == "true"
+    return device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def grad_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler | None:

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hpo.engine import data as data_mod
 from hpo.engine.activations import kinked_modules
+from hpo.engine.augment import CropFlip, black_pixel
 from hpo.engine.loading import load_splits
 from hpo.engine.models import build_model
 from hpo.engine.precision import Precision, resolve_precision
@@ -35,8 +37,10 @@ from hpo.engine.step import (
     deterministic,
     grad_scaler,
     make_optimizer,
+    make_scheduler,
     seeded,
     shape_for_model,
+    uses_channels_last,
 )
 from hpo.errors import ConfigError
 
@@ -105,12 +109,22 @@ def train(
         built = build_model(spec, num_classes=splits.num_classes)
         model = built.model.to(device=device, dtype=precision.param_dtype)
         result.configured_activations = built.configured_activations
+        # --- protocol: memory format, schedule, augmentation (each off by default) ---
+        memory_format = (
+            torch.channels_last if uses_channels_last(spec, model, device)
+            else torch.contiguous_format
+        )
+        model = model.to(memory_format=memory_format)
         optimizer = make_optimizer(spec, model, precision, result)
+        scheduler = make_scheduler(spec, optimizer)
+        augment = _augmentation(spec, train_split.x.shape[1], input_dtype, device)
+        # ---
         batch_order = torch.Generator().manual_seed(spec.seed)
         if observe_model is not None:
             observe_model(0, model)
         _fit(spec, model, optimizer, precision, train_split, val_split, batch_order,
-             on_epoch_end, observe_model, result)
+             on_epoch_end, observe_model, result,
+             _Protocol(scheduler, augment, memory_format))
     if not result.diverged:
         result.test_accuracy = _accuracy(spec, model, test_split, precision)
     result.params_sha256 = params_sha256(model)
@@ -129,7 +143,9 @@ def _fit(
     on_epoch_end: Callable[[EpochReport], None] | None,
     observe_model: Callable[[int, nn.Module], None] | None,
     result: TrainResult,
+    protocol: _Protocol | None = None,
 ) -> None:
+    protocol = protocol or _Protocol()
     activations = kinked_modules(model)
     for _, module in activations:
         module.reset_kink_hits()
@@ -137,7 +153,7 @@ def _fit(
     result.kink_hits_per_layer = layer_hits
     scaler = grad_scaler(precision, train_split.x.device)
     n = len(train_split.y)
-    on_cpu = train_split.x.device.type == "cpu"
+    on_cpu = _reads_loss_each_step(train_split.x.device)
     # Many batches gathered at once into one buffer, reused for the run (batches.py).
     batches = train_split.batches(spec.batch_size)
     size = spec.resolved_image_size  # resize or 3 channels: shape_batch per batch
@@ -152,9 +168,13 @@ def _fit(
         loss_total = 0.0
         loss_sum = torch.zeros((), dtype=torch.float64, device=train_split.x.device)
         steps = 0
-        for step, (xb, yb) in enumerate(batches.epoch(order), start=1):
-            if reshape:
-                xb = shape_for_model(spec, xb)
+        epoch_batches = batches.epoch(order)
+        if reshape:
+            epoch_batches = ((shape_for_model(spec, xb), yb) for xb, yb in epoch_batches)
+        if protocol.augment is not None:
+            epoch_batches = protocol.augment.epoch(epoch_batches, len(order))
+        for step, (xb, yb) in enumerate(epoch_batches, start=1):
+            xb = xb.contiguous(memory_format=protocol.memory_format)
             loss = batch_loss(model, xb, yb, precision)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -176,7 +196,6 @@ def _fit(
                 if step % _CUDA_CHECK_EVERY == 0 and not math.isfinite(loss.item()):
                     _mark_diverged(result, epoch, step, loss.item())
                     break
-        result.train_time_s += time.perf_counter() - epoch_start
         hits = 0
         for name, module in activations:
             layer = sum(module.kink_hits())
@@ -186,10 +205,14 @@ def _fit(
         result.kink_hits_per_epoch.append(hits)
         result.kink_hits += hits
         mean_loss = (loss_total if on_cpu else loss_sum.item()) / max(steps, 1)
+        # After the reads: on a GPU they wait for the epoch's queued steps to finish.
+        result.train_time_s += time.perf_counter() - epoch_start
         if not result.diverged and not math.isfinite(mean_loss):
             _mark_diverged(result, epoch, steps, mean_loss)
         if result.diverged:
             break
+        if protocol.scheduler is not None:
+            protocol.scheduler.step()  # the next epoch's learning rate
         if spec.bn_recalibration:
             _recalibrate_batch_norm(spec, model, train_split, precision)
         val_acc = _accuracy(spec, model, val_split, precision)
@@ -205,6 +228,38 @@ def _fit(
         if on_epoch_end is not None:
             on_epoch_end(EpochReport(epoch, val_acc, mean_loss, hits,
                                      time.perf_counter() - epoch_start))
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    """The run's optional protocol parts (all off: the loop as it always was)."""
+
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    augment: CropFlip | None = None
+    memory_format: torch.memory_format = torch.contiguous_format
+
+
+def _augmentation(
+    spec: TrainSpec, data_channels: int, dtype: torch.dtype, device: torch.device
+) -> CropFlip | None:
+    """``spec.augment``'s per-epoch augmentation, padding with a prepared black pixel (a
+    gray dataset fed to a 3-channel model: its one value, replicated like its images)."""
+    if spec.augment == "none":
+        return None
+
+    def prepare(u8: torch.Tensor) -> torch.Tensor:
+        return data_mod.prepare_images(
+            u8, dataset=spec.dataset, normalize=spec.normalize, dtype=dtype, device=device
+        )
+
+    fill = black_pixel(prepare, data_channels, dtype, device)
+    return CropFlip(spec.seed, fill.expand(spec.resolved_channels).contiguous())
+
+
+def _reads_loss_each_step(device: torch.device) -> bool:
+    """On CPU the loss is read every step (free there); elsewhere every
+    :data:`_CUDA_CHECK_EVERY` steps and once per epoch, so steps queue without waiting."""
+    return device.type == "cpu"
 
 
 def _mark_diverged(result: TrainResult, epoch: int, step: int, loss: float) -> None:

@@ -2,7 +2,8 @@
 
 ``hpo worker`` calls :func:`open_worker` and runs it. ``hpo run`` calls :func:`run_local`,
 which starts N ``python -m hpo worker`` processes (the same command a user starts on another
-machine), gives each its share of the CPU threads (and one GPU each when there are GPUs),
+machine), gives each its share of the CPU threads (and, when there are GPUs, one GPU each
+through ``CUDA_VISIBLE_DEVICES``, round-robin: more workers than GPUs share them),
 prints progress by polling the storage and forwards Ctrl-C/SIGTERM to the workers so they
 fail and re-queue their current trial before exiting.
 """
@@ -130,7 +131,9 @@ class WorkerPlan:
 def plan_workers(
     n: int, *, cpus: int | None = None, gpus: list[str] | None = None
 ) -> list[WorkerPlan]:
-    """Split the CPU threads evenly (at least one each) and give each worker one GPU."""
+    """Split the CPU threads evenly (at least one each) and give each worker one GPU,
+    round-robin: worker ``i`` gets ``gpus[i % len(gpus)]``, so ``n`` may exceed the GPUs
+    (several workers per GPU keep it busy while one evaluates or waits on the storage)."""
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = max((cpus or 1) // n, 1)
