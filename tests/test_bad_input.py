@@ -385,7 +385,7 @@ def test_bad_input_writes_no_postgres_study(tmp_path: Path) -> None:
     _setup(Case("pg", (), 0, (), setup="corrupt_data"), tmp_path)
     runs = {  # args -> exit code
         ("create", "bad.yaml"): 2,
-        ("run", "good.yaml", "--data-dir", str(tmp_path / "data")): 1,
+        ("run", "good.yaml", "--data-dir", str(tmp_path / "data")): 2,  # bad checksum
         ("worker", "--study", name): 1,
         ("worker", "good.yaml"): 1,
         ("status", name): 1,

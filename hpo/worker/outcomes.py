@@ -106,11 +106,9 @@ class TrialRecorder:
             # skip_if_finished: a retry after a reply lost with the connection finds the
             # state stored by the first attempt instead of raising.
             if state == TrialState.COMPLETE:
-                stored = self._call(lambda: self.study.tell(trial, value, skip_if_finished=True),
-                                    what)
+                stored = self._tell(trial, what, value)
             else:
-                stored = self._call(lambda: self.study.tell(trial, state=state,
-                                                            skip_if_finished=True), what)
+                stored = self._tell(trial, what, state=state)
         except RuntimeError as exc:
             if not is_finished_trial_error(exc):
                 raise
@@ -124,6 +122,26 @@ class TrialRecorder:
             log.info("trial %d finished: value=%.4f", trial.number, value)
         else:
             self.stats.pruned += 1
+
+    def _tell(self, trial: optuna.Trial, what: str, *args: Any, **kwargs: Any) -> FrozenTrial:
+        """``study.tell(..., skip_if_finished=True)`` through the storage retry.
+
+        skip_if_finished: a retry after a reply lost with the connection finds the state
+        stored by the first attempt instead of raising. Optuna's GridSampler calls
+        ``study.stop()`` from ``after_trial`` once the grid is used up, which raises outside
+        ``optimize()``; ``tell`` stores the state in a ``finally`` before that error reaches
+        us, so the stored trial is read back by telling again (finished: nothing is written).
+        """
+        def tell() -> FrozenTrial:
+            return self.study.tell(trial, *args, skip_if_finished=True, **kwargs)
+
+        try:
+            return self._call(tell, what)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                raise
+            log.info("trial %d ended the sampler's grid", trial.number)
+            return self._call(tell, what)
 
     def finished_elsewhere(self, trial: optuna.Trial, trial_id: int | None = None) -> bool:
         """Whether the trial is already finished in the storage (failed by another worker)."""
@@ -150,9 +168,7 @@ class TrialRecorder:
             return
         # skip_if_finished: a retry after a reply lost with the connection finds the state
         # stored by the first attempt instead of raising.
-        frozen = self._call(
-            lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True), what
-        )
+        frozen = self._tell(trial, what, state=TrialState.FAIL)
         if retry and frozen.state == TrialState.FAIL:
             self._requeue(frozen)
 
