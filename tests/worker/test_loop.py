@@ -231,8 +231,11 @@ def test_dead_workers_trial_is_failed_retried_and_replaced(storage_url: str) -> 
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
     assert [t.state for t in retried] == [TrialState.COMPLETE]
     assert retried[0].params == trials[0].params
+    # It waited for the orphan instead of overshooting: no trial asked past the budget (that
+    # would be an extra FAIL, "discarded: over budget"). How long it waited depends on the
+    # machine: a worker that starts after the grace period finds the orphan stale at once.
     assert _states(study) == {"FAIL": 1, "COMPLETE": 2}
-    assert stats.idle_s > 0  # it waited for the orphan instead of overshooting
+    assert stats.discarded == 0
 
 
 def test_sigterm_fails_and_requeues_the_running_trial(storage_url: str) -> None:
