@@ -94,8 +94,8 @@ def _worker(
 def measure(url: str, workers: int, trials_each: int, seconds: float, tmp: Path) -> dict:
     from hpo.config.study import load_study_config
     from hpo.storage.rdb import make_storage
+    from hpo.study.budget import study_budget
     from hpo.study.create import create_study
-    from hpo.worker.loop import study_budget
 
     name = f"bench-overhead-{uuid.uuid4().hex[:8]}"
     config = tmp / f"{name}.yaml"

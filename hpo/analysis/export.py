@@ -9,6 +9,8 @@ them without parsing Python reprs:
   one column per epoch, ``<column>_1``, ``<column>_2``, ... (empty where a trial stopped
   earlier);
 * any other list or dict becomes a JSON string;
+* the fields of a training trial's ``result`` attribute (:mod:`hpo.objective.attrs`) become
+  ``user_attrs_<field>`` columns, the same as older studies that stored them one by one;
 * ``fail_reason`` says why a FAIL trial failed (:func:`hpo.study.requeue.fail_reason`:
   ``worker lost: ...`` for a trial that Optuna's heartbeat check failed, which carries no
   reason of its own); empty for the others.
@@ -30,6 +32,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo.objective.attrs import RESULT_ATTR
 from hpo.study.requeue import fail_reason
 
 __all__ = ["ATTRS", "export_all", "export_study", "trials_frame"]
@@ -58,6 +61,21 @@ _FIRST = (
 )
 
 
+def _inline_result(df: pd.DataFrame) -> pd.DataFrame:
+    """The fields of the ``result`` attribute (:mod:`hpo.objective.attrs`) as the columns
+    ``user_attrs_<field>`` that older studies, which stored them one by one, also have."""
+    nested = df.pop(f"user_attrs_{RESULT_ATTR}")
+    fields = pd.DataFrame(
+        [v if isinstance(v, dict) else {} for v in nested], index=df.index
+    ).add_prefix("user_attrs_")
+    for column in fields.columns:
+        if column in df:  # an attribute of its own wins (as in trial_attrs)
+            df[column] = df[column].where(df[column].notna(), fields[column])
+        else:
+            df[column] = fields[column]
+    return df
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """The study's trials as a flat table (see the module docstring for the columns)."""
     trials = study.get_trials(deepcopy=False)
@@ -66,6 +84,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         return pd.DataFrame(columns=[c for c in _FIRST if not c.startswith("user_attrs")])
     reasons = {t.number: fail_reason(t) for t in trials}
     df["fail_reason"] = df["number"].map(reasons)
+    if f"user_attrs_{RESULT_ATTR}" in df:
+        df = _inline_result(df)
     if "duration" in df:
         # Unfinished trials have no duration: a column of only those is not timedelta-typed.
         df["duration_s"] = pd.to_timedelta(df.pop("duration")).dt.total_seconds()

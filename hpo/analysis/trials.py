@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -19,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import DERIVATIVES, StudyConfig, pytorch_derivative
 from hpo.engine.spec import TrainSpec
 from hpo.errors import HpoError
+from hpo.objective.attrs import trial_attrs
 
 __all__ = ["GroupKey", "Pair", "TrialRecord", "group_label", "pair_trials", "read_trials"]
 
@@ -104,7 +106,7 @@ def read_trials(
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     trials = study.get_trials(deepcopy=False, states=finished)
     if metric == "test_accuracy" and any(
-        t.state == TrialState.COMPLETE and t.user_attrs.get("test_accuracy") is None
+        t.state == TrialState.COMPLETE and trial_attrs(t.user_attrs).get("test_accuracy") is None
         for t in trials
     ):
         logger.warning("some completed trials have no test_accuracy; comparing val_accuracy")
@@ -135,15 +137,16 @@ def _effective(spec: TrainSpec) -> dict[str, float]:
 
 
 def _record(t: FrozenTrial, spec: TrainSpec, metric: str) -> TrialRecord:
+    attrs = trial_attrs(t.user_attrs)
     reset = spec.replace(relu_prime_zero=None, relu6_prime_six=None)
     eff, default = _effective(spec), _effective(reset)
     acc = None
     if t.state == TrialState.COMPLETE:
-        raw = t.user_attrs.get("test_accuracy") if metric == "test_accuracy" else t.value
+        raw = attrs.get("test_accuracy") if metric == "test_accuracy" else t.value
         acc = None if raw is None else 100.0 * float(raw)
     twin = t.user_attrs.get("hpo_twin_of")
     link = t.user_attrs.get("hpo_twin")
-    rate, per_sample = _kink_rate(t, spec)
+    rate, per_sample = _kink_rate(t, attrs, spec)
     return TrialRecord(
         number=t.number,
         state=t.state,
@@ -154,7 +157,7 @@ def _record(t: FrozenTrial, spec: TrainSpec, metric: str) -> TrialRecord:
         pair_key=json.dumps(reset.to_dict(), sort_keys=True),
         accuracy=acc,
         value=t.value,
-        diverged=bool(t.user_attrs.get("diverged", False)),
+        diverged=bool(attrs.get("diverged", False)),
         relu_prime_zero=eff["relu_prime_zero"],
         relu6_prime_six=eff["relu6_prime_six"],
         kink_rate=rate,
@@ -163,13 +166,15 @@ def _record(t: FrozenTrial, spec: TrainSpec, metric: str) -> TrialRecord:
     )
 
 
-def _kink_rate(t: FrozenTrial, spec: TrainSpec) -> tuple[float | None, bool]:
-    hits = t.user_attrs.get("kink_hits")
-    per_epoch = t.user_attrs.get("kink_hits_per_epoch") or []
+def _kink_rate(
+    t: FrozenTrial, attrs: dict[str, Any], spec: TrainSpec
+) -> tuple[float | None, bool]:
+    hits = attrs.get("kink_hits")
+    per_epoch = attrs.get("kink_hits_per_epoch") or []
     epochs = len(per_epoch) or (spec.epochs if t.state == TrialState.COMPLETE else 0)
     if hits is None or epochs == 0:  # nothing recorded, or pruned before its first epoch
         return None, False
-    samples = t.user_attrs.get("train_samples")
+    samples = attrs.get("train_samples")
     if samples is None and spec.dataset in _TRAIN_IMAGES:
         samples = spec.train_subset or _TRAIN_IMAGES[spec.dataset] - spec.val_size
     if samples:

@@ -30,6 +30,7 @@ from optuna.distributions import (
 )
 
 import hpo.study.twins as twins
+from hpo.objective.attrs import HEADLINE, RESULT_ATTR
 
 if TYPE_CHECKING:
     from hpo.config.study import StudyConfig
@@ -40,6 +41,7 @@ __all__ = [
     "TrainFn",
     "json_safe",
     "make_objective",
+    "record_fields",
     "record_result",
     "set_user_attrs",
     "suggest_params",
@@ -85,13 +87,11 @@ def record_result(
     inputs: Mapping[str, Any] | None = None,
     known: Mapping[str, Any] | None = None,
 ) -> None:
-    """Store what a finished (or diverged) run measured as trial user attributes.
-
-    ``inputs`` (the seed and baseline tag) are written with them, unless ``known`` (the
-    trial's attrs as read before the run) already holds them.
-    """
-    attrs: dict[str, Any] = {
-        **(inputs or {}),
+    """Store what a finished (or diverged) run measured: the inputs (seed and baseline tag)
+    as attributes of their own, unless ``known`` (the trial's attrs as read before the run)
+    already holds them, and the measurements as one ``result`` attribute
+    (:mod:`hpo.objective.attrs`)."""
+    fields: dict[str, Any] = {
         "test_accuracy": result.test_accuracy,
         "val_accuracy_per_epoch": list(result.val_accuracy),
         "kink_hits": int(result.kink_hits),
@@ -106,8 +106,24 @@ def record_result(
         "params_sha256": result.params_sha256,
     }
     if result.diverged:
-        attrs["divergence_reason"] = result.divergence_reason
-    set_user_attrs(trial, {key: json_safe(value) for key, value in attrs.items()}, known)
+        fields["divergence_reason"] = result.divergence_reason
+    record_fields(trial, fields, inputs, known)
+
+
+def record_fields(
+    trial: optuna.trial.BaseTrial,
+    fields: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
+    known: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``inputs`` (those ``known`` does not hold already) and the :data:`headline
+    <hpo.objective.attrs.HEADLINE>` fields as attributes of their own, then all the other
+    measurements as the one ``result`` attribute (:mod:`hpo.objective.attrs`)."""
+    safe = {key: json_safe(value) for key, value in fields.items()}
+    own = {key: json_safe(value) for key, value in (inputs or {}).items()}
+    own.update({key: safe.pop(key) for key in HEADLINE if key in safe})
+    set_user_attrs(trial, own, known)
+    trial.set_user_attr(RESULT_ATTR, safe)
 
 
 def set_user_attrs(
@@ -264,8 +280,7 @@ def _record_pruned(
     known: Mapping[str, Any],
 ) -> None:
     """What is known of a run the pruner stopped: its epochs so far."""
-    attrs = {
-        **inputs,
+    fields = {
         "val_accuracy_per_epoch": [float(r.val_accuracy) for r in epochs],
         "kink_hits_per_epoch": [int(r.kink_hits) for r in epochs],
         "kink_hits": sum(int(r.kink_hits) for r in epochs),
@@ -273,5 +288,4 @@ def _record_pruned(
         "precision": spec.precision,
         "wall_time_s": wall_time_s,
     }
-    set_user_attrs(trial, {key: json_safe(value) for key, value in attrs.items()}, known)
-
+    record_fields(trial, fields, inputs, known)

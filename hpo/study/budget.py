@@ -46,12 +46,13 @@ will be already exists when the workers stop.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import StorageError
-from hpo.study.requeue import DUPLICATE_RETRY, FAIL_REASON_ATTR, queue_copy, superseded
+from hpo.study.requeue import DUPLICATE_RETRY, FAIL_REASON_ATTR, copy_of, queue_copy, superseded
 from hpo.study.twins import TWIN_OF_ATTR, is_twin, lineage_root
 
 __all__ = [
@@ -62,7 +63,11 @@ __all__ = [
     "FAIL_REASON_ATTR",
     "FINISHED_STATES",
     "SLOT_STATES",
+    "Admission",
+    "admit",
+    "all_slots_held",
     "budget_rank",
+    "nothing_left",
     "slot_holders",
     "requeue",
     "study_budget",
@@ -142,3 +147,50 @@ def requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> b
     """Queue a copy of a failed trial (:func:`hpo.study.requeue.queue_copy`); False when it
     was already retried ``max_retry`` times."""
     return queue_copy(study, trial, max_retry)
+
+
+def nothing_left(trials: list[FrozenTrial], budget: int) -> bool:
+    """The study is spent (:func:`study_spent`) and no duplicate copy waits to be popped and
+    discarded: a worker can stop without leaving anything queued."""
+    duplicates = superseded(trials)
+    return study_spent(trials, budget) and not any(
+        t.state == TrialState.WAITING and t.number in duplicates for t in trials
+    )
+
+
+def all_slots_held(trials: list[FrozenTrial], budget: int) -> bool:
+    """Every slot is held and nothing waits: asking now would only get a discarded trial, so
+    a worker waits instead (a held slot frees when its trial fails and is re-queued)."""
+    return len(slot_holders(trials)) >= budget and not any(
+        t.state == TrialState.WAITING for t in trials
+    )
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Whether a trial just asked may run: its ``rank`` among the trials that compete with
+    it, against ``limit``; ``reason`` is its fail reason when it may not."""
+
+    rank: int
+    limit: int
+    reason: str
+
+    @property
+    def admitted(self) -> bool:
+        return self.rank < self.limit
+
+
+def admit(trials: list[FrozenTrial], number: int, budget: int) -> Admission:
+    """The verdict on trial ``number``, just asked, from ``trials`` read after the ask
+    (every lower-numbered trial is among them: see the module docstring).
+
+    A duplicate copy of a failed trial never runs (the lower copy does); a twin runs when it
+    is the first of its tuned lineage to hold a slot; any other trial when fewer than
+    ``budget`` slot-holding trials come before it.
+    """
+    frozen = next(t for t in trials if t.number == number)
+    if copy_of(frozen) is not None and frozen.number in superseded(trials):
+        return Admission(1, 1, DUPLICATE_RETRY)
+    if is_twin(frozen):  # outside the budget; one per tuned lineage
+        return Admission(twin_rank(trials, frozen), 1, DUPLICATE_TWIN)
+    return Admission(budget_rank(trials, number), budget, DISCARDED)

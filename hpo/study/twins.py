@@ -8,7 +8,7 @@ both from the seed). A trial with PyTorch's derivatives already gets no twin.
 
 Seeds: in paired mode every search trial trains with its own seed, the training seed
 (``train: seed``, default 0) plus the number of the trial (of the original trial when it is
-a retry: Optuna's and :func:`hpo.worker.loop.requeue` record it as system attr
+a retry: Optuna's and :func:`hpo.study.budget.requeue` record it as system attr
 ``failed_trial``), so pairs are independent replicates and a retry keeps its seed without
 any extra write. The seed is recorded as user attr ``hpo_seed``.
 
@@ -20,7 +20,7 @@ nothing. A retry of a tuned trial looks for a twin of any trial of its lineage (
 number and the ``retry_history`` of the trials it repeats) and enqueues none when one
 exists. A duplicate could then only come from two processes running the same lineage at
 once (a worker frozen for longer than the heartbeat grace, whose trial was re-queued); the
-workers discard such a duplicate when they pop it (:func:`hpo.worker.loop.twin_rank`),
+workers discard such a duplicate when they pop it (:func:`hpo.study.budget.twin_rank`),
 so at most one twin per lineage ever runs.
 
 User attributes: the twin has ``hpo_baseline=True``, ``hpo_seed`` and ``hpo_twin_of`` (the

@@ -41,66 +41,19 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from hpo.errors import DataError, HpoError, ModelAuditError, StorageError
 from hpo.storage.heartbeat import Heartbeat
 from hpo.storage.rdb import is_finished_trial_error
-from hpo.storage.retry import (
-    DEFAULT_GIVE_UP_S,
-    PERMANENT,
-    StorageRetry,
-    describe,
-    permanent_error,
-    storage_fault,
-)
+from hpo.storage.retry import DEFAULT_GIVE_UP_S, StorageRetry
 from hpo.storage.urls import mask_url
-from hpo.study.budget import (
-    BUDGET_ATTR,
-    DISCARDED,
-    DUPLICATE_RETRY,
-    DUPLICATE_TWIN,
-    FAIL_REASON_ATTR,
-    budget_rank,
-    requeue,
-    slot_holders,
-    study_budget,
-    study_spent,
-    twin_rank,
-)
-from hpo.study.requeue import WORKER_ATTR, copy_of, fail_orphans, reconcile, superseded
-from hpo.study.twins import is_twin
-from hpo.worker.outcomes import (
-    OOM_ATTR,
-    OOM_REASON_ATTR,
-    TrialRecorder,
-    WorkerStats,
-    is_out_of_memory,
-    release_memory,
-)
+from hpo.study.budget import admit, all_slots_held, nothing_left, slot_holders, study_budget
+from hpo.study.requeue import WORKER_ATTR, fail_orphans, reconcile
+from hpo.worker.outcomes import TrialRecorder, WorkerStats
 
-__all__ = [
-    "BUDGET_ATTR",
-    "OOM_ATTR",
-    "OOM_REASON_ATTR",
-    "DISCARDED",
-    "DUPLICATE_RETRY",
-    "DUPLICATE_TWIN",
-    "FAIL_REASON_ATTR",
-    "Worker",
-    "WorkerStats",
-    "budget_rank",
-    "requeue",
-    "study_budget",
-    "study_spent",
-    "twin_rank",
-]
+__all__ = ["Worker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
-
-# Errors that will recur for every trial: stop the worker instead of burning the queue.
-_FATAL = (DataError, StorageError, ModelAuditError)
-
 
 class _Interrupted(KeyboardInterrupt):
     """Raised into the training by a stop signal (a KeyboardInterrupt: nothing swallows it)."""
@@ -150,15 +103,19 @@ class Worker:
         self.stats = WorkerStats()
         self._stop_signal: int | None = None
         self._in_objective = False
-        self._consecutive_failures = 0
         self._next_stale_check = 0.0
         self._interval = _heartbeat_interval(storage)
         self._id_of_study: int | None = None
+        self._budget: int | None = None
+        self._room = 0  # free slots at the last verdict (0: look before asking)
+        self._running = 0  # trials running at the last verdict
         self._marker = f"{socket.gethostname()}:{os.getpid()}"
         self._where = _where(study, storage)
         self._retry = StorageRetry(self._where, give_up_s=storage_retry_s,
                                    sleep=self._retry_sleep)
-        self._record = TrialRecorder(study, self._call, self.stats, max_retry, storage)
+        self._record = TrialRecorder(study, self._call, self.stats, max_retry, storage,
+                                     where=self._where,
+                                     max_consecutive_failures=max_consecutive_failures)
 
     # ------------------------------------------------------------------------------
     def run(self, *, handle_signals: bool = True) -> WorkerStats:
@@ -212,10 +169,17 @@ class Worker:
         return previous
 
     def _next_trial(self, deadline: float) -> optuna.Trial | None:
-        """Ask for a trial in budget, or return None when this worker should stop."""
+        """Ask for a trial in budget, or return None when this worker should stop.
+
+        The verdict on an asked trial (:func:`hpo.study.budget.admit`) reads the trials
+        after the ask, and that alone makes the budget exact. The read before the ask only
+        decides whether asking is worth it (not when the study is spent or every slot is
+        held); while the previous verdict left ample room (:meth:`_room_to_ask`) it is
+        skipped: a storage round trip less per trial, at the price of one discarded trial
+        if the room was used up meanwhile.
+        """
         study = self.study
         heartbeat = self._interval is not None
-        max_retry = self._record.max_retry
         while self._stop_signal is None:
             if heartbeat and time.perf_counter() >= self._next_stale_check:
                 # Once per heartbeat interval is enough: a trial only goes stale after the
@@ -225,25 +189,19 @@ class Worker:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
-            budget = study_budget(study)
-            trials = study.get_trials(deepcopy=False)
-            # Repairs from the trials just read (no extra read unless something is written).
-            changed = fail_orphans(study, self.storage, trials, max_retry) if heartbeat else []
-            changed += reconcile(study, trials, max_retry)
-            if changed:
-                trials = study.get_trials(deepcopy=False)
-            duplicates = superseded(trials)
-            if study_spent(trials, budget) and not any(
-                t.state == TrialState.WAITING and t.number in duplicates for t in trials
-            ):  # (a waiting duplicate is popped and discarded first: nothing is left queued)
-                self.stats.stopped_by = "budget"
-                return None
+            if self._budget is None:
+                self._budget = study_budget(study)  # set once by `hpo create`
+            budget = self._budget
+            blind = self._room_to_ask()
+            if not blind:
+                trials = self._read_and_repair()
+                if nothing_left(trials, budget):
+                    self.stats.stopped_by = "budget"
+                    return None
             if time.perf_counter() >= deadline:
                 self.stats.stopped_by = "timeout"
                 return None
-            held = len(slot_holders(trials))
-            waiting = any(t.state == TrialState.WAITING for t in trials)
-            if held >= budget and not waiting:
+            if not blind and all_slots_held(trials, budget):
                 if not heartbeat:
                     # Without heartbeats a dead worker's trial would hold its slot forever.
                     self.stats.stopped_by = "budget"
@@ -259,22 +217,36 @@ class Worker:
                 self._record.fail(trial, f"interrupted ({signal.Signals(self._stop_signal).name})",
                                   retry=True)
                 return None
-            trials = study.get_trials(deepcopy=False)
-            frozen = next(t for t in trials if t.number == trial.number)
-            if copy_of(frozen) is not None and frozen.number in superseded(trials):
-                # Two processes re-queued the same failed trial: the lower copy runs.
-                rank, limit, reason = 1, 1, DUPLICATE_RETRY
-            elif is_twin(frozen):  # outside the budget; one per tuned lineage
-                rank, limit, reason = twin_rank(trials, frozen), 1, DUPLICATE_TWIN
-            else:
-                rank, limit, reason = budget_rank(trials, trial.number), budget, DISCARDED
-            if rank < limit:
+            # Repairs from the read after the ask when the one before it was skipped.
+            trials = self._read_and_repair() if blind else study.get_trials(deepcopy=False)
+            verdict = admit(trials, trial.number, budget)
+            self._room = budget - len(slot_holders(trials))
+            self._running = sum(t.state == TrialState.RUNNING for t in trials)
+            if verdict.admitted:
                 return trial
-            log.debug("trial %d: %s (%d >= %d); discarding it", trial.number, reason, rank,
-                      limit)
-            self._record.fail(trial, reason, retry=False)
+            log.debug("trial %d: %s (%d >= %d); discarding it", trial.number, verdict.reason,
+                      verdict.rank, verdict.limit)
+            self._room = 0  # the next ask looks first
+            self._record.fail(trial, verdict.reason, retry=False)
             self.stats.discarded += 1
         return None
+
+    def _room_to_ask(self) -> bool:
+        """Whether the last verdict left so many free slots that asking without looking
+        first cannot run out: more than two per trial that was running then (each running
+        worker takes at most one per trial it finishes; the margin covers a fast one)."""
+        return self._room > 2 * self._running + 2
+
+    def _read_and_repair(self) -> list[FrozenTrial]:
+        """The study's trials, after the repairs they call for (a FAIL trial without its
+        copy, an orphaned RUNNING trial); read again only when something was written."""
+        study = self.study
+        max_retry = self._record.max_retry
+        trials = study.get_trials(deepcopy=False)
+        changed = (fail_orphans(study, self.storage, trials, max_retry)
+                   if self._interval is not None else [])
+        changed += reconcile(study, trials, max_retry)
+        return study.get_trials(deepcopy=False) if changed else trials
 
     def _sleep(self, seconds: float) -> None:
         end = time.perf_counter() + seconds
@@ -333,9 +305,9 @@ class Worker:
             log.warning("trial %d interrupted; it is re-queued", trial.number)
             return
         if error is not None:
-            self._trial_error(trial, error)
+            self._record.error(trial, error)
             return
-        self._consecutive_failures = 0
+        self._record.consecutive_failures = 0
         if state == TrialState.COMPLETE and isinstance(value, float) and not math.isfinite(value):
             # Optuna would store this as FAIL, without a reason, and re-queue nothing.
             log.warning("trial %d returned %s: recorded as diverged", trial.number, value)
@@ -343,44 +315,6 @@ class Worker:
                                     "divergence_reason": f"the objective returned {value}"})
             state = TrialState.PRUNED
         self._record.finish(trial, state, value)
-
-    def _trial_error(self, trial: optuna.Trial, error: BaseException) -> None:
-        fault = storage_fault(error)
-        if fault in PERMANENT:
-            # The trial cannot even be failed: the heartbeat check re-queues it later.
-            raise permanent_error(fault, error, self._where) from error
-        if fault is not None:
-            # The storage went away during the run (a report, the results): nothing is
-            # wrong with the trial, so it neither counts as a failure in a row nor stops
-            # the worker; once the storage is back it is failed and re-queued.
-            self.stats.failed += 1
-            log.warning("trial %d could not reach the storage during its run (%s); it is "
-                        "re-queued once the storage is back", trial.number, describe(error))
-            self._record.fail(trial, f"error: storage {fault} during the run ({describe(error)})",
-                       retry=True)
-            return
-        if is_out_of_memory(error):
-            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-            release_memory(error)
-            log.warning("trial %d ran out of memory (%s); recorded as pruned", trial.number,
-                        reason)
-            self._consecutive_failures = 0
-            self._record.set_attrs(trial, {OOM_ATTR: True, OOM_REASON_ATTR: reason})
-            self._record.finish(trial, TrialState.PRUNED, None)
-            return
-        self.stats.failed += 1
-        self._consecutive_failures += 1
-        self._record.fail(trial, f"error: {type(error).__name__}: {error}", retry=True)
-        log.error("trial %d failed: %s: %s", trial.number, type(error).__name__, error,
-                  exc_info=not isinstance(error, HpoError))
-        if isinstance(error, _FATAL):
-            raise error
-        if self._consecutive_failures >= self.max_consecutive_failures:
-            raise HpoError(
-                f"{self._consecutive_failures} trials in a row failed, the last with "
-                f"{type(error).__name__}: {error}; fix the cause (the log has the "
-                "traceback) and start the worker again: failed trials are re-queued."
-            ) from error
 
     def _storage_trial_id(self, trial: optuna.Trial) -> int:
         """The trial's storage id (public storage calls; the study id is read once)."""

@@ -8,6 +8,11 @@ Failing a trial is three public calls: its reason (``set_user_attr``), ``tell(FA
 its copy (``add_trial``). A crash between them leaves a FAIL trial without a copy, which
 the reconciler of every worker repairs (:mod:`hpo.study.requeue`).
 
+A run that raised (:meth:`TrialRecorder.error`): a storage fault during the run fails and
+re-queues the trial without counting against it; an error that will recur for every trial
+(:data:`FATAL_ERRORS`), or too many failures in a row, stops the worker after the trial is
+failed and re-queued.
+
 Out of memory (``torch.OutOfMemoryError``, ``MemoryError``, a CPU allocation failure) is an
 outcome of the parameters (width, batch size, precision) on this hardware, like divergence:
 the trial ends PRUNED with ``out_of_memory=True`` and the reason, counts against the budget,
@@ -27,11 +32,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.errors import DataError, HpoError, ModelAuditError, StorageError
 from hpo.storage.rdb import is_finished_trial_error
+from hpo.storage.retry import PERMANENT, describe, permanent_error, storage_fault
 from hpo.study.budget import FAIL_REASON_ATTR, requeue
 from hpo.study.requeue import copy_of
 
 __all__ = [
+    "FATAL_ERRORS",
     "OOM_ATTR",
     "OOM_REASON_ATTR",
     "TrialRecorder",
@@ -42,6 +50,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Errors that will recur for every trial: stop the worker instead of burning the queue.
+FATAL_ERRORS = (DataError, StorageError, ModelAuditError)
 OOM_ATTR = "out_of_memory"
 OOM_REASON_ATTR = "out_of_memory_reason"
 
@@ -82,6 +92,10 @@ class TrialRecorder:
         stats: The worker's statistics, updated here.
         max_retry: How often a failed trial is re-queued (``None``: always).
         storage: The storage the study was loaded from (reads a trial by id), if known.
+        where: The storage, as error messages name it (password masked).
+        max_consecutive_failures: :meth:`error` stops the worker (raises) after this many
+            trials in a row failed with an exception; ``consecutive_failures`` counts them
+            (the worker sets it back to 0 when a trial ends normally).
     """
 
     def __init__(
@@ -91,12 +105,18 @@ class TrialRecorder:
         stats: WorkerStats,
         max_retry: int | None,
         storage: optuna.storages.BaseStorage | None = None,
+        *,
+        where: str = "the storage",
+        max_consecutive_failures: int = 3,
     ) -> None:
         self.study = study
         self.storage = storage
         self._call = call
         self.stats = stats
         self.max_retry = max_retry
+        self.where = where
+        self.max_consecutive_failures = max_consecutive_failures
+        self.consecutive_failures = 0
 
     def finish(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
         """Tell COMPLETE (with ``value``) or PRUNED, counting it unless another worker's
@@ -188,6 +208,54 @@ class TrialRecorder:
             requeue(self.study, frozen, self.max_retry)
 
         self._call(add, f"re-queueing trial {frozen.number}")
+
+    def error(self, trial: optuna.Trial, error: BaseException) -> None:
+        """Store the end of a trial whose run raised ``error``: a storage fault during the
+        run fails and re-queues it (not the trial's fault: not counted as a failure in a
+        row); out of memory ends it PRUNED; anything else fails and re-queues it and counts.
+
+        Raises:
+            StorageError: the storage cannot be written at all (full, read-only), or
+                ``error`` itself, when it will recur for every trial (data, storage, model
+                audit errors).
+            HpoError: ``max_consecutive_failures`` trials in a row failed.
+        """
+        fault = storage_fault(error)
+        if fault in PERMANENT:
+            # The trial cannot even be failed: the heartbeat check re-queues it later.
+            raise permanent_error(fault, error, self.where) from error
+        if fault is not None:
+            # The storage went away during the run (a report, the results): nothing is
+            # wrong with the trial, so it neither counts as a failure in a row nor stops
+            # the worker; once the storage is back it is failed and re-queued.
+            self.stats.failed += 1
+            log.warning("trial %d could not reach the storage during its run (%s); it is "
+                        "re-queued once the storage is back", trial.number, describe(error))
+            self.fail(trial, f"error: storage {fault} during the run ({describe(error)})",
+                      retry=True)
+            return
+        if is_out_of_memory(error):
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            release_memory(error)
+            log.warning("trial %d ran out of memory (%s); recorded as pruned", trial.number,
+                        reason)
+            self.consecutive_failures = 0
+            self.set_attrs(trial, {OOM_ATTR: True, OOM_REASON_ATTR: reason})
+            self.finish(trial, TrialState.PRUNED, None)
+            return
+        self.stats.failed += 1
+        self.consecutive_failures += 1
+        self.fail(trial, f"error: {type(error).__name__}: {error}", retry=True)
+        log.error("trial %d failed: %s: %s", trial.number, type(error).__name__, error,
+                  exc_info=not isinstance(error, HpoError))
+        if isinstance(error, FATAL_ERRORS):
+            raise error
+        if self.consecutive_failures >= self.max_consecutive_failures:
+            raise HpoError(
+                f"{self.consecutive_failures} trials in a row failed, the last with "
+                f"{type(error).__name__}: {error}; fix the cause (the log has the "
+                "traceback) and start the worker again: failed trials are re-queued."
+            ) from error
 
     def set_attrs(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         try:

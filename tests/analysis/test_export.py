@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.analysis.export import export_all, export_study, trials_frame
+from hpo.objective.attrs import RESULT_ATTR
 from hpo.storage.rdb import make_storage
 
 
@@ -18,7 +19,17 @@ from hpo.storage.rdb import make_storage
 def storage(storage_url):
     return make_storage(storage_url)
 
-def _study(storage, name: str | None = None) -> optuna.Study:
+_INPUTS = ("hpo_seed", "hpo_baseline", "extra")
+
+
+def _nest(attrs: dict) -> dict:
+    """The layout the training objective writes: measurements in one ``result`` attr."""
+    return {**{k: v for k, v in attrs.items() if k in _INPUTS},
+            RESULT_ATTR: {k: v for k, v in attrs.items() if k not in _INPUTS}}
+
+
+def _study(storage, name: str | None = None, nested: bool = False) -> optuna.Study:
+    layout = _nest if nested else dict
     study = optuna.create_study(study_name=name or f"export-{uuid.uuid4().hex[:10]}",
                                 storage=storage, direction="maximize")
     base = {"hpo_seed": 0, "precision": "float32", "device": "cpu", "kink_hits": 4,
@@ -29,15 +40,15 @@ def _study(storage, name: str | None = None) -> optuna.Study:
                        "precision": optuna.distributions.CategoricalDistribution(
                            ["float32", "bfloat16"])},
         value=0.7,
-        user_attrs={**base, "hpo_baseline": True, "val_accuracy_per_epoch": [0.6, 0.7],
-                    "kink_hits_per_epoch": [3, 1], "extra": {"a": 1}},
+        user_attrs=layout({**base, "hpo_baseline": True, "val_accuracy_per_epoch": [0.6, 0.7],
+                           "kink_hits_per_epoch": [3, 1], "extra": {"a": 1}}),
     ))
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.PRUNED,
         params={"relu_prime_zero": 0.5},
         distributions={"relu_prime_zero": optuna.distributions.FloatDistribution(0, 1)},
-        user_attrs={**base, "hpo_baseline": False, "val_accuracy_per_epoch": [0.5],
-                    "kink_hits_per_epoch": [2], "extra": {"b": [1, 2]}},
+        user_attrs=layout({**base, "hpo_baseline": False, "val_accuracy_per_epoch": [0.5],
+                           "kink_hits_per_epoch": [2], "extra": {"b": [1, 2]}}),
     ))
     return study
 
@@ -65,6 +76,17 @@ def test_csv_has_one_row_per_trial_with_readable_columns(storage, tmp_path) -> N
                    "user_attrs_precision", "user_attrs_samples_per_second", "duration_s"):
         assert column in df.columns, column
     assert df["duration_s"].dtype.kind == "f"
+
+
+def test_result_attr_gives_the_columns_of_flat_attrs(storage, tmp_path) -> None:
+    flat = trials_frame(_study(storage))
+    nested = trials_frame(_study(storage, nested=True))
+    assert f"user_attrs_{RESULT_ATTR}" not in nested.columns
+    times = ["datetime_start", "datetime_complete", "duration_s"]
+    pd.testing.assert_frame_equal(
+        flat.drop(columns=times), nested.drop(columns=times)[flat.columns.drop(times)]
+    )
+    assert sorted(nested.columns) == sorted(flat.columns)
 
 
 def test_failed_trials_say_why(storage, tmp_path) -> None:

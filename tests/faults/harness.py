@@ -25,10 +25,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config.study import load_study_config
 from hpo.storage.rdb import make_storage
+from hpo.study.budget import BUDGET_ATTR, DUPLICATE_RETRY, FAIL_REASON_ATTR
 from hpo.study.create import create_study
 from hpo.study.requeue import STALE_REASON
 from hpo.study.twins import TWIN_OF_ATTR, lineage_root
-from hpo.worker.loop import BUDGET_ATTR, DUPLICATE_RETRY, FAIL_REASON_ATTR
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_worker.py")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from hpo.worker.loop import OOM_ATTR, OOM_REASON_ATTR
+from hpo.objective.attrs import trial_attrs
+from hpo.worker.outcomes import OOM_ATTR, OOM_REASON_ATTR
 from hpo.worker.pool import open_worker
 from tests.faults._fake import FakeTrain
 from tests.faults.harness import check_study, delete_study, new_study, trials
@@ -40,8 +41,9 @@ def test_diverged_runs_are_recorded_and_the_worker_goes_on(study, mode) -> None:
     check_study(ts, budget, seeds=2)
     assert (stats.pruned, stats.failed, stats.stopped_by) == (budget, 0, "budget")
     for t in ts:
-        assert t.state == TrialState.PRUNED and t.user_attrs["diverged"] is True
-        reason = t.user_attrs["divergence_reason"]
+        attrs = trial_attrs(t.user_attrs)
+        assert t.state == TrialState.PRUNED and attrs["diverged"] is True
+        reason = attrs["divergence_reason"]
         assert reason == ("train loss is nan at epoch 2" if mode == "nan"
                           else "the objective returned nan"), reason
     print(f"\n{mode}: {budget} diverged trials recorded as PRUNED; e.g. {reason!r}")

@@ -18,8 +18,9 @@ from optuna.trial import TrialState
 
 from hpo.config.study import HeartbeatConfig
 from hpo.storage.rdb import make_storage
+from hpo.study.budget import BUDGET_ATTR
 from hpo.study.requeue import StaleTrialRequeue
-from hpo.worker.loop import BUDGET_ATTR, Worker
+from hpo.worker.loop import Worker
 from tests.faults.harness import PG_URL, kill_scenario
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")

@@ -11,6 +11,7 @@ import pytest
 from hpo.config.study import load_study_config
 from hpo.engine.spec import TrainResult, TrainSpec
 from hpo.engine.train import EpochReport
+from hpo.objective.attrs import HEADLINE, RESULT_ATTR, trial_attrs
 from hpo.objective.train import Objective, suggest_params
 
 STUDY = """\
@@ -81,7 +82,10 @@ def test_params_become_the_spec_and_the_result_becomes_attrs(cfg) -> None:
     (spec,) = fake.specs
     assert (spec.relu_prime_zero, spec.batch_size, spec.precision) == (0.25, 64, "bfloat16")
     assert (spec.width, spec.epochs, spec.seed) == (16, 3, 7)  # fixed settings and seed
-    attrs = trial.user_attrs
+    # The inputs and headline numbers are attributes of their own; the other measurements
+    # one ``result`` attribute.
+    assert set(trial.user_attrs) == {"hpo_seed", "hpo_baseline", RESULT_ATTR, *HEADLINE}
+    attrs = trial_attrs(trial.user_attrs)
     assert attrs["val_accuracy_per_epoch"] == [0.5, 0.6, 0.7]
     assert attrs["kink_hits_per_epoch"] == [1, 2, 3] and attrs["kink_hits"] == 6
     assert attrs["test_accuracy"] == 0.75
@@ -106,7 +110,7 @@ def test_diverged_run_is_recorded_and_pruned(cfg) -> None:
     trial = optuna.trial.FixedTrial(PARAMS)
     with pytest.raises(optuna.TrialPruned, match="diverged: non-finite"):
         Objective(cfg, train_fn=FakeTrain(diverge_at=2))(trial)
-    attrs = trial.user_attrs
+    attrs = trial_attrs(trial.user_attrs)
     assert attrs["diverged"] is True
     assert "epoch 2" in attrs["divergence_reason"]
     assert attrs["val_accuracy_per_epoch"] == [0.5]
@@ -124,8 +128,9 @@ def test_pruner_stops_training_after_an_epoch(cfg) -> None:
         Objective(cfg, train_fn=FakeTrain())(trial)
     frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     assert frozen.intermediate_values == {1: 0.5, 2: 0.6}
-    assert frozen.user_attrs["val_accuracy_per_epoch"] == [0.5, 0.6]
-    assert frozen.user_attrs["kink_hits"] == 3
+    attrs = trial_attrs(frozen.user_attrs)
+    assert attrs["val_accuracy_per_epoch"] == [0.5, 0.6]
+    assert attrs["kink_hits"] == 3
 
 
 def test_suggest_params_covers_every_distribution_kind(cfg) -> None:
@@ -141,7 +146,7 @@ def test_non_finite_numbers_are_stored_as_null(cfg) -> None:
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
     Objective(cfg, train_fn=fake)(trial)
-    assert trial.user_attrs["val_accuracy_per_epoch"] == [0.5, 0.6, None]
+    assert trial_attrs(trial.user_attrs)["val_accuracy_per_epoch"] == [0.5, 0.6, None]
 
 
 def test_attrs_reach_an_rdb_storage(cfg, tmp_path) -> None:
@@ -154,8 +159,17 @@ def test_attrs_reach_an_rdb_storage(cfg, tmp_path) -> None:
     trial = study.ask()
     value = Objective(cfg, train_fn=FakeTrain())(trial)
     frozen = study.tell(trial, value)
-    attrs = frozen.user_attrs
+    attrs = trial_attrs(frozen.user_attrs)
     assert (attrs["hpo_baseline"], attrs["hpo_seed"]) == (True, 1)
     assert attrs["val_accuracy_per_epoch"] == [0.5, 0.6, 0.7]
     assert attrs["test_accuracy"] == 0.75 and attrs["kink_hits"] == 6
     assert frozen.intermediate_values == {1: 0.5, 2: 0.6, 3: 0.7}
+
+
+def test_trial_attrs_reads_both_layouts() -> None:
+    flat = {"hpo_seed": 3, "kink_hits": 5, "test_accuracy": 0.9}
+    nested = {"hpo_seed": 3, RESULT_ATTR: {"kink_hits": 5, "test_accuracy": 0.9}}
+    assert trial_attrs(flat) == trial_attrs(nested) == flat
+    # An attribute of its own wins (the worker marks a NaN objective as diverged itself).
+    assert trial_attrs({"diverged": True, RESULT_ATTR: {"diverged": False}}) == {"diverged": True}
+    assert trial_attrs({RESULT_ATTR: "not a dict"}) == {}

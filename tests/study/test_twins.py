@@ -23,9 +23,10 @@ from hpo.analysis.trials import pair_trials, read_trials
 from hpo.config.study import StudyConfig, load_study_config
 from hpo.engine.spec import TrainSpec
 from hpo.objective.train import Objective
+from hpo.study.budget import BUDGET_ATTR, DUPLICATE_TWIN, FAIL_REASON_ATTR
 from hpo.study.create import create_study, load_study, open_study
 from hpo.study.twins import is_tuned, lineage_root, paired_seed, twin_params
-from hpo.worker.loop import BUDGET_ATTR, DUPLICATE_TWIN, FAIL_REASON_ATTR, Worker
+from hpo.worker.loop import Worker
 from hpo.worker.progress import format_status, snapshot
 from tests.objective.test_train import FakeTrain
 

@@ -20,15 +20,9 @@ from optuna.trial import TrialState
 
 from hpo.config.study import HeartbeatConfig
 from hpo.storage.rdb import make_storage
+from hpo.study.budget import BUDGET_ATTR, DISCARDED, FAIL_REASON_ATTR, budget_rank, requeue
 from hpo.study.requeue import STALE_REASON, StaleTrialRequeue
-from hpo.worker.loop import (
-    BUDGET_ATTR,
-    DISCARDED,
-    FAIL_REASON_ATTR,
-    Worker,
-    budget_rank,
-    requeue,
-)
+from hpo.worker.loop import Worker
 from hpo.worker.outcomes import TrialRecorder, WorkerStats
 from tests._race import InTheWindow
 
@@ -96,6 +90,35 @@ def test_single_worker_runs_exactly_the_budget(storage_url: str) -> None:
     # A second worker on a spent study starts nothing.
     again = _worker(_reopen(study, storage_url), _objective).run(handle_signals=False)
     assert again.trials == 0 and len(study.get_trials()) == 4
+
+
+def test_the_read_before_an_ask_is_skipped_only_while_the_room_is_ample(
+    storage_url: str,
+) -> None:
+    budget = 12
+    study = _study(storage_url, budget=budget)
+    events: list[str] = []
+    get_trials, ask = study.get_trials, study.ask
+
+    def reading(*args, **kwargs):
+        events.append("read")
+        return get_trials(*args, **kwargs)
+
+    def asking(*args, **kwargs):
+        events.append("ask")
+        return ask(*args, **kwargs)
+
+    study.get_trials, study.ask = reading, asking  # instance attributes: this study only
+    stats = _worker(study, _objective).run(handle_signals=False)
+    assert (stats.completed, stats.discarded, stats.stopped_by) == (budget, 0, "budget")
+    # Before each ask: a read (looked first) or none (asked blind on the last verdict's room).
+    asks = [i for i, e in enumerate(events) if e == "ask"]
+    looked = [i > 0 and events[i - 1] == "read" and (i < 2 or events[i - 2] != "ask")
+              for i in asks]
+    # Room after trial k's verdict: budget - (k + 1) slots; blind while it exceeds
+    # 2 * running (1: the trial just asked) + 2 = 4, i.e. for the asks after trials 0..6.
+    assert looked == [True] + [False] * 7 + [True] * 4, events
+    assert _states(study) == {"COMPLETE": budget}
 
 
 def test_parallel_workers_finish_exactly_the_budget(storage_url: str) -> None:
