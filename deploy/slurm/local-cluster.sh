@@ -68,6 +68,9 @@ ReturnToService=2
 # the worker fails and re-queues its trial within them.
 KillWait=30
 SchedulerType=sched/backfill
+# Schedule every few seconds (default 60 s for the main loop, 30 s for backfill): a test
+# cluster starts a released, requeued task at once.
+SchedulerParameters=sched_interval=2,bf_interval=2
 $node State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
