@@ -18,6 +18,7 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -39,7 +40,7 @@ n_trials: {n_trials}
 sampler: {{name: random, seed: 0}}
 pruner: {{name: none}}
 heartbeat: {{interval: 1, grace: 5}}
-train: {{model: fc, depth: 2, width: 64, train_subset: 10000, val_size: 1000, epochs: 4}}
+train: {{model: fc, depth: 2, width: 64, train_subset: 10000, val_size: 1000, epochs: 5}}
 search_space:
   relu_prime_zero: {{type: float, low: 0.0, high: 1.0}}
 baseline: {{seeds: {seeds}}}
@@ -98,16 +99,21 @@ def _job_field(job: str, field: str) -> str:
 
 def _fresh_trial(name: str, skip_task: str | None, deadline: float):
     """A trial that started under a second ago in a worker of an array task other than
-    ``skip_task`` (trials last seconds: a signal sent now lands while it trains, not between
-    two trials), with that task's id; (None, None) at the deadline."""
-    while time.monotonic() < deadline:
-        for t in trials(PG_URL, name):
-            if (t.state == TrialState.RUNNING and WORKER_ATTR in t.user_attrs
-                    and datetime.now() - t.datetime_start < timedelta(seconds=1)):
-                task = _array_task_of(t.user_attrs[WORKER_ATTR])
-                if task is not None and task != skip_task:
-                    return t, task
-        time.sleep(0.2)
+    ``skip_task`` (trials last 2 s or more: a signal sent now lands while it trains, not
+    between two trials), with that task's id; (None, None) at the deadline."""
+    storage = make_storage(PG_URL)  # one connection pool for the whole poll: fast polls
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+        while time.monotonic() < deadline:
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if (WORKER_ATTR in t.user_attrs
+                        and datetime.now() - t.datetime_start < timedelta(seconds=1)):
+                    task = _array_task_of(t.user_attrs[WORKER_ATTR])
+                    if task is not None and task != skip_task:
+                        return t, task
+            time.sleep(0.1)
+    finally:
+        storage.engine.dispose()
     return None, None
 
 
@@ -173,7 +179,7 @@ def test_a_cancelled_and_a_requeued_task_requeue_their_trials_and_the_budget_is_
             # then that copy failed too, and its own copy completed).
             (copy,) = [t for t in ts if (t.system_attrs.get("retry_history") or [None])[-1]
                        == victim.number]
-            assert copy.params == victim.params
+            assert copy.params == failed[victim.number].params
             assert copy.state == TrialState.COMPLETE or copy.number in failed, copy
             copies[victim.number] = copy.number
 
