@@ -54,7 +54,8 @@ def _cluster_problem() -> str | None:
             return f"{tool} not found (install Debian's slurm-wlm)"
     ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
     if "is UP" not in ping.stdout:
-        return f"slurmctld is not up ({(ping.stdout + ping.stderr).strip()})"
+        said = (ping.stdout + ping.stderr).strip().splitlines()
+        return f"slurmctld is not up ({said[0] if said else 'scontrol ping said nothing'})"
     state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
                            timeout=30).stdout.split()
     if not set(state) & {"idle", "mixed", "allocated", "completing"}:
