@@ -81,6 +81,8 @@ class DivergenceResult:
         reference_l1_norm: ``||theta_0||_1`` per precision and epoch, to read ``l1`` against.
         n_params: parameter elements compared.
         runs: every run, with its kink hits.
+        platform: per precision, the platform record of its reference run (read inside
+            that run's numerics flags; the TF32 flags differ between float32 and tf32).
     """
 
     spec: TrainSpec
@@ -92,12 +94,15 @@ class DivergenceResult:
     reference_l1_norm: dict[str, list[float | None]]
     n_params: int
     runs: list[RunRecord] = field(default_factory=list)
+    # hpo.engine.platform.platform_record of each precision's reference run
+    platform: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready. With one precision ``l1`` is ``{alpha: [per epoch]}`` and
         ``control_l1`` a list; with several, both gain a precision level
         (``l1[alpha][precision]``, ``control_l1[precision]``). ``l1_by_precision``
-        (``[precision][alpha]``) has the same shape either way."""
+        (``[precision][alpha]``) has the same shape either way. ``platform`` is the first
+        precision's platform record, ``platform_by_precision`` all of them."""
         single = len(self.precisions) == 1
         only = self.precisions[0]
         keys = [alpha_key(a) for a in self.alphas]
@@ -122,6 +127,8 @@ class DivergenceResult:
             "kink_hits": self.kink_hits(),
             "runs": [dataclasses.asdict(r) for r in self.runs],
             "settings": settings,
+            "platform": self.platform.get(only),
+            "platform_by_precision": self.platform,
         }
 
 
@@ -221,8 +228,11 @@ def _measure(
     """Reference, control and alpha runs in ``base.precision``, recorded into ``result``."""
     p, epochs = base.precision, result.epochs
     reference: dict[int, list[Tensor]] = {}
+    platform: dict[str, Any] = {}
     result.runs.append(_train(base, REFERENCE_PRIME, "reference", data_dir,
-                              lambda epoch, params: reference.__setitem__(epoch, params)))
+                              lambda epoch, params: reference.__setitem__(epoch, params),
+                              platform))
+    result.platform[p] = platform
     result.n_params = sum(t.numel() for t in reference[0])
     zeros = [torch.zeros_like(t) for t in reference[0]]
     result.reference_l1_norm[p] = [
@@ -254,9 +264,11 @@ def _train(
     role: str,
     data_dir: str | os.PathLike[str] | None,
     on_params: Callable[[int, list[Tensor]], None],
+    platform: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Train ``base`` with ReLU'(0) = alpha, passing a CPU copy of its parameters (in their
-    own dtype) to ``on_params(epoch, params)`` at epoch 0 and after every epoch."""
+    own dtype) to ``on_params(epoch, params)`` at epoch 0 and after every epoch; the run's
+    platform record is copied into ``platform`` when given."""
     spec = base.replace(relu_prime_zero=alpha)
     dtype = resolve_precision(spec.precision).param_dtype
 
@@ -264,6 +276,8 @@ def _train(
         on_params(epoch, _snapshot(model, dtype))
 
     result = train(spec, data_dir=data_dir, observe_model=observe)
+    if platform is not None:
+        platform.update(result.platform)
     if result.diverged:
         log.warning("%s run ReLU'(0)=%s in %s diverged: %s", role, alpha_key(alpha),
                     spec.precision, result.divergence_reason)
