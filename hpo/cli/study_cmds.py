@@ -160,8 +160,8 @@ def _run(args: argparse.Namespace) -> int:
     from hpo.worker.progress import format_duration, format_status
 
     cfg, url = _load_config(args.config, args.storage, args.n_trials)
-    storage = make_storage(url)  # unreachable: fail before a possible download
     check_device(cfg)  # the local workers would refuse tf32 without CUDA: say so first
+    storage = make_storage(url)  # unreachable: fail before a possible download
     check_data(cfg, args.data_dir)  # before the study is written; downloads once, not N times
     create_study(cfg, storage)
     log_dir = args.log_dir or str(Path("logs") / cfg.name)

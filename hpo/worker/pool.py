@@ -135,7 +135,7 @@ def check_device(cfg: StudyConfig) -> None:
         try:
             check_tf32_device("tf32", resolve_device(name), name)
         except ConfigError as exc:
-            raise ConfigError(f"{cfg.source}: precision: {exc}") from None
+            raise ConfigError(f"{cfg.source}: {exc}") from None
 
 
 def _setting_values(cfg: StudyConfig, name: str) -> list[Any]:
