@@ -28,9 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hpo.engine.numerics import check_tf32_device
 from hpo.engine.precision import resolve_precision
 from hpo.engine.spec import TrainSpec
-from hpo.engine.train import train
+from hpo.engine.train import resolve_device, train
 from hpo.errors import ConfigError
 
 __all__ = [
@@ -199,7 +200,8 @@ def run_divergence(
         data_dir: dataset folder (default ``HPO_DATA_DIR``).
 
     Raises:
-        ConfigError: a bad alpha or precision (before anything is trained).
+        ConfigError: a bad alpha or precision, or ``tf32`` without CUDA (before anything is
+            trained).
     """
     alpha_values = validate_alphas(alphas)
     names = tuple(precisions) if precisions is not None else (spec.precision,)
@@ -209,6 +211,8 @@ def run_divergence(
         if names.count(p) > 1:
             raise ConfigError(f"precision {p!r} is given twice; list each precision once.")
         spec.replace(precision=p)  # validates the name and its fit with the other settings
+        # tf32 with device auto on a machine without CUDA: refused before any run trains
+        check_tf32_device(p, resolve_device(spec.device), spec.device)
     epochs = list(range(spec.epochs + 1))
     result = DivergenceResult(
         spec=spec, alphas=alpha_values, precisions=names, epochs=epochs, l1={},

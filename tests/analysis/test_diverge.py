@@ -84,6 +84,10 @@ def test_bad_inputs_fail_before_any_training(tmp_path):
         run_divergence(spec, alphas=[1], precisions=["float32", "float32"], data_dir=tmp_path)
     with pytest.raises(ConfigError, match="2.0"):
         run_divergence(spec, alphas=[2.0], data_dir=tmp_path)
+    if not torch.cuda.is_available():  # float32 would train first, then tf32 fail: no
+        with pytest.raises(ConfigError, match="precision 'tf32' needs a CUDA device"):
+            run_divergence(spec.replace(device="auto"), alphas=[1.0],
+                           precisions=["float32", "tf32"], data_dir=tmp_path)
 
 
 # --- the experiment -------------------------------------------------------------------
