@@ -13,7 +13,10 @@ What it checks, each line PASS/FAIL with the measured figure:
 * ``train()`` on CUDA for the fc net in every precision and for MobileNetV3-small on
   3-channel MNIST (deterministic-algorithm mode on): runs, learns, records kink hits,
   counts the synchronisations per step, and reproduces bitwise when run twice;
-* float16 against float32 speed (training samples per second) on the GPU.
+* float16 against float32 speed (training samples per second) on the GPU;
+* honest precision: a float32 run records TF32 off and a tf32 run TF32 on (in its platform
+  record, read inside the run), the two give different weights on a conv net, and every
+  numerics flag is back at its value before the runs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from hpo.engine.activations import LeakyReLU, ReLU, ReLU6
+from hpo.engine.numerics import read_flags
 from hpo.engine.spec import TrainSpec
 from hpo.engine.train import train
 
@@ -131,7 +135,9 @@ def training(quick: bool) -> None:
     runs = [("fc", p, dict(model="fc", depth=3, width=256, batch_norm=True))
             for p in ("float32", "float16", "bfloat16", "float64", "amp_float16")]
     runs += [("mobilenet_v3_small", p, dict(model="mobilenet_v3_small"))
-             for p in ("float32", "float16", "bfloat16")]
+             for p in ("float32", "tf32", "float16", "bfloat16")]
+    hashes: dict[tuple[str, str], str] = {}
+    flags_before = read_flags()
     for model, precision, extra in runs:
         spec = TrainSpec(**extra, precision=precision, relu_prime_zero=1.0, device="cuda",
                          train_subset=subset, val_size=5000, epochs=1, seed=0)
@@ -143,6 +149,14 @@ def training(quick: bool) -> None:
             continue
         steps = -(-subset // spec.batch_size)
         speed[(model, precision)] = result.samples_per_second
+        hashes[(model, precision)] = result.params_sha256
+        flags = result.platform["flags"]
+        tf32 = (flags["cuda_matmul_allow_tf32"], flags["cudnn_allow_tf32"])
+        check(f"train {model} {precision}: TF32 {'on' if precision == 'tf32' else 'off'} in "
+              "its platform record", tf32 == ((True, True) if precision == "tf32"
+                                              else (False, False)),
+              f"matmul, cudnn: {tf32}; {result.platform['cuda_device']} sm "
+              f"{result.platform['cuda_capability']}")
         learned = result.diverged or result.val_accuracy[-1] > 0.5
         check(
             f"train {model} {precision} on cuda",
@@ -158,6 +172,11 @@ def training(quick: bool) -> None:
             check(f"train {model} {precision} on cuda reproduces bitwise",
                   again.params_sha256 == result.params_sha256,
                   f"{result.params_sha256[:12]} vs {again.params_sha256[:12]}")
+    check("every numerics flag is back after the runs", read_flags() == flags_before)
+    pair = [hashes.get(("mobilenet_v3_small", p)) for p in ("float32", "tf32")]
+    if all(pair):
+        check("mobilenet_v3_small: float32 and tf32 give different weights (TF32 really off "
+              "under float32)", pair[0] != pair[1], f"{pair[0][:12]} vs {pair[1][:12]}")
     for model in ("fc", "mobilenet_v3_small"):
         if (model, "float16") in speed and (model, "float32") in speed:
             ratio = speed[(model, "float16")] / speed[(model, "float32")]

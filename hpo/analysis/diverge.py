@@ -28,9 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hpo.engine.numerics import check_tf32_device
 from hpo.engine.precision import resolve_precision
 from hpo.engine.spec import TrainSpec
-from hpo.engine.train import train
+from hpo.engine.train import resolve_device, train
 from hpo.errors import ConfigError
 
 __all__ = [
@@ -81,6 +82,8 @@ class DivergenceResult:
         reference_l1_norm: ``||theta_0||_1`` per precision and epoch, to read ``l1`` against.
         n_params: parameter elements compared.
         runs: every run, with its kink hits.
+        platform: per precision, the platform record of its reference run (read inside
+            that run's numerics flags; the TF32 flags differ between float32 and tf32).
     """
 
     spec: TrainSpec
@@ -92,12 +95,15 @@ class DivergenceResult:
     reference_l1_norm: dict[str, list[float | None]]
     n_params: int
     runs: list[RunRecord] = field(default_factory=list)
+    # hpo.engine.platform.platform_record of each precision's reference run
+    platform: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready. With one precision ``l1`` is ``{alpha: [per epoch]}`` and
         ``control_l1`` a list; with several, both gain a precision level
         (``l1[alpha][precision]``, ``control_l1[precision]``). ``l1_by_precision``
-        (``[precision][alpha]``) has the same shape either way."""
+        (``[precision][alpha]``) has the same shape either way. ``platform`` is the first
+        precision's platform record, ``platform_by_precision`` all of them."""
         single = len(self.precisions) == 1
         only = self.precisions[0]
         keys = [alpha_key(a) for a in self.alphas]
@@ -122,6 +128,8 @@ class DivergenceResult:
             "kink_hits": self.kink_hits(),
             "runs": [dataclasses.asdict(r) for r in self.runs],
             "settings": settings,
+            "platform": self.platform.get(only),
+            "platform_by_precision": self.platform,
         }
 
 
@@ -192,7 +200,8 @@ def run_divergence(
         data_dir: dataset folder (default ``HPO_DATA_DIR``).
 
     Raises:
-        ConfigError: a bad alpha or precision (before anything is trained).
+        ConfigError: a bad alpha or precision, or ``tf32`` without CUDA (before anything is
+            trained).
     """
     alpha_values = validate_alphas(alphas)
     names = tuple(precisions) if precisions is not None else (spec.precision,)
@@ -202,6 +211,8 @@ def run_divergence(
         if names.count(p) > 1:
             raise ConfigError(f"precision {p!r} is given twice; list each precision once.")
         spec.replace(precision=p)  # validates the name and its fit with the other settings
+        # tf32 with device auto on a machine without CUDA: refused before any run trains
+        check_tf32_device(p, resolve_device(spec.device), spec.device)
     epochs = list(range(spec.epochs + 1))
     result = DivergenceResult(
         spec=spec, alphas=alpha_values, precisions=names, epochs=epochs, l1={},
@@ -221,8 +232,11 @@ def _measure(
     """Reference, control and alpha runs in ``base.precision``, recorded into ``result``."""
     p, epochs = base.precision, result.epochs
     reference: dict[int, list[Tensor]] = {}
+    platform: dict[str, Any] = {}
     result.runs.append(_train(base, REFERENCE_PRIME, "reference", data_dir,
-                              lambda epoch, params: reference.__setitem__(epoch, params)))
+                              lambda epoch, params: reference.__setitem__(epoch, params),
+                              platform))
+    result.platform[p] = platform
     result.n_params = sum(t.numel() for t in reference[0])
     zeros = [torch.zeros_like(t) for t in reference[0]]
     result.reference_l1_norm[p] = [
@@ -254,9 +268,11 @@ def _train(
     role: str,
     data_dir: str | os.PathLike[str] | None,
     on_params: Callable[[int, list[Tensor]], None],
+    platform: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Train ``base`` with ReLU'(0) = alpha, passing a CPU copy of its parameters (in their
-    own dtype) to ``on_params(epoch, params)`` at epoch 0 and after every epoch."""
+    own dtype) to ``on_params(epoch, params)`` at epoch 0 and after every epoch; the run's
+    platform record is copied into ``platform`` when given."""
     spec = base.replace(relu_prime_zero=alpha)
     dtype = resolve_precision(spec.precision).param_dtype
 
@@ -264,6 +280,8 @@ def _train(
         on_params(epoch, _snapshot(model, dtype))
 
     result = train(spec, data_dir=data_dir, observe_model=observe)
+    if platform is not None:
+        platform.update(result.platform)
     if result.diverged:
         log.warning("%s run ReLU'(0)=%s in %s diverged: %s", role, alpha_key(alpha),
                     spec.precision, result.divergence_reason)

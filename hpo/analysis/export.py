@@ -8,6 +8,13 @@ them without parsing Python reprs:
 * a list of numbers per trial (``val_accuracy_per_epoch``, ``kink_hits_per_epoch``) becomes
   one column per epoch, ``<column>_1``, ``<column>_2``, ... (empty where a trial stopped
   earlier);
+* the ``platform`` user attribute (:func:`hpo.engine.platform.platform_record`, one dict per
+  trial) becomes one column per field, ``platform_<field>`` (``platform_torch``,
+  ``platform_cpu_model``, ``platform_cpu_capability``, ``platform_blas``,
+  ``platform_num_threads``, ``platform_cuda_device``, ``platform_cuda_capability``,
+  ``platform_cuda``, ``platform_cudnn``, ...), its numerics flags as
+  ``platform_flags_<flag>`` (``platform_flags_cuda_matmul_allow_tf32``,
+  ``platform_flags_fp16_reduced_precision_reduction``, ...), placed after the other columns;
 * any other list or dict becomes a JSON string;
 * the fields of a training trial's ``result`` attribute (:mod:`hpo.objective.attrs`) become
   ``user_attrs_<field>`` columns, the same as older studies that stored them one by one;
@@ -38,6 +45,8 @@ from hpo.study.requeue import fail_reason
 __all__ = ["ATTRS", "export_all", "export_study", "trials_frame"]
 
 log = logging.getLogger(__name__)
+
+PLATFORM_ATTR = "platform"  # the trial's platform record (hpo.objective)
 
 ATTRS = (
     "number",
@@ -86,6 +95,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     df["fail_reason"] = df["number"].map(reasons)
     if f"user_attrs_{RESULT_ATTR}" in df:
         df = _inline_result(df)
+    platform = _platform_columns(df)
     if "duration" in df:
         # Unfinished trials have no duration: a column of only those is not timedelta-typed.
         df["duration_s"] = pd.to_timedelta(df.pop("duration")).dt.total_seconds()
@@ -98,7 +108,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         else:
             df[column] = values.map(_to_json)
     first = [c for c in _FIRST if c in df.columns]
-    return df[first + [c for c in df.columns if c not in first]]
+    df = df[first + [c for c in df.columns if c not in first]]
+    return pd.concat([df, platform], axis=1) if platform is not None else df
 
 
 def export_study(study: optuna.Study, path: str | Path) -> int:
@@ -121,6 +132,20 @@ def export_all(storage: optuna.storages.BaseStorage, directory: str | Path) -> l
         export_study(study, path)
         paths.append(path)
     return paths
+
+
+def _platform_columns(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Pop ``user_attrs_platform`` (a dict per trial, missing for trials that never ran)
+    and return it flattened by ``pandas.json_normalize``: ``platform_<field>`` and
+    ``platform_flags_<flag>`` (nested dicts joined with ``_``)."""
+    column = f"user_attrs_{PLATFORM_ATTR}"
+    if column not in df:
+        return None
+    records = [v if isinstance(v, dict) else {} for v in df.pop(column)]
+    flat = pd.json_normalize(records, sep="_")
+    flat.columns = [f"{PLATFORM_ATTR}_{c}" for c in flat.columns]
+    flat.index = df.index
+    return flat
 
 
 def _expand(df: pd.DataFrame, column: str) -> pd.DataFrame:

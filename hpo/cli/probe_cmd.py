@@ -43,7 +43,9 @@ _SPEC_FLAGS: list[tuple[str, Any, tuple[str, ...] | None, str]] = [
     ("train_subset", int, None, "training samples (the sample size; default: all)"),
     ("val_size", int, None, "validation samples split off (not probed)"),
     ("split_seed", int, None, "seed of the train/validation split"),
-    ("precision", str, spec_mod.PRECISIONS, "dtype of the whole model"),
+    ("precision", str, spec_mod.PRECISIONS, "dtype of the whole model (tf32: CUDA only)"),
+    ("reduced_precision_reduction", str, spec_mod.REDUCED_PRECISION_REDUCTION,
+     "CUDA float16/bfloat16 GEMMs: reduced-precision reductions on, off, or PyTorch's"),
     ("seed", int, None, "init k uses seed + k; the batch order is that of this seed"),
     ("device", str, spec_mod.DEVICES, "cpu, cuda or auto"),
 ]
@@ -151,3 +153,6 @@ def _print_human(p: dict[str, Any]) -> None:
         print("samples seen up to the first difference: n/a (no init bifurcated)")
     print(f"wall time {p['wall_time_s']:.1f} s ({p['init_time_s']:.1f} s building inits), "
           f"{p['threads']} thread(s) on {p['device']}, torch {p['torch_version']}")
+    from hpo.engine.platform import platform_summary
+
+    print(f"platform: {platform_summary(p['platform'])}")

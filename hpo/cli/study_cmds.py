@@ -156,10 +156,11 @@ def _run(args: argparse.Namespace) -> int:
     from hpo.storage.rdb import make_storage
     from hpo.storage.urls import mask_url
     from hpo.study.create import create_study
-    from hpo.worker.pool import check_data, run_local
+    from hpo.worker.pool import check_data, check_device, run_local
     from hpo.worker.progress import format_duration, format_status
 
     cfg, url = _load_config(args.config, args.storage, args.n_trials)
+    check_device(cfg)  # the local workers would refuse tf32 without CUDA: say so first
     storage = make_storage(url)  # unreachable: fail before a possible download
     check_data(cfg, args.data_dir)  # before the study is written; downloads once, not N times
     create_study(cfg, storage)

@@ -45,7 +45,11 @@ _HELP = {
     "train_subset": "number of training samples (the sample size; default: all)",
     "val_size": "validation samples split off the official training set",
     "split_seed": "seed of the train/validation split",
-    "precision": "dtype of the whole model; amp_* = float32 weights under autocast",
+    "precision": "dtype of the whole model; amp_* = float32 weights under autocast; tf32 "
+    "(CUDA only) = float32 weights, TF32 matmuls and convolutions (every other precision "
+    "runs with TF32 off)",
+    "reduced_precision_reduction": "CUDA float16/bfloat16 GEMMs: reduce in reduced precision "
+    "(on), never (off), or PyTorch's setting (default; recorded in the result's platform)",
     "optimizer": "optimizer",
     "lr": "learning rate",
     "momentum": "sgd: momentum",
@@ -69,6 +73,7 @@ _CHOICES = {
     "activation": spec_mod.ACTIVATION_NAMES,
     "kink_grad": spec_mod.KINK_GRAD_MODES,
     "precision": spec_mod.PRECISIONS,
+    "reduced_precision_reduction": spec_mod.REDUCED_PRECISION_REDUCTION,
     "optimizer": spec_mod.OPTIMIZERS,
     "device": spec_mod.DEVICES,
     "lr_schedule": spec_mod.LR_SCHEDULES,
@@ -138,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_human(p: dict[str, Any]) -> None:
+    from hpo.engine.platform import platform_summary
+
     accs = ", ".join(f"{a:.4f}" for a in p["val_accuracy"])
     test = "n/a" if p["test_accuracy"] is None else f"{p['test_accuracy']:.4f}"
     print(f"val_accuracy per epoch: [{accs}]")
@@ -148,6 +155,7 @@ def _print_human(p: dict[str, Any]) -> None:
     print(f"precision: {p['precision']} on {p['device']}, "
           f"{p['samples_per_second']:.0f} samples/s, {p['wall_time_s']:.1f} s")
     print(f"params_sha256: {p['params_sha256']}")
+    print(f"platform: {platform_summary(p['platform'])}")
 
 
 def _base_type(hint: Any) -> type:

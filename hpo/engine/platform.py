@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from hpo.engine.numerics import read_flags
+
 __all__ = ["COMPARED_KEYS", "cpu_model", "platform_record", "platform_summary"]
 
 # The keys that decide which kernels ran; a difference in any of them may change bits.
@@ -67,13 +69,10 @@ def _build_info() -> dict[str, str | None]:
 
 
 def _flags() -> dict[str, Any]:
-    matmul = torch.backends.cuda.matmul
+    # TF32 and reduced-precision settings through the API this torch wants read
+    # (numerics.read_flags: a legacy getter raises once the new API has been used).
     return {
-        "cuda_matmul_allow_tf32": bool(matmul.allow_tf32),
-        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "fp16_reduced_precision_reduction": bool(matmul.allow_fp16_reduced_precision_reduction),
-        "bf16_reduced_precision_reduction": bool(matmul.allow_bf16_reduced_precision_reduction),
+        **read_flags(),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),

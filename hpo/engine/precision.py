@@ -8,6 +8,11 @@ gradient flows back through that cast into the model's dtype.
 ``amp_float16`` / ``amp_bfloat16`` keep float32 parameters and run forward and backward under
 ``torch.autocast`` (float16 with a gradient scaler). They are a separate, clearly named mode.
 
+``tf32`` (CUDA only) is float32 storage with TF32 math: float32 parameters, and matrix
+products and cuDNN convolutions rounding their inputs to TF32 (10-bit mantissa). Every other
+precision runs with TF32 off, so ``float32`` is IEEE float32 on every device
+(:mod:`hpo.engine.numerics` sets and restores the flags).
+
 Adam in pure float16: its default epsilon 1e-8 is below float16's smallest subnormal
 (~6e-8), so it rounds to 0 inside the update and any parameter whose squared-gradient average
 is 0 gets 0/0 = NaN. We therefore keep the optimizer arithmetic in the run's dtype (the
@@ -34,6 +39,7 @@ class Precision:
     name: str
     param_dtype: torch.dtype
     autocast_dtype: torch.dtype | None  # None: no autocast (pure precision)
+    tf32: bool = False  # float32 matmuls/convolutions in TF32 (CUDA tensor cores)
 
     @property
     def uses_grad_scaler(self) -> bool:
@@ -44,6 +50,7 @@ _PRECISIONS = {
     "float16": Precision("float16", torch.float16, None),
     "bfloat16": Precision("bfloat16", torch.bfloat16, None),
     "float32": Precision("float32", torch.float32, None),
+    "tf32": Precision("tf32", torch.float32, None, tf32=True),
     "float64": Precision("float64", torch.float64, None),
     "amp_float16": Precision("amp_float16", torch.float32, torch.float16),
     "amp_bfloat16": Precision("amp_bfloat16", torch.float32, torch.bfloat16),

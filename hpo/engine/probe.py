@@ -58,6 +58,8 @@ from hpo.engine import data as data_mod
 from hpo.engine import loading, probe_batched
 from hpo.engine.activations import kinked_modules
 from hpo.engine.models import build_model
+from hpo.engine.numerics import check_tf32_device, numerics
+from hpo.engine.platform import platform_record
 from hpo.engine.precision import Precision, resolve_precision
 from hpo.engine.spec import TrainSpec
 from hpo.engine.step import deterministic
@@ -109,6 +111,8 @@ class ProbeResult:
     device: str = "cpu"
     threads: int = 1
     torch_version: str = ""
+    # hpo.engine.platform.platform_record, read inside the probe's numerics flags
+    platform: dict[str, Any] = field(default_factory=dict)
     init_time_s: float = 0.0  # building the initial models (part of wall_time_s)
     wall_time_s: float = 0.0
 
@@ -156,6 +160,20 @@ def run_probe(
             "use method 'reference' or 'auto'."
         )
     device = resolve_device(spec.device)
+    check_tf32_device(spec.precision, device, spec.device)
+    with numerics(spec.precision, spec.reduced_precision_reduction):
+        result = _probe(spec, inits, alphas, compare, method, precision, device, data_dir,
+                        progress, started)
+    _summarise(result, spec.batch_size)
+    result.wall_time_s = time.perf_counter() - started
+    return result
+
+
+def _probe(
+    spec: TrainSpec, inits: int, alphas: tuple[float, float], compare: str, method: str,
+    precision: Precision, device: torch.device, data_dir: str | os.PathLike[str] | None,
+    progress: Callable[[ProbeProgress], None] | None, started: float,
+) -> ProbeResult:
     x, y = _training_data(spec, precision, device, data_dir)
     n = len(y)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed)).to(device)
@@ -171,13 +189,12 @@ def run_probe(
     # As train(): seeded inits without moving the caller's RNG, and the engine's own
     # deterministic-kernel settings (private there; shared so both run the same kernels).
     with torch.random.fork_rng(devices=_rng_devices(device)), deterministic(device):
+        result.platform = platform_record(device)  # the flags the probe runs with
         if method == "batched":
             probe_batched.run(spec, precision, device, x, y, batches, tracker, _init_models)
         else:
             for k in range(inits):
                 _reference_init(spec, k, precision, device, x, y, batches, tracker)
-    _summarise(result, spec.batch_size)
-    result.wall_time_s = time.perf_counter() - started
     return result
 
 

@@ -24,6 +24,8 @@ __all__ = [
     "MODELS",
     "OPTIMIZERS",
     "PRECISIONS",
+    "REDUCED_PRECISION_REDUCTION",
+    "TF32_NEEDS_CUDA",
     "TrainResult",
     "TrainSpec",
 ]
@@ -34,7 +36,17 @@ __all__ = [
 MODELS = BUILTIN_MODELS
 # Pure precisions train the whole model (and the optimizer state) in that dtype, as in the
 # paper. The amp_* modes keep float32 parameters and run forward/backward under autocast.
-PRECISIONS = ("float16", "bfloat16", "float32", "float64", "amp_float16", "amp_bfloat16")
+# tf32 (CUDA only): float32 parameters, TF32 matmuls and convolutions; every other precision
+# runs with TF32 off (hpo.engine.numerics).
+PRECISIONS = (
+    "float16", "bfloat16", "float32", "tf32", "float64", "amp_float16", "amp_bfloat16",
+)
+# cuBLAS's float16/bfloat16 reduced-precision reductions: default leaves PyTorch's setting.
+REDUCED_PRECISION_REDUCTION = ("default", "on", "off")
+TF32_NEEDS_CUDA = (
+    "precision 'tf32' needs a CUDA device (TF32 is an NVIDIA tensor-core format); "
+    "on a CPU use float32"
+)
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATION_NAMES = ("relu", "relu6", "leaky_relu")
@@ -85,6 +97,8 @@ class TrainSpec:
     val_size: int = 10000
     split_seed: int = 0
     precision: str = "float32"
+    # cuBLAS float16/bfloat16 GEMMs: reduce in reduced precision (on/off) or PyTorch's default
+    reduced_precision_reduction: str = "default"
     optimizer: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.0  # SGD only
@@ -153,6 +167,13 @@ class TrainSpec:
         _choice("precision", self.precision, PRECISIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
+        _choice(
+            "reduced_precision_reduction", self.reduced_precision_reduction,
+            REDUCED_PRECISION_REDUCTION,
+        )
+        if self.precision == "tf32" and self.device == "cpu":
+            # device auto is checked where it is resolved (train, probe, each worker)
+            raise ConfigError(f"{TF32_NEEDS_CUDA}, or set device: cuda (or auto).")
         self._validate_protocol()
         _int("depth", self.depth, 1)
         _int("width", self.width, 1)
@@ -301,6 +322,8 @@ class TrainResult:
     samples_per_second: float = 0.0
     train_samples: int = 0
     threads: int = 0  # torch CPU threads: some CPU kernels' bits depend on it
+    # hpo.engine.platform.platform_record, read inside the run's numerics flags
+    platform: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

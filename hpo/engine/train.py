@@ -8,6 +8,11 @@ and see the same batches. The caller's global RNG state is restored afterwards.
 Divergence (a NaN or infinite loss) ends the run cleanly with ``diverged=True``; it never
 raises out of the loop. An exception raised by ``on_epoch_end`` (e.g. ``optuna.TrialPruned``)
 propagates unchanged.
+
+Numerics: the run's TF32 and reduced-precision-reduction flags are set for the whole run
+(data, steps, test accuracy) and put back afterwards, also when it raises
+(:func:`hpo.engine.numerics.numerics`); ``TrainResult.platform`` is the platform record read
+inside them (:func:`hpo.engine.platform.platform_record`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from hpo.engine.activations import kinked_modules
 from hpo.engine.augment import CropFlip, black_pixel
 from hpo.engine.loading import load_splits
 from hpo.engine.models import build_model
+from hpo.engine.numerics import check_tf32_device, numerics
+from hpo.engine.platform import platform_record
 from hpo.engine.precision import Precision, resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
 from hpo.engine.splits import Split
@@ -96,6 +103,21 @@ def train(
     """
     started = time.perf_counter()
     device = resolve_device(spec.device)
+    check_tf32_device(spec.precision, device, spec.device)
+    # Outermost: the data, every step and the test accuracy run with the run's flags.
+    with numerics(spec.precision, spec.reduced_precision_reduction):
+        result = _train(spec, device, data_dir, on_epoch_end, observe_model)
+    result.wall_time_s = time.perf_counter() - started
+    return result
+
+
+def _train(
+    spec: TrainSpec,
+    device: torch.device,
+    data_dir: str | os.PathLike[str] | None,
+    on_epoch_end: Callable[[EpochReport], None] | None,
+    observe_model: Callable[[int, nn.Module], None] | None,
+) -> TrainResult:
     precision = resolve_precision(spec.precision)
     input_dtype = precision.param_dtype
     splits = load_splits(spec, data_dir, input_dtype, device)
@@ -106,6 +128,8 @@ def train(
         train_samples=len(train_split.y), threads=torch.get_num_threads(),
     )
     with seeded(spec.seed, device), deterministic(device):
+        # Read here: the flags recorded are the ones this run trains with.
+        result.platform = platform_record(device)
         built = build_model(spec, num_classes=splits.num_classes)
         model = built.model.to(device=device, dtype=precision.param_dtype)
         result.configured_activations = built.configured_activations
@@ -128,7 +152,6 @@ def train(
     if not result.diverged:
         result.test_accuracy = _accuracy(spec, model, test_split, precision)
     result.params_sha256 = params_sha256(model)
-    result.wall_time_s = time.perf_counter() - started
     return result
 
 

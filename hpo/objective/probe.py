@@ -11,7 +11,8 @@ Recorded as user attributes: ``bifurcated_fraction``, ``bifurcated``, ``hazard_p
 ``median_samples_to_bifurcation`` (None when no init bifurcated), ``batches_examined``,
 ``kinked_batches``, ``batches_per_epoch``, ``inits``, ``train_samples``,
 ``samples_to_bifurcation`` (a JSON list per init, null where it did not bifurcate),
-``probe_method``, ``precision``, ``device``, ``torch_version``, ``wall_time_s`` and
+``probe_method``, ``precision``, ``device``, ``torch_version``, ``wall_time_s``,
+``platform`` (one JSON dict: :func:`hpo.engine.platform.platform_record`) and
 ``hpo_seed``. The trial's value is the study's metric (``bifurcated_fraction`` or
 ``hazard_per_batch``); nothing is reported per step, so nothing is pruned.
 """
@@ -69,6 +70,7 @@ def probe_attrs(result: ProbeResult, spec: TrainSpec) -> dict[str, Any]:
         "device": result.device,
         "torch_version": result.torch_version,
         "wall_time_s": float(result.wall_time_s),
+        "platform": dict(result.platform),
     }
     return {key: json_safe(value) for key, value in attrs.items()}
 

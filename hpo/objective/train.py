@@ -104,6 +104,8 @@ def record_result(
         "wall_time_s": float(result.wall_time_s),
         "samples_per_second": float(result.samples_per_second),
         "params_sha256": result.params_sha256,
+        # One JSON dict: which CPU, BLAS, GPU and numerics flags made these numbers.
+        "platform": dict(result.platform),
     }
     if result.diverged:
         fields["divergence_reason"] = result.divergence_reason
@@ -227,6 +229,7 @@ class Objective:
         # Written with the results (a baseline or a copy already has them: not rewritten).
         spec, inputs = self._inputs(trial, attrs, enqueue_twin=True)
         epochs: list[Any] = []
+        platform: dict[str, Any] = {}  # read during the run, for a pruned trial's record
         # NopPruner never prunes: skip the storage read that asking it costs. Twins are never
         # pruned: a pruned twin would leave its completed tuned trial without a partner.
         study = getattr(trial, "study", None)
@@ -235,6 +238,8 @@ class Objective:
         ) and attrs.get(twins.TWIN_OF_ATTR) is None
 
         def on_epoch_end(report: Any) -> None:
+            if not epochs:
+                platform.update(_platform_now(spec))
             epochs.append(report)
             trial.report(report.val_accuracy, report.epoch)
             if may_prune and trial.should_prune():
@@ -246,7 +251,8 @@ class Objective:
         try:
             result = self.train_fn(spec, data_dir=self.data_dir, on_epoch_end=on_epoch_end)
         except optuna.TrialPruned:
-            _record_pruned(trial, spec, epochs, time.perf_counter() - started, inputs, attrs)
+            _record_pruned(trial, spec, epochs, time.perf_counter() - started, inputs, attrs,
+                           platform)
             raise
         record_result(trial, result, inputs, attrs)
         if result.diverged:
@@ -278,9 +284,11 @@ def _record_pruned(
     wall_time_s: float,
     inputs: Mapping[str, Any],
     known: Mapping[str, Any],
+    platform: Mapping[str, Any],
 ) -> None:
-    """What is known of a run the pruner stopped: its epochs so far."""
-    fields = {
+    """What is known of a run the pruner stopped: its epochs so far, and the platform
+    record read at its first epoch's end (inside the run's numerics flags)."""
+    fields: dict[str, Any] = {
         "val_accuracy_per_epoch": [float(r.val_accuracy) for r in epochs],
         "kink_hits_per_epoch": [int(r.kink_hits) for r in epochs],
         "kink_hits": sum(int(r.kink_hits) for r in epochs),
@@ -288,4 +296,15 @@ def _record_pruned(
         "precision": spec.precision,
         "wall_time_s": wall_time_s,
     }
+    if platform:
+        fields["platform"] = dict(platform)
     record_fields(trial, fields, inputs, known)
+
+
+def _platform_now(spec: TrainSpec) -> dict[str, Any]:
+    """The platform record of the running trial: called from the per-epoch callback, which
+    the engine runs inside the run's numerics flags."""
+    from hpo.engine.platform import platform_record
+    from hpo.engine.train import resolve_device
+
+    return platform_record(resolve_device(spec.device))

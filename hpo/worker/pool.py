@@ -24,7 +24,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 
 from hpo.engine.spec import TrainSpec
-from hpo.errors import StorageError
+from hpo.errors import ConfigError, StorageError
 from hpo.objective.train import TrainFn, make_objective
 from hpo.storage.rdb import make_storage
 from hpo.storage.retry import DEFAULT_GIVE_UP_S, describe, storage_fault
@@ -40,6 +40,7 @@ __all__ = [
     "LocalRun",
     "WorkerPlan",
     "check_data",
+    "check_device",
     "open_worker",
     "plan_workers",
     "run_local",
@@ -86,6 +87,7 @@ def open_worker(
         study.sampler.reseed_rng()
     if train_fn is None:  # the real engine: fail on missing data before taking a trial
         check_data(cfg, data_dir)
+        check_device(cfg)
     objective = make_objective(cfg, train_fn=train_fn, data_dir=data_dir)
     return Worker(
         study,
@@ -110,13 +112,39 @@ def check_data(cfg: StudyConfig, data_dir: str | os.PathLike[str] | None = None)
     """
     from hpo.engine.loading import verify_dataset
 
-    searched = cfg.search_space.get("dataset")
-    if isinstance(searched, CategoricalDistribution):
-        names = list(searched.choices)
-    else:
-        names = [cfg.fixed.get("dataset", TrainSpec().dataset)]
-    for name in names:
+    for name in _setting_values(cfg, "dataset"):
         verify_dataset(name, data_dir)
+
+
+def check_device(cfg: StudyConfig) -> None:
+    """Refuse, before a trial is taken, to run on this machine a study whose trials may
+    train in ``tf32`` on a device that resolves to the CPU here (``device: auto`` without
+    CUDA; ``device: cpu`` with ``tf32`` is already rejected when the file is loaded). Done
+    by every worker, where the device is resolved, not by ``hpo create``: the study may be
+    meant for GPU workers on other machines.
+
+    Raises:
+        ConfigError: ``tf32`` is among the study's precisions and this machine has no CUDA.
+    """
+    if "tf32" not in _setting_values(cfg, "precision"):
+        return
+    from hpo.engine.numerics import check_tf32_device
+    from hpo.engine.train import resolve_device
+
+    for name in _setting_values(cfg, "device"):
+        try:
+            check_tf32_device("tf32", resolve_device(name), name)
+        except ConfigError as exc:
+            raise ConfigError(f"{cfg.source}: {exc}") from None
+
+
+def _setting_values(cfg: StudyConfig, name: str) -> list[Any]:
+    """The values a training setting takes in the study: its searched choices, else the
+    fixed value (``train:`` or TrainSpec's default)."""
+    searched = cfg.search_space.get(name)
+    if isinstance(searched, CategoricalDistribution):
+        return list(searched.choices)
+    return [cfg.fixed.get(name, getattr(TrainSpec(), name))]
 
 
 @dataclass(frozen=True)

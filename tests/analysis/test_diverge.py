@@ -84,6 +84,10 @@ def test_bad_inputs_fail_before_any_training(tmp_path):
         run_divergence(spec, alphas=[1], precisions=["float32", "float32"], data_dir=tmp_path)
     with pytest.raises(ConfigError, match="2.0"):
         run_divergence(spec, alphas=[2.0], data_dir=tmp_path)
+    if not torch.cuda.is_available():  # float32 would train first, then tf32 fail: no
+        with pytest.raises(ConfigError, match="precision 'tf32' needs a CUDA device"):
+            run_divergence(spec.replace(device="auto"), alphas=[1.0],
+                           precisions=["float32", "tf32"], data_dir=tmp_path)
 
 
 # --- the experiment -------------------------------------------------------------------
@@ -142,6 +146,13 @@ def test_to_dict_is_json_with_a_precision_level_when_several(result):
     assert d["l1_by_precision"]["bfloat16"]["0.5"] == result.l1["bfloat16"]["0.5"]
     assert d["kink_hits"]["bfloat16"]["control"] == result.kink_hits()["bfloat16"]["control"]
     assert len(d["runs"]) == 2 * 4 and d["settings"]["batch_norm"] is True
+    # Each precision's reference run carries its platform record, read inside its flags.
+    assert d["platform"] == d["platform_by_precision"]["float32"]
+    for p in ("float32", "bfloat16"):
+        record = d["platform_by_precision"][p]
+        assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        assert record["flags"]["cuda_matmul_allow_tf32"] is False
+        assert record["flags"]["deterministic_algorithms"] is True
 
 
 # --- the plot -------------------------------------------------------------------------
@@ -202,6 +213,8 @@ def test_cli_prints_one_json_object_and_writes_the_plot(tmp_path, capsys):
     assert set(payload["kink_hits"]["bfloat16"]) == {"reference", "control", "0.5", "1"}
     assert payload["settings"]["depth"] == 1 and payload["settings"]["precision"] == "bfloat16"
     assert "relu_prime_zero" not in payload["settings"]
+    assert payload["platform"]["num_threads"] == 1
+    assert payload["platform_by_precision"]["bfloat16"] == payload["platform"]
     assert os.path.isfile(payload["plot"]) and payload["plot"].endswith(".html")
     with open(payload["json"], encoding="utf-8") as f:
         assert json.load(f)["l1"] == payload["l1"]

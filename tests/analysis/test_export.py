@@ -125,3 +125,32 @@ def test_export_all_writes_one_file_per_study(tmp_path) -> None:
     paths = export_all(storage, tmp_path / "csv")
     assert sorted(p.name for p in paths) == ["first.csv", "second_odd_name.csv"]
     assert all(len(pd.read_csv(p)) == 2 for p in paths)
+
+
+def test_platform_record_becomes_readable_columns(storage, tmp_path) -> None:
+    from hpo.engine.platform import platform_record
+
+    record = platform_record("cpu")
+    gpu = {**record, "device": "cuda", "cuda_device": "NVIDIA H200", "cuda_capability": "9.0",
+           "cuda": "13.0", "cudnn": 91200,
+           "flags": {**record["flags"], "cuda_matmul_allow_tf32": True}}
+    study = _study(storage)  # two trials without a record (an older version's)
+    for platform in (record, gpu):
+        study.add_trial(optuna.trial.create_trial(
+            value=0.9, user_attrs={"hpo_seed": 1, "platform": platform}))
+    path = tmp_path / "platform.csv"
+    assert export_study(study, path) == 4
+    df = pd.read_csv(path)
+    assert "user_attrs_platform" not in df.columns  # no JSON blob: one column per field
+    assert df.columns[-1].startswith("platform_")  # after every other column
+    rows = df.iloc[2:]
+    assert list(rows["platform_cpu_model"]) == [record["cpu_model"]] * 2
+    assert list(rows["platform_cpu_capability"]) == [record["cpu_capability"]] * 2
+    assert list(rows["platform_torch"]) == [record["torch"]] * 2
+    assert list(rows["platform_num_threads"]) == [record["num_threads"]] * 2
+    assert pd.isna(rows["platform_cuda_device"].iloc[0])
+    assert rows["platform_cuda_device"].iloc[1] == "NVIDIA H200"
+    assert str(rows["platform_cuda_capability"].iloc[1]) == "9.0"
+    assert list(rows["platform_flags_cuda_matmul_allow_tf32"]) == [False, True]
+    assert "platform_flags_fp16_reduced_precision_reduction" in df.columns
+    assert df["platform_cpu_model"].iloc[:2].isna().all()  # trials without a record: empty

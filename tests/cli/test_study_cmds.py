@@ -20,6 +20,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,6 +261,26 @@ def test_bad_input_exit_codes(tmp_path) -> None:
         bad = hpo(*args, cwd=tmp_path)
         assert bad.returncode == 2, (args, bad.stderr)
         assert len(bad.stderr.strip().splitlines()) == 1, (args, bad.stderr)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_run_refuses_tf32_without_cuda_before_writing_anything(tmp_path) -> None:
+    config = tmp_path / "study.yaml"
+    config.write_text(STUDY.format(name="tf32", subset=500, epochs=1).replace(
+        "  epochs: 1\n", "  epochs: 1\n  device: auto\n").replace(
+        "search_space:\n", "search_space:\n  precision: {type: categorical, "
+        "choices: [float32, tf32]}\n"))
+    created = hpo("create", str(config), cwd=tmp_path)  # a study for GPU workers: fine
+    assert created.returncode == 0, created.stderr
+    # (hpo worker makes the same check: tests/worker/test_pool.py)
+    bad = hpo("run", str(config), "--workers", "1", cwd=tmp_path)
+    assert bad.returncode == 2, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "precision 'tf32' needs a CUDA device" in bad.stderr
+    trials = optuna.load_study(study_name="tf32",
+                               storage=f"sqlite:///{tmp_path}/storage/tf32.db").trials
+    assert trials and {t.state.name for t in trials} == {"WAITING"}  # baselines, untaken
+    assert not (tmp_path / "logs").exists()  # hpo run stopped before starting a worker
 
 
 def _free_port() -> int:

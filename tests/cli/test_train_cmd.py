@@ -1,4 +1,5 @@
-"""``hpo train --model`` end to end as a subprocess: a user's network by import path."""
+"""``hpo train`` end to end as a subprocess: a user's network by import path, the platform
+record and the numerics settings."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = os.environ.get("HPO_DATA_DIR")
+_CUDA = torch.cuda.is_available()
 
 NET = '''
 import torch.nn.functional as F
@@ -66,3 +69,46 @@ def test_train_with_a_bad_model_exits_2_in_one_line_before_any_data(tmp_path):
     proc = _hpo(tmp_path, "--model", "mymod:build", pythonpath=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "module 'mymod' is not importable here" in proc.stderr
+
+
+@pytest.mark.skipif(not DATA, reason="HPO_DATA_DIR is not set")
+def test_json_carries_the_platform_record_read_inside_the_run(tmp_path):
+    proc = _hpo(tmp_path, "--depth", "1", "--width", "16", "--train-subset", "256",
+                "--val-size", "256", "--reduced-precision-reduction", "off", "--threads", "1",
+                "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["spec"]["reduced_precision_reduction"] == "off"
+    platform = result["platform"]
+    for key in ("torch", "cpu_model", "cpu_capability", "blas", "mkldnn", "num_threads",
+                "cuda_device", "cuda_capability", "cuda", "cudnn", "flags"):
+        assert key in platform, key
+    assert platform["num_threads"] == 1 and platform["device"] == "cpu"
+    assert platform["cuda_device"] is None  # a CPU run names no GPU
+    flags = platform["flags"]
+    assert flags["cuda_matmul_allow_tf32"] is False and flags["cudnn_allow_tf32"] is False
+    assert flags["fp16_reduced_precision_reduction"] is False  # the run's setting: off
+    assert flags["bf16_reduced_precision_reduction"] is False
+    assert flags["deterministic_algorithms"] is True
+    human = _hpo(tmp_path, "--depth", "1", "--width", "16", "--train-subset", "256",
+                 "--val-size", "256", "--threads", "1")
+    assert human.returncode == 0, human.stderr
+    assert f"platform: torch {platform['torch']} | {platform['cpu_model']}" in human.stdout
+
+
+def test_tf32_on_a_cpu_exits_2_in_one_line_before_any_data(tmp_path):
+    proc = _hpo(tmp_path, "--precision", "tf32")  # device defaults to cpu
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "precision 'tf32' needs a CUDA device (TF32 is an NVIDIA tensor-core format); " \
+        "on a CPU use float32" in proc.stderr
+    assert not (tmp_path / "cache").exists()
+    proc = _hpo(tmp_path, "--reduced-precision-reduction", "maybe")
+    assert proc.returncode == 2 and "'maybe'" in proc.stderr and "'off'" in proc.stderr
+
+
+@pytest.mark.skipif(_CUDA, reason="checks a machine without CUDA")
+def test_tf32_with_device_auto_on_a_cpu_machine_exits_2(tmp_path):
+    proc = _hpo(tmp_path, "--precision", "tf32", "--device", "auto")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "needs a CUDA device" in proc.stderr and "device 'auto' is 'cpu'" in proc.stderr
+    assert not (tmp_path / "cache").exists()

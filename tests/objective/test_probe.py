@@ -14,6 +14,7 @@ import torch
 
 from hpo.analysis.export import export_study
 from hpo.config.study import load_study_config
+from hpo.engine.platform import platform_record
 from hpo.engine.probe import ProbeResult
 from hpo.errors import ConfigError
 from hpo.objective.probe import ProbeObjective
@@ -66,6 +67,7 @@ class FakeProbe:
             bifurcated_fraction=2 / 3, batches_examined=9, hazard_per_batch=2 / 9,
             median_samples_to_bifurcation=96.0, samples_to_bifurcation=[64, None, 128],
             kinked_batches=3, device="cpu", torch_version="fake", wall_time_s=0.5,
+            platform=platform_record("cpu"),
         )
 
 
@@ -117,6 +119,10 @@ def test_tiny_real_probe(tmp_path) -> None:
     assert len(per_init) == attrs["inits"] == 3
     assert attrs["bifurcated"] == sum(s is not None for s in per_init)
     assert attrs["train_samples"] == 256 and attrs["batches_per_epoch"] == 4
+    platform = attrs["platform"]  # one attribute, a dict read inside the probe's flags
+    assert platform["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert platform["flags"]["deterministic_algorithms"] is True
+    assert platform["flags"]["cuda_matmul_allow_tf32"] is False
 
 
 def test_probe_study_runs_on_workers_and_exports_its_columns(tmp_path) -> None:
@@ -137,6 +143,10 @@ def test_probe_study_runs_on_workers_and_exports_its_columns(tmp_path) -> None:
                    "user_attrs_inits", "user_attrs_samples_to_bifurcation"):
         assert column in df.columns, column
     assert json.loads(df["user_attrs_samples_to_bifurcation"][0]) == [64, None, 128]
+    record = platform_record("cpu")
+    assert df["platform_cpu_model"].tolist() == [record["cpu_model"]] * 3
+    tf32 = record["flags"]["cudnn_allow_tf32"]
+    assert df["platform_flags_cudnn_allow_tf32"].tolist() == [tf32] * 3
     assert df["value"].tolist() == pytest.approx([2 / 3] * 3)
     # The same study name with the train objective is another search: refused.
     train_cfg = load_study_config(_train_version(tmp_path, cfg.name), storage_override=url)

@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from hpo.config.study import load_study_config
+from hpo.engine.platform import platform_record
 from hpo.engine.spec import TrainResult, TrainSpec
 from hpo.engine.train import EpochReport
 from hpo.objective.attrs import HEADLINE, RESULT_ATTR, trial_attrs
@@ -52,7 +53,8 @@ class FakeTrain:
         self.specs.append(spec)
         result = TrainResult(device="cpu", precision=spec.precision, torch_version="fake",
                              params_sha256="ab" * 32, configured_activations=1,
-                             wall_time_s=1.5, samples_per_second=1000.0)
+                             wall_time_s=1.5, samples_per_second=1000.0,
+                             platform={**platform_record("cpu"), "torch": "fake"})
         for epoch in range(1, spec.epochs + 1):
             if epoch == self.diverge_at:
                 result.diverged = True
@@ -131,6 +133,8 @@ def test_pruner_stops_training_after_an_epoch(cfg) -> None:
     attrs = trial_attrs(frozen.user_attrs)
     assert attrs["val_accuracy_per_epoch"] == [0.5, 0.6]
     assert attrs["kink_hits"] == 3
+    # No result came back: the record was read during the run (at its first epoch's end).
+    assert attrs["platform"]["cpu_model"] == platform_record()["cpu_model"]
 
 
 def test_suggest_params_covers_every_distribution_kind(cfg) -> None:
@@ -163,6 +167,9 @@ def test_attrs_reach_an_rdb_storage(cfg, tmp_path) -> None:
     assert (attrs["hpo_baseline"], attrs["hpo_seed"]) == (True, 1)
     assert attrs["val_accuracy_per_epoch"] == [0.5, 0.6, 0.7]
     assert attrs["test_accuracy"] == 0.75 and attrs["kink_hits"] == 6
+    # The platform is one attribute holding the whole record, stored and read back as is.
+    assert attrs["platform"] == {**platform_record("cpu"), "torch": "fake"}
+    assert not [key for key in attrs if key.startswith("platform_")]
     assert frozen.intermediate_values == {1: 0.5, 2: 0.6, 3: 0.7}
 
 

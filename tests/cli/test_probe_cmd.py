@@ -1,0 +1,41 @@
+"""``hpo probe`` end to end as a subprocess: the JSON result carries the platform record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = os.environ.get("HPO_DATA_DIR")
+
+
+def _probe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HPO_CACHE_DIR": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, "-m", "hpo", "probe", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not DATA, reason="HPO_DATA_DIR is not set")
+def test_json_carries_the_platform_record(tmp_path):
+    proc = _probe(tmp_path, "--depth", "1", "--width", "16", "--train-subset", "256",
+                  "--batch-size", "64", "--inits", "2", "--threads", "1",
+                  "--reduced-precision-reduction", "on", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["spec"]["reduced_precision_reduction"] == "on"
+    platform = result["platform"]
+    assert platform["num_threads"] == 1 and platform["device"] == "cpu"
+    assert platform["cpu_capability"] and platform["torch"] == result["torch_version"]
+    assert platform["flags"]["fp16_reduced_precision_reduction"] is True
+    assert platform["flags"]["cuda_matmul_allow_tf32"] is False
+
+
+def test_tf32_on_a_cpu_exits_2_in_one_line(tmp_path):
+    proc = _probe(tmp_path, "--precision", "tf32", "--inits", "2")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "precision 'tf32' needs a CUDA device" in proc.stderr
