@@ -113,7 +113,7 @@ def parse_storage_url(url: str) -> URL:
     except sqlalchemy.exc.NoSuchModuleError as exc:  # a subclass of ArgumentError: first
         kind = str(url).partition("://")[0].partition("+")[0]
         close = difflib.get_close_matches(kind.lower(), _KINDS, n=1)
-        fix = f"write {close[0]}://..." if close else "correct the scheme"
+        fix = "correct the scheme" + (f" (did you mean {close[0]}://?)" if close else "")
         raise UsageError(
             f"storage: unknown database kind {kind!r} in URL (got {mask_url(url)!r}); "
             f"allowed: sqlite, postgresql (or postgres), mysql (e.g. {EXAMPLES}); fix: "
