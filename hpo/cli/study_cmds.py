@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Show trial counts by state, the best trial and the "
                        "baseline result (mean/std) of one study, or of every study.")
     p.add_argument("study", metavar="STUDY", nargs="?",
-                   help="study name or study YAML file (default: every study in the storage)")
+                   help="study name or study YAML file (default: every study in the storage, "
+                   "and the other databases under the project's storage/)")
     p.add_argument("--storage", metavar="URL", help=_STORAGE_HELP)
     p.set_defaults(handler=_status)
 
@@ -94,8 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from hpo.analysis.dashboard import DEFAULT_HOST, DEFAULT_PORT
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on the study storage",
-                       description="Serve optuna-dashboard on the storage (bound to "
-                       f"{DEFAULT_HOST} unless --host says otherwise).")
+                       description="Serve optuna-dashboard on the storage, every study in "
+                       "it (without CONFIG or --storage: the project's storage/hpo.db); "
+                       f"bound to {DEFAULT_HOST} unless --host says otherwise.")
     p.add_argument("config", metavar="CONFIG", nargs="?", help="study YAML file")
     p.add_argument("--storage", metavar="URL", help=_STORAGE_HELP)
     p.add_argument("--host", default=DEFAULT_HOST,
