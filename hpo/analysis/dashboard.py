@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from hpo.errors import UsageError
 from hpo.storage.urls import mask_url
-from hpo.worker.progress import open_existing_storage
+from hpo.worker.lookup import open_existing_storage
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_port", "is_loopback", "serve"]
 

@@ -50,7 +50,7 @@ def _compare(args: argparse.Namespace) -> int:
     from hpo.analysis.compare import compare_study
     from hpo.analysis.report import format_text, write_report
     from hpo.storage.urls import mask_url
-    from hpo.worker.progress import load_existing_study
+    from hpo.worker.lookup import load_existing_study
 
     name, url = _study_ref(args.study, args.storage)
     study, cfg = load_existing_study(name, url)

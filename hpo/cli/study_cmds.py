@@ -125,8 +125,8 @@ def _create(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from hpo.storage.urls import resolve_storage_url
+    from hpo.worker.lookup import open_existing_storage
     from hpo.worker.pool import open_worker, set_threads
-    from hpo.worker.progress import open_existing_storage
 
     if args.config and args.study:
         raise UsageError("give CONFIG or --study NAME, not both; fix: drop one of them.")
@@ -189,7 +189,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from hpo.storage.urls import mask_url, resolve_storage_url
-    from hpo.worker.progress import format_status, load_existing_study, snapshot, storage_overview
+    from hpo.worker.lookup import load_existing_study, storage_overview
+    from hpo.worker.progress import format_status, snapshot
 
     if args.study is None:
         for line in storage_overview(resolve_storage_url(None, args.storage)):
@@ -206,7 +207,7 @@ def _status(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from hpo.analysis.export import export_all, export_study
     from hpo.storage.urls import resolve_storage_url
-    from hpo.worker.progress import load_existing_study, open_existing_storage
+    from hpo.worker.lookup import load_existing_study, open_existing_storage
 
     if args.all:
         if args.study:
