@@ -120,7 +120,7 @@ def measure(url: str, workers: int, trials_each: int, seconds: float, tmp: Path)
     try:
         import optuna
 
-        optuna.delete_study(study_name=name, storage=url)  # keep a shared database clean
+        optuna.delete_study(study_name=name, storage=make_storage(url))  # keep it clean
     except Exception:  # noqa: BLE001 - best effort
         pass
     return {"trials": finished, "overhead_s": overhead, "idle_s": idle / workers,

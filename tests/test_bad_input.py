@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -58,6 +59,12 @@ def config(**changes: object) -> str:
 GOOD = config()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @dataclass(frozen=True)
 class Case:
     """One malformed input.
@@ -66,7 +73,8 @@ class Case:
     study.yaml, written from ``yaml`` when given) and ``{db}`` (sqlite storage in it).
     ``expect``: substrings of the one stderr line (the bad key or value, and the fix).
     ``setup``: ``existing`` creates study "exists" (no trials) in ``{db}`` first;
-    ``corrupt_data`` writes a data folder ``{tmp}/data`` whose MNIST files and CIFAR-10
+    ``storage_file`` puts a regular file named ``storage`` where the project's ``storage/``
+    folder goes; ``corrupt_data`` writes a data folder ``{tmp}/data`` whose MNIST files and CIFAR-10
     archive are fake; ``image_folder_*`` write a bad image folder ``{tmp}/imgs``.
     """
 
@@ -198,10 +206,36 @@ CASES = [
     Case("storage-driver-missing", ("create", "{cfg}", "--storage", "mysql://u@127.0.0.1/db"),
          2, ("the database driver for 'mysql' is not installed", "no module 'MySQLdb'",
              "fix: install the Python package"), GOOD),
+    # postgresql:// and postgres:// (as people write them) open with psycopg2: an
+    # unreachable server is a runtime failure, not a missing driver.
+    Case("storage-postgresql-unreachable", ("status", "bad", "--storage",
+                                            "postgresql://u:s3cr3t@127.0.0.1:1/db"), 1,
+         ("cannot open storage postgresql://u:***@127.0.0.1:1/db", "port 1 failed",
+          "fix: check that the database")),
+    Case("storage-postgres-alias-unreachable", ("create", "{cfg}", "--storage",
+                                                "postgres://u:s3cr3t@127.0.0.1:1/db"), 1,
+         ("cannot open storage postgres://u:***@127.0.0.1:1/db", "port 1 failed"), GOOD),
+    Case("storage-postgres-env-unreachable", ("worker", "--study", "bad"), 1,
+         ("cannot open storage postgres://u:***@127.0.0.1:1/db",),
+         env={"HPO_STORAGE": "postgres://u:s3cr3t@127.0.0.1:1/db"}),
     *([] if importlib.util.find_spec("psycopg") else [
-        Case("storage-postgres-default-driver", ("status", "bad", "--storage",
-                                                 "postgresql://u@127.0.0.1:1/db"), 2,
-             ("no module 'psycopg'", "fix: write the URL as postgresql+psycopg2://"))]),
+        Case("storage-postgres-psycopg3-driver", ("status", "bad", "--storage",
+                                                  "postgresql+psycopg://u:s3cr3t@127.0.0.1:1/db"),
+             2, ("no module 'psycopg'", "u:***@127.0.0.1:1/db",
+                 "fix: write the URL as postgresql://... (psycopg2)"))]),
+    Case("storage-misspelled-postgresql", ("status", "--storage",
+                                           "postgresq://u:s3cr3t@127.0.0.1:1/db"), 2,
+         ("unknown database kind 'postgresq'", "'postgresq://u:***@127.0.0.1:1/db'",
+          "did you mean postgresql://?")),
+    Case("storage-misspelled-sqlite", ("export", "--all", "--storage", "sqlite//x.db"), 2,
+         ("not a database URL", "'sqlite//x.db'", "fix: write it as DIALECT[+DRIVER]://")),
+    *([] if not PG else [
+        Case("storage-postgres-wrong-database", ("status", "--storage", PG.rsplit("/", 1)[0]
+                                                 .replace("postgresql+psycopg2://",
+                                                          "postgres://")
+                                                 + "/hpo_no_such_database"), 1,
+             ("cannot open storage postgres://", 'database "hpo_no_such_database" does not '
+              "exist", "fix:"))]),
     Case("storage-bad-port", ("create", "{cfg}", "--storage",
                               "postgresql+psycopg2://u:s3cr3t@127.0.0.1:notaport/db"), 2,
          ("not a database URL", "u:***@127.0.0.1:notaport/db", "fix:"), GOOD),
@@ -215,7 +249,8 @@ CASES = [
          GOOD),
     # --- studies that do not exist ---------------------------------------------------------
     Case("export-no-storage-file", ("export", "nosuch"), 1,
-         ("no study storage at sqlite:///storage/nosuch.db", "fix: pass --storage")),
+         ("this project has no studies yet", "/storage/hpo.db does not exist",
+          "fix: create the study", "pass --storage")),
     Case("export-unknown-study", ("export", "nosuch", "--storage", DB), 1,
          ("study 'nosuch' not found", "existing studies: ['exists']", "fix:"),
          setup="existing"),
@@ -229,8 +264,20 @@ CASES = [
     Case("worker-unknown-study", ("worker", "--study", "nosuch", "--storage", DB), 1,
          ("study 'nosuch' not found", "['exists']"), setup="existing"),
     Case("worker-no-storage-file", ("worker", "--study", "nosuch"), 1,
-         ("no study storage at sqlite:///storage/nosuch.db",)),
-    Case("status-no-storage-given", ("status",), 2, ("no storage given", "fix: pass --storage")),
+         ("this project has no studies yet", "/storage/hpo.db does not exist")),
+    Case("export-all-no-storage-file", ("export", "--all"), 1,
+         ("this project has no studies yet", "no folder from here upward holds storage/")),
+    Case("dashboard-no-storage-file", ("dashboard", "--port", str(_free_port())), 1,
+         ("this project has no studies yet",)),
+    Case("sqlite-no-such-file", ("status", "--storage", "sqlite:///{tmp}/nosuch.db"), 1,
+         ("no study storage at sqlite:///", "nosuch.db", "does not exist")),
+    # --- a storage/ folder that cannot be made: a regular file in its place (a read-only
+    # folder, which root can still write, is tests/cli/test_study_cmds.py's mount test) ----
+    Case("storage-folder-is-a-file", ("create", "{cfg}"), 1,
+         ("storage/hpo.db' cannot be made", "storage' is a file, not a folder",
+          "fix: move or rename that file"), GOOD, setup="storage_file"),
+    Case("run-storage-folder-is-a-file", ("run", "{cfg}"), 1,
+         ("is a file, not a folder",), GOOD, setup="storage_file"),
     # --- datasets ---------------------------------------------------------------------------
     Case("data-dir-missing", ("train", "--data-dir", "{tmp}/nodata", "--train-subset", "100"),
          1, ("nodata", "does not exist", "--data-dir")),
@@ -274,7 +321,9 @@ def _setup(case: Case, tmp: Path) -> None:
     if case.yaml is not None:
         data = case.yaml if isinstance(case.yaml, bytes) else case.yaml.encode()
         (tmp / "study.yaml").write_bytes(data)
-    if case.setup == "existing":
+    if case.setup == "storage_file":
+        (tmp / "storage").write_text("not a folder\n")
+    elif case.setup == "existing":
         from hpo.config.study import load_study_config
         from hpo.study.create import create_study
 
@@ -312,7 +361,8 @@ def _studies(tmp: Path) -> dict[str, int]:
         storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
         try:
             for s in storage.get_all_studies():
-                found[f"{db.name}:{s.study_name}"] = len(storage.get_all_trials(s._study_id))
+                study_id = storage.get_study_id_from_name(s.study_name)
+                found[f"{db.name}:{s.study_name}"] = len(storage.get_all_trials(study_id))
         finally:
             storage.engine.dispose()
     return found

@@ -82,7 +82,9 @@ def _outbound_address() -> str | None:
 
 
 def _start_dashboard(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    """Start ``hpo dashboard`` and return it with its first stdout line (the address)."""
+    """Start ``hpo dashboard`` and return it with its first stdout line (the address), on
+    ``tmp_path/s.db``, made first (the dashboard opens only a database that exists)."""
+    optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}").engine.dispose()
     proc = subprocess.Popen([sys.executable, "-m", "hpo", "dashboard", *args], cwd=tmp_path,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

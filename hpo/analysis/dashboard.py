@@ -13,8 +13,8 @@ import socket
 from collections.abc import Callable
 
 from hpo.errors import UsageError
-from hpo.storage.rdb import make_storage
 from hpo.storage.urls import mask_url
+from hpo.worker.lookup import open_existing_storage
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_port", "is_loopback", "serve"]
 
@@ -61,11 +61,19 @@ def serve(
     port: int = DEFAULT_PORT,
     announce: Callable[[str], None] = print,
 ) -> None:
-    """Serve the dashboard for the storage at ``url`` until interrupted (Ctrl-C returns)."""
+    """Serve the dashboard for every study in the storage at ``url`` until interrupted
+    (Ctrl-C returns).
+
+    Raises:
+        UsageError: ``host:port`` cannot be bound.
+        StudyNotFoundError: ``url`` is a SQLite file that does not exist (a dashboard in
+            the wrong folder must not create an empty database there).
+        StorageError: the storage cannot be reached.
+    """
     import optuna_dashboard
 
-    check_port(host, port)  # before the storage is opened (or created)
-    storage = make_storage(url)
+    check_port(host, port)  # before the storage is opened
+    storage = open_existing_storage(url)
     local = is_loopback(host)
     if not local:
         log.warning(

@@ -12,8 +12,8 @@ from pathlib import Path
 __all__ = ["register"]
 
 _STORAGE_HELP = (
-    "study storage URL (default: $HPO_STORAGE, the study file's storage:, or "
-    "sqlite:///storage/<study>.db); also used for --against"
+    "study storage URL (default: $HPO_STORAGE, the study file's storage:, or the project's "
+    "storage/hpo.db); also used for --against"
 )
 
 
@@ -50,12 +50,10 @@ def _compare(args: argparse.Namespace) -> int:
     from hpo.analysis.compare import compare_study
     from hpo.analysis.report import format_text, write_report
     from hpo.storage.urls import mask_url
-    from hpo.study.create import load_study
-    from hpo.worker.progress import open_existing_storage
+    from hpo.worker.lookup import load_existing_study
 
     name, url = _study_ref(args.study, args.storage)
-    storage = open_existing_storage(url)
-    study, cfg = load_study(name, storage)
+    study, cfg = load_existing_study(name, url)
     if args.best_per:
         from hpo.analysis.best_per import best_per_value
 
@@ -64,8 +62,7 @@ def _compare(args: argparse.Namespace) -> int:
     against = None
     if args.against:
         other, other_url = _study_ref(args.against, args.storage)
-        other_storage = storage if other_url == url else open_existing_storage(other_url)
-        against = load_study(other, other_storage)
+        against = load_existing_study(other, other_url)
     comparison = compare_study(study, cfg, against=against, metric=args.metric,
                                seed=args.seed, n_resamples=args.resamples)
     print(f"storage {mask_url(url)}")
@@ -84,8 +81,8 @@ def _study_ref(ref: str, storage_flag: str | None) -> tuple[str, str]:
         from hpo.config.study import load_study_config
 
         cfg = load_study_config(ref)
-        return cfg.name, resolve_storage_url(cfg.storage, storage_flag, name=cfg.name)
-    return ref, resolve_storage_url(None, storage_flag, name=ref)
+        return cfg.name, resolve_storage_url(cfg.storage, storage_flag)
+    return ref, resolve_storage_url(None, storage_flag)
 
 
 def _positive_int(text: str) -> int:

@@ -4,7 +4,7 @@ Parsing and printing only; the work is done in the layers below (study, worker, 
 Results go to stdout, progress and errors to stderr. A storage password is never printed.
 
 Storage URL, first found: ``--storage``, ``$HPO_STORAGE``, the study file's ``storage:``,
-``sqlite:///storage/<study name>.db`` (relative to the current directory).
+the project's one database ``storage/hpo.db`` (:mod:`hpo.storage.project`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 _STORAGE_HELP = (
-    "study storage URL (default: $HPO_STORAGE, the study file's storage:, or "
-    "sqlite:///storage/<study>.db), e.g. postgresql+psycopg2://user:pass@host/db"
+    "study storage URL (default: $HPO_STORAGE, the study file's storage:, or the project's "
+    "storage/hpo.db), e.g. postgresql://user@host:5432/db (psycopg2)"
 )
 
 
@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Show trial counts by state, the best trial and the "
                        "baseline result (mean/std) of one study, or of every study.")
     p.add_argument("study", metavar="STUDY", nargs="?",
-                   help="study name or study YAML file (default: every study in the storage)")
+                   help="study name or study YAML file (default: every study in the storage, "
+                   "and the other databases under the project's storage/)")
     p.add_argument("--storage", metavar="URL", help=_STORAGE_HELP)
     p.set_defaults(handler=_status)
 
@@ -94,8 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from hpo.analysis.dashboard import DEFAULT_HOST, DEFAULT_PORT
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on the study storage",
-                       description="Serve optuna-dashboard on the storage (bound to "
-                       f"{DEFAULT_HOST} unless --host says otherwise).")
+                       description="Serve optuna-dashboard on the storage, every study in "
+                       "it (without CONFIG or --storage: the project's storage/hpo.db); "
+                       f"bound to {DEFAULT_HOST} unless --host says otherwise.")
     p.add_argument("config", metavar="CONFIG", nargs="?", help="study YAML file")
     p.add_argument("--storage", metavar="URL", help=_STORAGE_HELP)
     p.add_argument("--host", default=DEFAULT_HOST,
@@ -107,12 +109,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------------
 def _create(args: argparse.Namespace) -> int:
-    from hpo.storage.rdb import make_storage
     from hpo.storage.urls import mask_url
     from hpo.study.create import create_study
 
     cfg, url = _load_config(args.config, args.storage, args.n_trials)
-    study = create_study(cfg, make_storage(url))
+    study = create_study(cfg, url)
     n_baseline = len(cfg.baseline_trials())
     twins = "; plus one twin per tuned trial" if cfg.baseline and cfg.baseline.paired else ""
     print(f"study {study.study_name} in {mask_url(url)}: budget {cfg.total_budget} trials "
@@ -124,8 +125,8 @@ def _create(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from hpo.storage.urls import resolve_storage_url
+    from hpo.worker.lookup import open_existing_storage
     from hpo.worker.pool import open_worker, set_threads
-    from hpo.worker.progress import open_existing_storage
 
     if args.config and args.study:
         raise UsageError("give CONFIG or --study NAME, not both; fix: drop one of them.")
@@ -133,12 +134,12 @@ def _worker(args: argparse.Namespace) -> int:
         cfg, url = _load_config(args.config, args.storage)
         name = cfg.name
     elif args.study:
-        name, url = args.study, resolve_storage_url(None, args.storage, name=args.study)
+        name, url = args.study, resolve_storage_url(None, args.storage)
     else:
         raise UsageError("no study given; allowed: CONFIG or --study NAME; fix: "
                          "hpo worker study_configs/quickstart.yaml.")
     # A mistyped name or path must not leave an empty SQLite database behind.
-    open_existing_storage(url).engine.dispose()
+    open_existing_storage(url, study=name).engine.dispose()
     set_threads(args.threads)
     retry = {} if args.storage_retry is None else {"storage_retry_s": args.storage_retry}
     worker = open_worker(name, url, worker_index=args.worker_index, data_dir=args.data_dir,
@@ -161,9 +162,9 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg, url = _load_config(args.config, args.storage, args.n_trials)
     check_device(cfg)  # the local workers would refuse tf32 without CUDA: say so first
-    storage = make_storage(url)  # unreachable: fail before a possible download
+    make_storage(url).engine.dispose()  # unreachable: fail before a possible download
     check_data(cfg, args.data_dir)  # before the study is written; downloads once, not N times
-    create_study(cfg, storage)
+    create_study(cfg, url)  # by URL: its messages show the URL as given
     log_dir = args.log_dir or str(Path("logs") / cfg.name)
     print(f"study {cfg.name} in {mask_url(url)}: budget {cfg.total_budget} trials, "
           f"{args.workers} workers (logs in {log_dir})", file=sys.stderr)
@@ -188,24 +189,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    import optuna
-
     from hpo.storage.urls import mask_url, resolve_storage_url
-    from hpo.study.create import load_study
-    from hpo.worker.progress import format_status, open_existing_storage, snapshot
+    from hpo.worker.lookup import load_existing_study, storage_overview
+    from hpo.worker.progress import format_status, snapshot
 
     if args.study is None:
-        url = resolve_storage_url(None, args.storage)
-        storage = open_existing_storage(url)
-        names = [s.study_name for s in storage.get_all_studies()]
-        print(f"storage {mask_url(url)}: {len(names)} stud{'y' if len(names) == 1 else 'ies'}")
-        for name in names:
-            study = optuna.load_study(study_name=name, storage=storage)
-            for line in format_status(snapshot(study)):
-                print(line)
+        for line in storage_overview(resolve_storage_url(None, args.storage)):
+            print(line)
         return 0
     name, url = _study_ref(args.study, args.storage)
-    study, _ = load_study(name, open_existing_storage(url))
+    study, _ = load_existing_study(name, url)
     print(f"storage {mask_url(url)}")
     for line in format_status(snapshot(study)):
         print(line)
@@ -215,8 +208,7 @@ def _status(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from hpo.analysis.export import export_all, export_study
     from hpo.storage.urls import resolve_storage_url
-    from hpo.study.create import load_study
-    from hpo.worker.progress import open_existing_storage
+    from hpo.worker.lookup import load_existing_study, open_existing_storage
 
     if args.all:
         if args.study:
@@ -230,7 +222,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError("no study given; allowed: STUDY (a name or YAML file) or --all; "
                          "fix: hpo export quickstart --output quickstart.csv.")
     name, url = _study_ref(args.study, args.storage)
-    study, _ = load_study(name, open_existing_storage(url))
+    study, _ = load_existing_study(name, url)
     output = args.output or f"{name}.csv"
     rows = export_study(study, output)
     print(f"wrote {rows} trials of {name} to {output}")
@@ -256,7 +248,7 @@ def _load_config(path: str, storage_flag: str | None, n_trials: int | None = Non
     from hpo.storage.urls import resolve_storage_url, warn_password_in_file
 
     cfg = load_study_config(path)
-    url = resolve_storage_url(cfg.storage, storage_flag, name=cfg.name)
+    url = resolve_storage_url(cfg.storage, storage_flag)
     if url == cfg.storage:  # the file's own storage: (the default holds no password)
         warn_password_in_file(url, cfg.source)
     cfg = dataclasses.replace(cfg, storage=url)
@@ -272,7 +264,7 @@ def _study_ref(ref: str, storage_flag: str | None) -> tuple[str, str]:
     if ref.endswith((".yaml", ".yml")) or Path(ref).is_file():
         cfg, url = _load_config(ref, storage_flag)
         return cfg.name, url
-    return ref, resolve_storage_url(None, storage_flag, name=ref)
+    return ref, resolve_storage_url(None, storage_flag)
 
 
 def _tail(path: Path, n: int) -> list[str]:

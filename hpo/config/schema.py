@@ -75,11 +75,9 @@ def validate(raw: Any, *, source: str, storage_override: str | None = None) -> d
         raw.get("direction", "maximize"), "direction", ("maximize", "minimize")
     )
     out.update(check_objective(c, raw))  # objective, metric, probe
-    # The default is hpo.storage.urls.default_storage_url's; the URL itself is checked when
-    # the storage is opened (hpo.storage.rdb.make_storage), before anything is written.
-    out["storage"] = storage_override or c.storage(raw.get("storage")) or (
-        f"sqlite:///storage/{name}.db"
-    )
+    # None: the project's default (hpo.storage.urls.resolve_storage_url); the URL itself is
+    # checked when the storage is opened (hpo.storage.rdb.make_storage), before any write.
+    out["storage"] = storage_override or c.storage(raw.get("storage"))
     out["n_trials"] = c.integer(raw.get("n_trials", DEFAULT_N_TRIALS), "n_trials", 0)
     out["timeout"] = c.timeout(raw.get("timeout"))
     out["heartbeat"] = c.heartbeat(raw.get("heartbeat") or {})
@@ -121,7 +119,7 @@ class _Checker(Checker):
                 "storage",
                 "not a URL",
                 value,
-                "null (default sqlite:///storage/<name>.db) or a SQLAlchemy URL",
+                "null (default: the project's storage/hpo.db) or a SQLAlchemy URL",
                 "write it as a string",
             )
         return value

@@ -130,7 +130,7 @@ class StudyConfig:
     name: str
     direction: str
     metric: str
-    storage: str
+    storage: str | None  # None: the project default (resolved when the storage opens)
     n_trials: int
     timeout: float | None
     sampler: SamplerConfig

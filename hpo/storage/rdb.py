@@ -42,7 +42,7 @@ from sqlalchemy.engine import URL
 
 from hpo.errors import StorageError, UsageError
 from hpo.storage.sqlite_file import SQLITE_BUSY_TIMEOUT_S, prepare_sqlite, tune_sqlite_engine
-from hpo.storage.urls import mask_url, parse_storage_url
+from hpo.storage.urls import engine_url, mask_url, parse_storage_url
 
 if TYPE_CHECKING:
     from hpo.config.study import HeartbeatConfig
@@ -80,7 +80,9 @@ def make_storage(
     """Open (and create the tables of) the storage at ``url``.
 
     Args:
-        url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg2://...``).
+        url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql://...``; a
+            ``postgresql://`` or ``postgres://`` URL opens with psycopg2:
+            :func:`hpo.storage.urls.engine_url`).
         heartbeat: worker liveness settings; ``None`` for a storage that only reads or
             creates studies (no trial runs through it).
         stale_trial_callback: run for each trial that ``optuna.storages.fail_stale_trials``
@@ -113,7 +115,7 @@ def make_storage(
 
     kwargs = _heartbeat_kwargs(heartbeat, stale_trial_callback)
     try:
-        storage = _open_rdb(url, engine_kwargs, kwargs)
+        storage = _open_rdb(engine_url(url), engine_kwargs, kwargs)
         if backend == "sqlite":
             tune_sqlite_engine(storage.engine)
     except ImportError as exc:
@@ -121,10 +123,10 @@ def make_storage(
         cause = exc.__cause__ or exc.__context__
         module = getattr(cause, "name", None) or getattr(exc, "name", None) or "?"
         if backend == "postgresql" and importlib.util.find_spec("psycopg2") is not None:
-            # SQLAlchemy 2.1 reads postgresql:// as psycopg (3); psycopg2 is here
-            fix = "write the URL as postgresql+psycopg2://..., or pip install psycopg"
+            # an explicit postgresql+psycopg:// (psycopg 3); psycopg2 is the one installed
+            fix = "write the URL as postgresql://... (psycopg2), or pip install psycopg"
         elif backend == "postgresql":
-            fix = "pip install psycopg2-binary and write the URL as postgresql+psycopg2://..."
+            fix = "pip install psycopg2-binary (the driver postgresql:// opens with)"
         else:
             fix = f"install the Python package that provides the module {module!r}"
         raise UsageError(
@@ -137,7 +139,7 @@ def make_storage(
             "the database server is running and reachable and that the URL, user and "
             "database are right (optuna schema too old: optuna storage upgrade --storage URL)."
         ) from exc
-    logger.debug("opened storage %s", mask_url(url))
+    logger.debug("opened storage %s as %s", mask_url(url), mask_url(engine_url(url)))
     return storage
 
 

@@ -34,6 +34,13 @@ def prepare_sqlite(url: URL) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return  # in-memory: nothing on disk to prepare
     path = Path(database)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # e.g. a file named "storage" where the folder should be
+        raise StorageError(
+            f"SQLite storage {str(path)!r} cannot be made: {str(blocker)!r} is a file, not a "
+            "folder; nothing was written; fix: move or rename that file, or pass --storage "
+            "URL (or set HPO_STORAGE)."
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         mode = _set_wal(path)

@@ -5,10 +5,17 @@ Pure functions over strings, parsed with SQLAlchemy's :func:`~sqlalchemy.engine.
 <hpo.storage.rdb.make_storage>` runs first, before anything is written: a malformed or
 unknown URL is one :class:`~hpo.errors.UsageError` line that names the masked value and the
 fix.
+
+PostgreSQL URLs as people write them, ``postgresql://`` and ``postgres://``, open with
+psycopg2, the driver this project depends on: :func:`engine_url` rewrites them to
+``postgresql+psycopg2://`` for SQLAlchemy and Optuna only (SQLAlchemy 2.1 reads a plain
+``postgresql://`` as psycopg 3, and no SQLAlchemy knows ``postgres://``). Messages show the
+URL as the user gave it, masked.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -17,11 +24,14 @@ import sqlalchemy.exc
 from sqlalchemy.engine import URL, make_url
 
 from hpo.errors import UsageError
+from hpo.storage.project import default_database
 
 __all__ = [
     "ENV_VAR",
     "EXAMPLES",
     "default_storage_url",
+    "engine_url",
+    "is_default_storage",
     "mask_url",
     "parse_storage_url",
     "resolve_storage_url",
@@ -32,34 +42,43 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "HPO_STORAGE"
-EXAMPLES = "sqlite:///storage/NAME.db, postgresql+psycopg2://USER:PASSWORD@HOST:5432/DB"
+EXAMPLES = "sqlite:///storage/hpo.db, postgresql://USER:PASSWORD@HOST:5432/DB"
 _PASSWORD_KEYS = ("password", "passwd", "pass", "pwd")
+# postgresql:// or postgres://, with or without a driver; group 1: "+driver" or None
+_POSTGRES = re.compile(r"^postgres(?:ql)?(\+[A-Za-z0-9_]+)?://", re.I)
+_KINDS = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
 
 
-def default_storage_url(name: str) -> str:
-    """``sqlite:///storage/<name>.db``: a file under ``storage/`` in the current directory."""
-    return f"sqlite:///storage/{name}.db"
+def default_storage_url() -> str:
+    """``sqlite:///<project folder>/storage/hpo.db``, absolute: the one database of every
+    study of the project (:mod:`hpo.storage.project` says which folder that is)."""
+    return f"sqlite:///{default_database()}"
 
 
-def resolve_storage_url(
-    config_url: str | None, flag: str | None, *, name: str | None = None
-) -> str:
+def is_default_storage(url: str) -> bool:
+    """Whether ``url`` is :func:`default_storage_url` (as resolved from here)."""
+    return url == default_storage_url()
+
+
+def resolve_storage_url(config_url: str | None, flag: str | None) -> str:
     """Pick the storage URL: the ``--storage`` flag, else ``$HPO_STORAGE``, else the study
-    file's ``storage:``, else ``sqlite:///storage/<name>.db``.
-
-    Raises:
-        UsageError: nothing is given and there is no study name to build the default from.
+    file's ``storage:``, else the project's ``storage/hpo.db`` (:func:`default_storage_url`).
     """
     for url in (flag, os.environ.get(ENV_VAR), config_url):
         if url:
             return url
-    if name:
-        return default_storage_url(name)
-    raise UsageError(
-        "no storage given (got no --storage flag, no $HPO_STORAGE and no study file); "
-        f"allowed: a SQLAlchemy URL such as {EXAMPLES}; fix: pass --storage URL or set "
-        "HPO_STORAGE."
-    )
+    return default_storage_url()
+
+
+def engine_url(url: str) -> str:
+    """The URL SQLAlchemy and Optuna open: ``postgresql://`` and ``postgres://`` (no driver
+    named) become ``postgresql+psycopg2://``, ``postgres+DRIVER://`` becomes
+    ``postgresql+DRIVER://``; everything else is returned unchanged, byte for byte. Never
+    print the result unmasked, and print the URL as given in messages."""
+    match = _POSTGRES.match(url)
+    if match is None:
+        return url
+    return f"postgresql{match.group(1) or '+psycopg2'}://{url[match.end():]}"
 
 
 def mask_url(url: str) -> str:
@@ -82,18 +101,23 @@ def mask_url(url: str) -> str:
 
 
 def parse_storage_url(url: str) -> URL:
-    """Parse a storage URL, checking that SQLAlchemy knows its database kind.
+    """Parse a storage URL (as :func:`engine_url` rewrites it), checking that SQLAlchemy
+    knows its database kind.
 
     Raises:
         UsageError: the URL is malformed or its scheme is unknown.
     """
     try:
-        parsed = make_url(url)
+        parsed = make_url(engine_url(url))
         parsed.get_dialect()  # raises for an unknown scheme such as "sqlit://"
     except sqlalchemy.exc.NoSuchModuleError as exc:  # a subclass of ArgumentError: first
+        kind = str(url).partition("://")[0].partition("+")[0]
+        close = difflib.get_close_matches(kind.lower(), _KINDS, n=1)
+        fix = "correct the scheme" + (f" (did you mean {close[0]}://?)" if close else "")
         raise UsageError(
-            f"storage: unknown database kind in URL (got {mask_url(url)!r}); allowed: "
-            f"sqlite, postgresql, mysql (e.g. {EXAMPLES}); fix: correct the scheme."
+            f"storage: unknown database kind {kind!r} in URL (got {mask_url(url)!r}); "
+            f"allowed: sqlite, postgresql (or postgres), mysql (e.g. {EXAMPLES}); fix: "
+            f"{fix}."
         ) from exc
     except (sqlalchemy.exc.ArgumentError, ValueError) as exc:  # ValueError: a bad port
         raise UsageError(
@@ -107,7 +131,7 @@ def sqlite_path(url: str | URL) -> str | None:
     """The file of a SQLite URL (as SQLAlchemy reads it), or None: not SQLite, in memory, or
     not parsable."""
     try:
-        parsed = make_url(url)
+        parsed = make_url(engine_url(url) if isinstance(url, str) else url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
         return None
     if parsed.get_backend_name() != "sqlite":

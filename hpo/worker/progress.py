@@ -11,15 +11,11 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 import optuna
 from optuna.trial import TrialState
 
-from hpo.errors import StudyNotFoundError
-from hpo.storage.rdb import make_storage
-from hpo.storage.urls import mask_url, parse_storage_url
 from hpo.study.budget import BUDGET_ATTR, SLOT_STATES
 from hpo.study.requeue import fail_reason, is_discarded
 from hpo.study.twins import TWIN_ATTR, TWIN_OF_ATTR, is_twin
@@ -29,7 +25,6 @@ __all__ = [
     "StudySnapshot",
     "format_duration",
     "format_status",
-    "open_existing_storage",
     "snapshot",
 ]
 
@@ -75,26 +70,6 @@ class StudySnapshot:
         if len(self.baseline_values) == 1:
             return 0.0
         return statistics.stdev(self.baseline_values)
-
-
-def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
-    """Open a storage for reading without creating an empty SQLite file by mistake.
-
-    Raises:
-        StudyNotFoundError: ``url`` names a SQLite file that does not exist.
-    """
-    parsed = parse_storage_url(url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database and ":memory:" not in database:
-        # a SQLite URI (sqlite:///file:PATH?mode=ro&uri=true) names the file after "file:"
-        path = Path(database.removeprefix("file:"))
-        if not path.exists():
-            raise StudyNotFoundError(
-                f"no study storage at {mask_url(url)} (file {str(path)!r} does not exist); "
-                "fix: pass --storage URL (or set HPO_STORAGE), or create the study with "
-                "hpo create CONFIG."
-            )
-    return make_storage(url)
 
 
 def snapshot(study: optuna.Study) -> StudySnapshot:

@@ -230,31 +230,128 @@ def test_export_writes_a_csv_pandas_reads(tmp_path) -> None:
 def test_status_of_a_created_study_without_trials(tmp_path) -> None:
     config = tmp_path / "study.yaml"
     config.write_text(STUDY.format(name="fresh", subset=500, epochs=1))
-    url = "postgresql+psycopg2://someone:s3cret@127.0.0.1:1/none"
+    url = "postgresql://someone:s3cret@127.0.0.1:1/none"
     assert hpo("create", str(config), cwd=tmp_path).returncode == 0  # default storage
-    assert (tmp_path / "storage" / "fresh.db").exists()
+    assert sorted(p.name for p in (tmp_path / "storage").iterdir()) == ["hpo.db"]
     status = hpo("status", "fresh", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"storage sqlite:///{tmp_path}/storage/hpo.db\n")
     assert "0/5 trials finished; waiting 2" in status.stdout
     by_file = hpo("status", str(config), cwd=tmp_path)
     assert by_file.stdout == status.stdout
     # An unreachable server: one line, exit 1, and the password is not shown.
     down = hpo("status", "fresh", "--storage", url, cwd=tmp_path, timeout=60)
     assert down.returncode == 1
-    assert "s3cret" not in down.stderr and "***" in down.stderr
+    assert "s3cret" not in down.stderr and "postgresql://someone:***@" in down.stderr
     assert len(down.stderr.strip().splitlines()) == 1
+
+
+def test_one_project_database_holds_every_study(tmp_path) -> None:
+    """Studies created from anywhere in the project share storage/hpo.db; status, export
+    --all and the dashboard see all of them without --storage."""
+    configs = tmp_path / "study_configs"
+    (configs / "deep").mkdir(parents=True)
+    for name in ("alpha", "beta"):
+        (configs / f"{name}.yaml").write_text(STUDY.format(name=name, subset=500, epochs=1))
+    assert hpo("create", "study_configs/alpha.yaml", cwd=tmp_path).returncode == 0
+    made = hpo("create", "../beta.yaml", cwd=configs / "deep")  # from a subfolder
+    assert made.returncode == 0, made.stderr
+    db = tmp_path / "storage" / "hpo.db"
+    assert f"study beta in sqlite:///{db}" in made.stdout
+    assert [p.name for p in tmp_path.rglob("*.db")] == ["hpo.db"]
+
+    status = hpo("status", cwd=configs / "deep")
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0] == f"storage sqlite:///{db}: 2 studies"
+    assert [line.split(" (")[0] for line in lines if line.startswith("study ")] == [
+        "study alpha", "study beta"]
+    assert "other databases" not in status.stdout
+
+    every = hpo("export", "--all", "--output", str(tmp_path / "csv"), cwd=configs)
+    assert every.returncode == 0, every.stderr
+    assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == ["alpha.csv", "beta.csv"]
+    assert len(pd.read_csv(tmp_path / "csv" / "beta.csv")) == 2  # its two baseline trials
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "hpo", "dashboard", "--port", str(port)],
+                            cwd=configs, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert f"optuna-dashboard for sqlite:///{db} at" in proc.stdout.readline()
+        studies = _dashboard_studies(port)
+        assert sorted(s["study_name"] for s in studies) == ["alpha", "beta"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_status_names_the_older_one_file_per_study_databases(tmp_path) -> None:
+    (tmp_path / "study.yaml").write_text(STUDY.format(name="old", subset=500, epochs=1))
+    (tmp_path / "new.yaml").write_text(STUDY.format(name="new", subset=500, epochs=1))
+    # a database as earlier versions wrote it, one file per study
+    made = hpo("create", "study.yaml", "--storage", "sqlite:///storage/old.db", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    status = hpo("status", cwd=tmp_path)  # no storage/hpo.db yet: not an error
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines() == [
+        f"storage sqlite:///{tmp_path}/storage/hpo.db: no studies yet (the file does not "
+        "exist; hpo create CONFIG or hpo run CONFIG writes it)",
+        "other databases under storage/ (not shown above; e.g. one file per study from an "
+        "earlier version), open one with --storage:",
+        "  hpo status --storage sqlite:///storage/old.db",
+    ]
+    assert not (tmp_path / "storage" / "hpo.db").exists()  # status wrote nothing
+    assert hpo("create", "new.yaml", cwd=tmp_path).returncode == 0
+    lookup = hpo("status", "old", cwd=tmp_path)  # in hpo.db: not found, and where it is
+    assert lookup.returncode == 1
+    assert "existing studies: ['new']" in lookup.stderr
+    assert lookup.stderr.strip().endswith(
+        "it may be in sqlite:///storage/old.db: add --storage sqlite:///storage/old.db.")
+    opened = hpo("status", "old", "--storage", "sqlite:///storage/old.db", cwd=tmp_path)
+    assert opened.returncode == 0 and "study old (maximize): 0/5" in opened.stdout
+    exported = hpo("export", "old", "--storage", "sqlite:///storage/old.db", "-o", "o.csv",
+                   cwd=tmp_path)
+    assert exported.returncode == 0 and len(pd.read_csv(tmp_path / "o.csv")) == 2
+
+
+def test_a_read_only_storage_folder_is_one_line_and_writes_nothing(tmp_path) -> None:
+    """A read-only storage/ (a read-only tmpfs mounted on it; root writes through chmod, so
+    without the right to mount, root skips this, and others use chmod a-w)."""
+    (tmp_path / "study.yaml").write_text(STUDY.format(name="ro", subset=500, epochs=1))
+    store = tmp_path / "storage"
+    store.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(store)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        if os.geteuid() == 0:
+            pytest.skip("root without the right to mount: no way to make a folder read-only")
+        store.chmod(0o555)
+    try:
+        for args in (("create", "study.yaml"), ("run", "study.yaml")):
+            out = hpo(*args, cwd=tmp_path)
+            assert out.returncode == 1, (args, out.stderr)
+            lines = out.stderr.strip().splitlines()
+            assert len(lines) == 1 and "is in a read-only folder" in lines[0], out.stderr
+            assert "fix:" in lines[0]
+        assert list(store.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+            "storage", "study.yaml"]  # no database, no logs
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(store)], capture_output=True)
+        else:
+            store.chmod(0o755)
 
 
 def test_bad_input_exit_codes(tmp_path) -> None:
     missing = hpo("export", "NOSUCH", cwd=tmp_path)
     assert missing.returncode == 1
-    assert len(missing.stderr.strip().splitlines()) == 1 and "NOSUCH" in missing.stderr
-    assert not (tmp_path / "storage" / "NOSUCH.db").exists()  # nothing created by a lookup
+    assert len(missing.stderr.strip().splitlines()) == 1 and "no studies yet" in missing.stderr
+    assert not (tmp_path / "storage").exists()  # nothing created by a lookup
     config = tmp_path / "study.yaml"
     config.write_text(STUDY.format(name="bad", subset=500, epochs=1))
     assert hpo("create", str(config), cwd=tmp_path).returncode == 0
-    nosuch = hpo("export", "NOSUCH", "--storage", f"sqlite:///{tmp_path}/storage/bad.db",
-                 cwd=tmp_path)
+    nosuch = hpo("export", "NOSUCH", cwd=tmp_path)
     assert nosuch.returncode == 1 and "existing studies: ['bad']" in nosuch.stderr
     for args in (["run", str(config), "--workers", "0"], ["worker", "--bogus"],
                  ["export"], ["worker"], ["dashboard", "--port", "nope"]):
@@ -278,9 +375,22 @@ def test_run_refuses_tf32_without_cuda_before_writing_anything(tmp_path) -> None
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "precision 'tf32' needs a CUDA device" in bad.stderr
     trials = optuna.load_study(study_name="tf32",
-                               storage=f"sqlite:///{tmp_path}/storage/tf32.db").trials
+                               storage=f"sqlite:///{tmp_path}/storage/hpo.db").trials
     assert trials and {t.state.name for t in trials} == {"WAITING"}  # baselines, untaken
     assert not (tmp_path / "logs").exists()  # hpo run stopped before starting a worker
+
+
+def _dashboard_studies(port: int) -> list[dict]:
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/api/studies", timeout=10) as response:
+                return json.load(response)["study_summaries"]
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _free_port() -> int:

@@ -371,7 +371,7 @@ def test_exponent_without_dot_is_a_float(tmp_path):
 def test_valid_config_values(tmp_path):
     cfg = _load(tmp_path)
     assert cfg.name == "t" and cfg.direction == "maximize" and cfg.metric == "val_accuracy"
-    assert cfg.storage == "sqlite:///storage/t.db"
+    assert cfg.storage is None  # no storage: in the file: the project default, resolved later
     assert cfg.sampler == SamplerConfig("tpe", {"seed": 0})
     assert cfg.pruner == PrunerConfig("median", {})
     assert cfg.baseline == BaselineConfig(seeds=(0, 1), params={})
@@ -445,7 +445,7 @@ def test_search_space_rejects(entry, path):
 def test_study_configs_load_and_round_trip(path):
     cfg = load_study_config(path)
     assert cfg.name == path.stem
-    assert cfg.storage == f"sqlite:///storage/{cfg.name}.db"
+    assert cfg.storage is None  # every shipped study goes to the project's storage/hpo.db
     assert cfg.fixed.get("device", "cpu") == "cpu"  # the shipped defaults run on a CPU
     d = json.loads(json.dumps(cfg.to_dict()))
     assert StudyConfig.from_dict(d) == cfg

@@ -34,19 +34,15 @@ def _delete(url: str, name: str) -> None:
 
 
 # -- URL resolution and masking --------------------------------------------------------
-def test_resolve_storage_url_precedence(monkeypatch):
+def test_resolve_storage_url_precedence(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HPO_STORAGE", raising=False)
-    assert resolve_storage_url(None, None, name="s") == "sqlite:///storage/s.db"
-    assert resolve_storage_url("sqlite:///cfg.db", None, name="s") == "sqlite:///cfg.db"
+    assert resolve_storage_url(None, None) == f"sqlite:///{tmp_path}/storage/hpo.db"
+    assert resolve_storage_url("sqlite:///cfg.db", None) == "sqlite:///cfg.db"
     monkeypatch.setenv("HPO_STORAGE", "sqlite:///env.db")
     assert resolve_storage_url("sqlite:///cfg.db", None) == "sqlite:///env.db"
+    assert resolve_storage_url(None, None) == "sqlite:///env.db"
     assert resolve_storage_url("sqlite:///cfg.db", "sqlite:///flag.db") == "sqlite:///flag.db"
-
-
-def test_resolve_storage_url_without_anything_is_a_usage_error(monkeypatch):
-    monkeypatch.delenv("HPO_STORAGE", raising=False)
-    with pytest.raises(UsageError, match="--storage"):
-        resolve_storage_url(None, None)
 
 
 @pytest.mark.parametrize(
@@ -111,17 +107,23 @@ def test_sqlite_in_wal_mode_syncs_at_checkpoints_only(tmp_path):
     assert synchronous() == 2
 
 
-def test_default_sqlite_url_is_relative_to_the_working_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    make_storage(default_storage_url("quick"))
-    assert (tmp_path / "storage" / "quick.db").is_file()
+def test_default_sqlite_url_is_the_project_database(tmp_path, monkeypatch):
+    (tmp_path / "study_configs" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "study_configs" / "sub")
+    optuna.create_study(study_name="a", storage=make_storage(default_storage_url()))
+    optuna.create_study(study_name="b", storage=make_storage(default_storage_url()))
+    db = tmp_path / "storage" / "hpo.db"
+    assert sorted(optuna.get_all_study_names(f"sqlite:///{db}")) == ["a", "b"]
+    assert sorted(p.name for p in tmp_path.rglob("*.db")) == ["hpo.db"]
 
 
 def test_sqlite_unwritable_path_is_a_storage_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(StorageError, match="cannot open SQLite storage"):
-        make_storage(f"sqlite:///{blocker}/study.db")
+    with pytest.raises(StorageError, match="'.*file' is a file, not a folder") as info:
+        make_storage(f"sqlite:///{blocker}/sub/study.db")
+    assert "fix: move or rename that file" in str(info.value)
+    assert blocker.read_text() == "not a folder" and list(tmp_path.iterdir()) == [blocker]
 
 
 def test_sqlite_concurrent_writers_and_a_reader(tmp_path):
