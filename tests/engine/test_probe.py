@@ -247,11 +247,27 @@ def test_identical_alphas_never_bifurcate_on_a_cnn_with_dropout(one_thread):
         (dict(inits=1, alphas=(0.0,)), "alphas"),
         (dict(inits=1, compare="last"), "compare"),
         (dict(inits=1, method="fast"), "method"),
+        (dict(inits=1, train_set="val"), "train_set"),
     ],
 )
 def test_bad_arguments_are_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         run_probe(_spec(), **kwargs)
+
+
+@needs_data
+def test_train_set_all_probes_every_training_image_unnormalised():
+    """Section 3's protocol: all 60,000 MNIST training images, not the training split."""
+    spec = TrainSpec(model="fc", depth=1, width=4, dataset="mnist", precision="float32",
+                     batch_size=4096, normalize=False)
+    whole = run_probe(spec, inits=1, train_set="all")
+    assert (whole.train_samples, whole.batches_per_epoch, whole.train_set) == (60000, 15, "all")
+    assert run_probe(spec, inits=1).train_samples == 60000 - spec.val_size  # the split
+    first = run_probe(spec.replace(train_subset=5000), inits=1, train_set="all")
+    assert first.train_samples == 5000
+    x, _ = probe._training_data(spec, resolve_precision("float32"), torch.device("cpu"), None,
+                                "all")
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0  # ToTensor's [0, 1]
 
 
 def test_settings_the_probe_cannot_honour_are_config_errors():
