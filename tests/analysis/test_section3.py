@@ -85,6 +85,8 @@ def test_slices_are_summed_and_the_shared_cell_is_in_every_sweep() -> None:
         0, None, None, None)
     assert (r.trials_complete, r.trials_total, r.complete) == (3, 13 * 2 * 2, False)
     assert r.platform_source == "report" and r.platform["torch"] == "x"
+    lines = format_text(r)
+    assert any(line.startswith("depth") and "23/50  paper 463/1000" in line for line in lines)
 
 
 def test_json_csv_and_html_carry_every_cell(tmp_path) -> None:
