@@ -79,7 +79,7 @@ class Section3Report:
     study: str
     plan: Section3Plan
     cells: list[Cell]
-    trials_complete: int
+    trials_complete: int  # distinct (cell, precision, slice) trials complete
     trials_total: int
     platform: dict[str, Any] | None
     platform_source: str  # "trials" (recorded by the workers) or "report" (this process)
@@ -146,7 +146,12 @@ def build_report(
     samples = None
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    for t in complete:
+    # One result per slice: a slice run twice (a re-queued copy that also finished, or a
+    # second creator) holds the same inits, which must not count twice.
+    slices = {}
+    for t in sorted(complete, key=lambda t: t.number):
+        slices.setdefault((t.params["cell"], t.params["precision"], t.params["seed"]), t)
+    for t in slices.values():
         got = done.setdefault((t.params["cell"], t.params["precision"]), [0, 0])
         got[0] += int(t.user_attrs["bifurcated"])
         got[1] += int(t.user_attrs["inits"])
@@ -168,7 +173,7 @@ def build_report(
             ))
     total = len(p.cells()) * len(p.precisions) * (p.inits // slice_size(p.inits))
     return Section3Report(
-        study=study.study_name, plan=p, cells=cells, trials_complete=len(complete),
+        study=study.study_name, plan=p, cells=cells, trials_complete=len(slices),
         trials_total=total, platform=dict(recorded or platform or {}) or None,
         platform_source="trials" if recorded else "report", train_samples=samples,
     )

@@ -53,7 +53,7 @@ METRICS = {
 }
 BASELINE_MODES = ("fixed", "paired")
 PROBE_KEYS = ("inits", "alphas", "compare", "train_set")
-PROBE_COMPARE = ("first", "all")
+PROBE_COMPARE = ("first", "first_weight", "all")
 # split: hpo train's training split (val_size held out); all: every training image
 PROBE_TRAIN_SETS = ("split", "all")
 PROBE_DEFAULTS = {"inits": 4, "alphas": (0.0, 1.0), "compare": "first", "train_set": "split"}

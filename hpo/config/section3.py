@@ -207,6 +207,7 @@ def section3_config(p: Section3Plan, storage: str) -> StudyConfig:
         baseline=None,
         source="hpo reproduce section3",
         objective="probe",
-        probe=ProbeConfig(inits=step, alphas=(0.0, 1.0), compare="first", train_set="all"),
+        probe=ProbeConfig(inits=step, alphas=(0.0, 1.0), compare="first_weight",
+                          train_set="all"),
         cells=cells,
     )

@@ -68,7 +68,9 @@ __all__ = ["COMPARE_MODES", "METHODS", "TRAIN_SETS", "ProbeProgress", "ProbeResu
 
 log = logging.getLogger(__name__)
 
-COMPARE_MODES = ("first", "all")
+# first: the first parameterised layer's weight and bias gradients; first_weight: its
+# weight gradient alone (the paper's Section 3); all: every parameter's.
+COMPARE_MODES = ("first", "first_weight", "all")
 METHODS = ("auto", "batched", "reference")
 # ``split``: the training split ``hpo train`` uses (``val_size`` images held out);
 # ``all``: every official training image (the paper's Section 3: all 60,000 of MNIST).
@@ -140,7 +142,8 @@ def run_probe(
             ``seed``; ``relu_prime_zero`` must be unset (the alphas replace it).
         inits: number of initialisations (seeds ``spec.seed`` .. ``spec.seed + inits - 1``).
         alphas: the two derivatives at 0 to compare.
-        compare: ``first`` (gradients of the first parameterised layer) or ``all``.
+        compare: ``first`` (gradients of the first parameterised layer), ``first_weight``
+            (that layer's weight gradient only, as the paper's Section 3) or ``all``.
         data_dir: dataset folder (default ``HPO_DATA_DIR``).
         progress: called after each examined mini-batch; an exception it raises propagates.
         method: ``auto``, ``batched`` or ``reference`` (see the module docstring).
@@ -348,6 +351,8 @@ def _compared_params(model: nn.Module, compare: str) -> list[nn.Parameter]:
         return list(model.parameters())
     # The first module (in registration order: the input layer) that owns parameters.
     first = next(m for m in model.modules() if any(True for _ in m.parameters(recurse=False)))
+    if compare == "first_weight":
+        return [first.weight]
     return list(first.parameters(recurse=False))
 
 

@@ -89,6 +89,19 @@ def test_slices_are_summed_and_the_shared_cell_is_in_every_sweep() -> None:
     assert any(line.startswith("depth") and "23/50  paper 463/1000" in line for line in lines)
 
 
+def test_a_slice_that_ran_twice_counts_once() -> None:
+    p = plan(inits=10, precisions=("float32",))
+    study = _study(p, {("L1-n256-b256", "float32", 0): 4})
+    cfg = section3_config(p, "sqlite:///unused.db")
+    study.add_trial(optuna.trial.create_trial(  # the same slice again
+        params={"cell": "L1-n256-b256", "precision": "float32", "seed": 0},
+        distributions=dict(cfg.search_space), value=0.4,
+        user_attrs={"bifurcated": 4, "inits": 10, "train_samples": 60000}))
+    r = build_report(study, p)
+    cell = next(c for c in r.cells if c.cell == "L1-n256-b256")
+    assert (cell.bifurcated, cell.inits, r.trials_complete) == (4, 10, 1)
+
+
 def test_json_csv_and_html_carry_every_cell(tmp_path) -> None:
     p = plan(quick=True, precisions=("float16",))
     outcomes = {(name, "float16", 0): 10 for name in p.cells()}

@@ -44,6 +44,7 @@ def test_the_grid_is_cells_x_precisions_x_slices_and_the_seed_is_each_slices_fir
     assert cfg.sampler.grid["precision"] == PRECISIONS
     assert cfg.n_trials == 13 * 3 * 4
     assert cfg.probe.inits == 25 and cfg.probe.train_set == "all"
+    assert cfg.probe.compare == "first_weight"  # the paper: the first layer's weight gradient
     spec = cfg.train_spec({"cell": "L5-n256-b256", "precision": "float16", "seed": 50})
     assert (spec.depth, spec.width, spec.batch_size, spec.seed) == (5, 256, 256, 50)
     # The paper's protocol: ToTensor inputs, the whole set, its code's gradient at 0.

@@ -75,9 +75,10 @@ def test_float64_without_structural_zeros_never_bifurcates():
 
 @needs_data
 @pytest.mark.parametrize("method", ["batched", "reference"])
-def test_a_kink_hit_in_every_batch_bifurcates_every_init_at_once(dead_unit, method):
+@pytest.mark.parametrize("compare", ["first", "first_weight"])
+def test_a_kink_hit_in_every_batch_bifurcates_every_init_at_once(dead_unit, method, compare):
     dead_unit(0)
-    r = run_probe(_spec(), inits=3, alphas=(0.0, 1.0), compare="first", method=method)
+    r = run_probe(_spec(), inits=3, alphas=(0.0, 1.0), compare=compare, method=method)
     assert r.bifurcated == 3 and r.bifurcated_fraction == 1.0
     assert r.batches_to_bifurcation == [1, 1, 1]
     assert r.samples_to_bifurcation == [64, 64, 64]
@@ -253,6 +254,13 @@ def test_identical_alphas_never_bifurcate_on_a_cnn_with_dropout(one_thread):
 def test_bad_arguments_are_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         run_probe(_spec(), **kwargs)
+
+
+def test_first_weight_compares_the_first_layers_weight_alone():
+    model = build_model(_spec()).model
+    first = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    assert probe._compared_params(model, "first_weight") == [first.weight]
+    assert probe._compared_params(model, "first") == [first.weight, first.bias]
 
 
 @needs_data
