@@ -116,8 +116,8 @@ class ProbeConfig:
     """The bifurcation probe run by ``objective: probe`` studies (:func:`hpo.engine.probe.
     run_probe`): ``inits`` initialisations, ReLU'(0) = ``alphas[0]`` against ``alphas[1]``,
     gradients of the ``first`` parameterised layer (``first_weight``: its weight alone) or of
-    ``all`` parameters, on ``hpo
-    train``'s training ``split`` or on ``all`` the training images."""
+    ``all`` parameters, on ``hpo train``'s training ``split`` or on ``all`` the training
+    images."""
 
     inits: int = 4
     alphas: tuple[float, float] = (0.0, 1.0)
