@@ -83,8 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the two values of ReLU'(0) to compare (default: 0 1)",
     )
     parser.add_argument(
-        "--compare", choices=("first", "all"), default="first",
-        help="compare the first layer's gradients (as the paper) or all (default: first)",
+        "--compare", choices=("first", "first_weight", "all"), default="first",
+        help="compare the first layer's gradients, its weight gradient alone (as the paper's "
+        "Section 3) or all (default: first)",
     )
     parser.add_argument(
         "--method", choices=("auto", "batched", "reference"), default="auto",

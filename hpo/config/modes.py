@@ -9,7 +9,7 @@ Which keys apply where:
 * ``objective: train`` (default): ``metric: val_accuracy``; ``baseline:`` optional.
 * ``objective: probe``: ``metric: bifurcated_fraction`` (default) or ``hazard_per_batch``,
   ``direction`` as the user chooses (maximize finds where the value of ReLU'(0) matters most);
-  an optional ``probe: {inits, alphas, compare}`` block; no ``baseline:`` and no
+  an optional ``probe: {inits, alphas, compare, train_set}`` block; no ``baseline:`` and no
   ``relu_prime_zero`` (fixed or searched): the probe sets ReLU'(0) to each of its alphas.
 * ``baseline: {mode: fixed, seeds, params}`` (``mode`` may be left out) or
   ``baseline: {mode: paired}`` (no other key: a twin takes its settings and seed from its
@@ -52,9 +52,11 @@ METRICS = {
     "probe": ("bifurcated_fraction", "hazard_per_batch"),
 }
 BASELINE_MODES = ("fixed", "paired")
-PROBE_KEYS = ("inits", "alphas", "compare")
-PROBE_COMPARE = ("first", "all")
-PROBE_DEFAULTS = {"inits": 4, "alphas": (0.0, 1.0), "compare": "first"}
+PROBE_KEYS = ("inits", "alphas", "compare", "train_set")
+PROBE_COMPARE = ("first", "first_weight", "all")
+# split: hpo train's training split (val_size held out); all: every training image
+PROBE_TRAIN_SETS = ("split", "all")
+PROBE_DEFAULTS = {"inits": 4, "alphas": (0.0, 1.0), "compare": "first", "train_set": "split"}
 
 
 def check_objective(c: Checker, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,6 +117,7 @@ def _probe(c: Checker, block: Any) -> dict[str, Any]:
         )
     out["alphas"] = pair
     out["compare"] = c.choice(out["compare"], "probe.compare", PROBE_COMPARE)
+    out["train_set"] = c.choice(out["train_set"], "probe.train_set", PROBE_TRAIN_SETS)
     return out
 
 

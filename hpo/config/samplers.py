@@ -63,7 +63,10 @@ def make_sampler(cfg: SamplerConfig, *, seed_offset: int = 0) -> optuna.samplers
     Args:
         cfg: the sampler config.
         seed_offset: added to the configured seed. Give each parallel worker its own offset:
-            workers with the same seed draw the same random start-up points.
+            workers with the same seed draw the same random start-up points. Not for the
+            grid: GridSampler shuffles the grid with its seed and gives trial number n the
+            n-th point, so every worker must shuffle alike (a seed of 0 when none is set),
+            or two workers run the same point and others never run.
 
     Raises:
         ConfigError: unknown sampler name or options the sampler rejects.
@@ -74,7 +77,9 @@ def make_sampler(cfg: SamplerConfig, *, seed_offset: int = 0) -> optuna.samplers
             f"{sorted(SAMPLER_CLASSES)}; fix: pick one of them."
         )
     options = dict(cfg.options)
-    if seed_offset and options.get("seed") is not None:
+    if cfg.name == "grid":
+        options["seed"] = 0 if options.get("seed") is None else options["seed"]
+    elif seed_offset and options.get("seed") is not None:
         options["seed"] = options["seed"] + seed_offset
     cls = getattr(optuna.samplers, SAMPLER_CLASSES[cfg.name])
     if cfg.name == "grid":

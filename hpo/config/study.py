@@ -115,11 +115,14 @@ class BaselineConfig:
 class ProbeConfig:
     """The bifurcation probe run by ``objective: probe`` studies (:func:`hpo.engine.probe.
     run_probe`): ``inits`` initialisations, ReLU'(0) = ``alphas[0]`` against ``alphas[1]``,
-    gradients of the ``first`` parameterised layer or of ``all`` parameters."""
+    gradients of the ``first`` parameterised layer (``first_weight``: its weight alone) or of
+    ``all`` parameters, on ``hpo train``'s training ``split`` or on ``all`` the training
+    images."""
 
     inits: int = 4
     alphas: tuple[float, float] = (0.0, 1.0)
     compare: str = "first"
+    train_set: str = "split"
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,9 @@ class StudyConfig:
     source: str
     objective: str = "train"  # "train" (train each trial) or "probe" (the bifurcation probe)
     probe: ProbeConfig | None = None  # set for objective "probe"
+    # Named groups of settings: the searched categorical parameter ``cell`` picks one, so a
+    # grid can run a list of configurations that is not a product (hpo.config.section3).
+    cells: Mapping[str, Mapping[str, Any]] | None = None
 
     # ------------------------------------------------------------------------------
     def train_spec(self, params: Mapping[str, Any], seed: int | None = None) -> TrainSpec:
@@ -152,6 +158,14 @@ class StudyConfig:
             ConfigError: the merged settings are not a valid :class:`TrainSpec`.
         """
         values = {**self.fixed, **params}
+        if self.cells is not None and "cell" in values:
+            name = values.pop("cell")
+            if name not in self.cells:
+                raise ConfigError(
+                    f"cell {name!r} is not a cell of study {self.name!r}; allowed: "
+                    f"{sorted(self.cells)}; fix: use one of them."
+                )
+            values.update(self.cells[name])
         if seed is not None:
             values["seed"] = seed
         return TrainSpec.from_dict(values)
@@ -219,6 +233,11 @@ class StudyConfig:
                 if self.objective == "train"
                 else {"objective": self.objective, "probe": _probe_dict(self.probe)}
             ),
+            **(
+                {}
+                if self.cells is None
+                else {"cells": {k: dict(v) for k, v in self.cells.items()}}
+            ),
         }
 
     @classmethod
@@ -272,7 +291,11 @@ class StudyConfig:
                     inits=d["probe"]["inits"],
                     alphas=tuple(d["probe"]["alphas"]),
                     compare=d["probe"]["compare"],
+                    train_set=d["probe"].get("train_set", "split"),
                 ),
+                cells=None if d.get("cells") is None else {
+                    k: dict(v) for k, v in d["cells"].items()
+                },
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
@@ -330,7 +353,10 @@ def _baseline_dict(baseline: BaselineConfig | None) -> dict[str, Any] | None:
 def _probe_dict(probe: ProbeConfig | None) -> dict[str, Any] | None:
     if probe is None:
         return None
-    return {"inits": probe.inits, "alphas": list(probe.alphas), "compare": probe.compare}
+    out = {"inits": probe.inits, "alphas": list(probe.alphas), "compare": probe.compare}
+    if probe.train_set != "split":  # written only when set: stored configs stay equal
+        out["train_set"] = probe.train_set
+    return out
 
 
 # ----------------------------------------------------------------------------------

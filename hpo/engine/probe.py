@@ -66,12 +66,17 @@ from hpo.engine.step import deterministic
 from hpo.engine.train import resolve_device
 from hpo.errors import ConfigError
 
-__all__ = ["COMPARE_MODES", "METHODS", "ProbeProgress", "ProbeResult", "run_probe"]
+__all__ = ["COMPARE_MODES", "METHODS", "TRAIN_SETS", "ProbeProgress", "ProbeResult", "run_probe"]
 
 log = logging.getLogger(__name__)
 
-COMPARE_MODES = ("first", "all")
+# first: the first parameterised layer's weight and bias gradients; first_weight: its
+# weight gradient alone (the paper's Section 3); all: every parameter's.
+COMPARE_MODES = ("first", "first_weight", "all")
 METHODS = ("auto", "batched", "reference")
+# ``split``: the training split ``hpo train`` uses (``val_size`` images held out);
+# ``all``: every official training image (the paper's Section 3: all 60,000 of MNIST).
+TRAIN_SETS = ("split", "all")
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class ProbeResult:
     method: str
     train_samples: int
     batches_per_epoch: int
+    train_set: str = "split"  # see run_probe
     bifurcated: int = 0
     bifurcated_fraction: float = 0.0
     batches_examined: int = 0
@@ -131,6 +137,7 @@ def run_probe(
     data_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[ProbeProgress], None] | None = None,
     method: str = "auto",
+    train_set: str = "split",
 ) -> ProbeResult:
     """Probe how often ReLU'(0) = ``alphas[0]`` and ``alphas[1]`` give different gradients.
 
@@ -139,17 +146,26 @@ def run_probe(
             ``seed``; ``relu_prime_zero`` must be unset (the alphas replace it).
         inits: number of initialisations (seeds ``spec.seed`` .. ``spec.seed + inits - 1``).
         alphas: the two derivatives at 0 to compare.
-        compare: ``first`` (gradients of the first parameterised layer) or ``all``.
+        compare: ``first`` (gradients of the first parameterised layer), ``first_weight``
+            (that layer's weight gradient only, as the paper's Section 3) or ``all``.
         data_dir: dataset folder (default ``HPO_DATA_DIR``).
         progress: called after each examined mini-batch; an exception it raises propagates.
         method: ``auto``, ``batched`` or ``reference`` (see the module docstring).
+        train_set: ``split`` (the training split of ``hpo train``: ``val_size`` images held
+            out) or ``all`` (every official training image, ``val_size`` unused; with
+            ``train_subset``, the first ``train_subset`` of them).
 
     Raises:
-        ConfigError: bad ``inits``, ``alphas``, ``compare``, ``method`` or settings.
+        ConfigError: bad ``inits``, ``alphas``, ``compare``, ``method``, ``train_set`` or
+            settings.
         DataError: the dataset cannot be found or read.
     """
     started = time.perf_counter()
     alphas = _check_args(spec, inits, alphas, compare, method)
+    if train_set not in TRAIN_SETS:
+        raise ConfigError(
+            f"Unknown train_set {train_set!r}. Valid values are {list(TRAIN_SETS)}."
+        )
     precision = resolve_precision(spec.precision)
     if method == "auto":
         method = "batched" if probe_batched.supports(spec, precision) else "reference"
@@ -163,7 +179,7 @@ def run_probe(
     check_tf32_device(spec.precision, device, spec.device)
     with numerics(spec.precision, spec.reduced_precision_reduction):
         result = _probe(spec, inits, alphas, compare, method, precision, device, data_dir,
-                        progress, started)
+                        progress, started, train_set)
     _summarise(result, spec.batch_size)
     result.wall_time_s = time.perf_counter() - started
     return result
@@ -172,15 +188,15 @@ def run_probe(
 def _probe(
     spec: TrainSpec, inits: int, alphas: tuple[float, float], compare: str, method: str,
     precision: Precision, device: torch.device, data_dir: str | os.PathLike[str] | None,
-    progress: Callable[[ProbeProgress], None] | None, started: float,
+    progress: Callable[[ProbeProgress], None] | None, started: float, train_set: str,
 ) -> ProbeResult:
-    x, y = _training_data(spec, precision, device, data_dir)
+    x, y = _training_data(spec, precision, device, data_dir, train_set)
     n = len(y)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed)).to(device)
     batches = [order[s : s + spec.batch_size] for s in range(0, n, spec.batch_size)]
     result = ProbeResult(
         spec=spec.to_dict(), inits=inits, alphas=alphas, compare=compare, method=method,
-        train_samples=n, batches_per_epoch=len(batches),
+        train_samples=n, train_set=train_set, batches_per_epoch=len(batches),
         init_seeds=[spec.seed + k for k in range(inits)], device=str(device),
         threads=torch.get_num_threads(), torch_version=torch.__version__,
     )
@@ -255,15 +271,25 @@ def _check_args(
 
 def _training_data(
     spec: TrainSpec, precision: Precision, device: torch.device,
-    data_dir: str | os.PathLike[str] | None,
+    data_dir: str | os.PathLike[str] | None, train_set: str = "split",
 ) -> tuple[Tensor, Tensor]:
-    """The training split as ``hpo train`` prepares it (same indices, scaling and dtype)."""
+    """The training split as ``hpo train`` prepares it (same indices, scaling and dtype),
+    or with ``train_set="all"`` every official training image (scaled the same way)."""
     raw = loading.load_raw(spec.dataset, data_dir, image_size=spec.resolved_image_size,
                            channels=spec.resolved_channels)
-    train_idx, _ = data_mod.split_indices(
-        len(raw.train_labels), val_size=spec.val_size, train_subset=spec.train_subset,
-        split_seed=spec.split_seed, own_validation=raw.val_images is not None,
-    )
+    n = len(raw.train_labels)
+    if train_set == "all":
+        if spec.train_subset is not None and spec.train_subset > n:
+            raise ConfigError(
+                f"train_subset={spec.train_subset} is more than the {n} training images of "
+                f"{spec.dataset!r}; allowed 1 to {n}; lower it (or leave it unset: all)."
+            )
+        train_idx = torch.arange(n if spec.train_subset is None else spec.train_subset)
+    else:
+        train_idx, _ = data_mod.split_indices(
+            n, val_size=spec.val_size, train_subset=spec.train_subset,
+            split_seed=spec.split_seed, own_validation=raw.val_images is not None,
+        )
     x = data_mod.prepare_images(
         raw.train_images[train_idx], dataset=spec.dataset, normalize=spec.normalize,
         dtype=precision.param_dtype, device=device,
@@ -342,6 +368,8 @@ def _compared_params(model: nn.Module, compare: str) -> list[nn.Parameter]:
         return list(model.parameters())
     # The first module (in registration order: the input layer) that owns parameters.
     first = next(m for m in model.modules() if any(True for _ in m.parameters(recurse=False)))
+    if compare == "first_weight":
+        return [first.weight]
     return list(first.parameters(recurse=False))
 
 

@@ -116,7 +116,8 @@ def _probe_group(
     batches: list[Tensor], acts: list[nn.Module], tracker: Any,
 ) -> None:
     result = tracker.result
-    compared = 1 if tracker.compare == "first" else len(layers)
+    compared = len(layers) if tracker.compare == "all" else 1
+    weight_only = tracker.compare == "first_weight"
     for b, idx in enumerate(batches):
         xb = data_mod.shape_batch(
             data_mod.gather_rows(x, idx), channels=spec.resolved_channels,
@@ -128,7 +129,7 @@ def _probe_group(
         kinked = hit.nonzero().flatten()
         gone = kinked[:0]
         if len(kinked):
-            grads = [_grads(layers, kinked, xb, yb, act, compared) for act in acts]
+            grads = [_grads(layers, kinked, xb, yb, act, compared, weight_only) for act in acts]
             differs = torch.zeros(len(kinked), dtype=torch.bool, device=xb.device)
             for ga, gb in zip(*grads):
                 differs |= (_bits(ga) != _bits(gb)).flatten(1).any(1)
@@ -175,9 +176,11 @@ def _kink_hits(layers: Layers, xb: Tensor, act: nn.Module) -> Tensor:
 
 
 def _grads(
-    layers: Layers, sub: Tensor, xb: Tensor, yb: Tensor, act: nn.Module, compared: int
+    layers: Layers, sub: Tensor, xb: Tensor, yb: Tensor, act: nn.Module, compared: int,
+    weight_only: bool = False,
 ) -> list[Tensor]:
-    """Gradients of the first ``compared`` layers' weights and biases for inits ``sub``."""
+    """Gradients of the first ``compared`` layers' weights and biases for inits ``sub``
+    (``weight_only``: the weights' alone)."""
     leaves = [(w[sub].requires_grad_(), c[sub].requires_grad_()) for w, c in layers]
     with torch.enable_grad():
         h = xb.expand(len(sub), *xb.shape)
@@ -187,7 +190,7 @@ def _grads(
                 h = act(h)
         # The training loop's loss per init; the sum passes each loss a gradient of 1.
         loss = sum(F.cross_entropy(h[k].float(), yb) for k in range(len(sub)))
-        wanted = [p for pair in leaves[:compared] for p in pair]
+        wanted = [p for pair in leaves[:compared] for p in (pair[:1] if weight_only else pair)]
         return list(torch.autograd.grad(loss, wanted))
 
 

@@ -9,7 +9,7 @@ study's ``probe: {inits, alphas, compare}`` is the same for every trial.
 
 Recorded as user attributes: ``bifurcated_fraction``, ``bifurcated``, ``hazard_per_batch``,
 ``median_samples_to_bifurcation`` (None when no init bifurcated), ``batches_examined``,
-``kinked_batches``, ``batches_per_epoch``, ``inits``, ``train_samples``,
+``kinked_batches``, ``batches_per_epoch``, ``inits``, ``train_samples``, ``train_set``,
 ``samples_to_bifurcation`` (a JSON list per init, null where it did not bifurcate),
 ``probe_method``, ``precision``, ``device``, ``torch_version``, ``wall_time_s``,
 ``platform`` (one JSON dict: :func:`hpo.engine.platform.platform_record`) and
@@ -40,7 +40,7 @@ __all__ = ["ProbeFn", "ProbeObjective", "probe_attrs"]
 
 log = logging.getLogger(__name__)
 
-#: ``run_probe(spec, *, inits, alphas, compare, data_dir) -> ProbeResult``.
+#: ``run_probe(spec, *, inits, alphas, compare, data_dir, train_set) -> ProbeResult``.
 ProbeFn = Callable[..., "ProbeResult"]
 
 
@@ -62,6 +62,7 @@ def probe_attrs(result: ProbeResult, spec: TrainSpec) -> dict[str, Any]:
         "batches_per_epoch": int(result.batches_per_epoch),
         "inits": int(result.inits),
         "train_samples": int(result.train_samples),
+        "train_set": result.train_set,
         # One string, not a list: the export would otherwise spread it over one column per
         # init, and the number of inits is a setting, not a trial's outcome.
         "samples_to_bifurcation": json.dumps(result.samples_to_bifurcation),
@@ -128,6 +129,7 @@ class ProbeObjective:
             alphas=tuple(probe.alphas),
             compare=probe.compare,
             data_dir=self.data_dir,
+            train_set=probe.train_set,
         )
         set_user_attrs(trial, probe_attrs(result, spec))
         value = float(getattr(result, self.cfg.metric))

@@ -50,7 +50,9 @@ ATTR_BUDGET = "hpo_budget"
 ATTR_BASELINES_ENQUEUED = "hpo_baselines_enqueued"  # set once every baseline is enqueued
 # Config keys that decide what the study's trials mean; the rest (n_trials, timeout,
 # sampler, pruner, heartbeat, storage, source) may change between runs.
-SEARCH_KEYS = ("direction", "objective", "metric", "probe", "train", "search_space", "baseline")
+SEARCH_KEYS = (
+    "direction", "objective", "metric", "probe", "train", "search_space", "baseline", "cells",
+)
 # RDBStorage turns most driver errors into StorageInternalError; the rest surface as is.
 _STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
 

@@ -75,9 +75,10 @@ def test_float64_without_structural_zeros_never_bifurcates():
 
 @needs_data
 @pytest.mark.parametrize("method", ["batched", "reference"])
-def test_a_kink_hit_in_every_batch_bifurcates_every_init_at_once(dead_unit, method):
+@pytest.mark.parametrize("compare", ["first", "first_weight"])
+def test_a_kink_hit_in_every_batch_bifurcates_every_init_at_once(dead_unit, method, compare):
     dead_unit(0)
-    r = run_probe(_spec(), inits=3, alphas=(0.0, 1.0), compare="first", method=method)
+    r = run_probe(_spec(), inits=3, alphas=(0.0, 1.0), compare=compare, method=method)
     assert r.bifurcated == 3 and r.bifurcated_fraction == 1.0
     assert r.batches_to_bifurcation == [1, 1, 1]
     assert r.samples_to_bifurcation == [64, 64, 64]
@@ -247,11 +248,34 @@ def test_identical_alphas_never_bifurcate_on_a_cnn_with_dropout(one_thread):
         (dict(inits=1, alphas=(0.0,)), "alphas"),
         (dict(inits=1, compare="last"), "compare"),
         (dict(inits=1, method="fast"), "method"),
+        (dict(inits=1, train_set="val"), "train_set"),
     ],
 )
 def test_bad_arguments_are_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         run_probe(_spec(), **kwargs)
+
+
+def test_first_weight_compares_the_first_layers_weight_alone():
+    model = build_model(_spec()).model
+    first = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    assert probe._compared_params(model, "first_weight") == [first.weight]
+    assert probe._compared_params(model, "first") == [first.weight, first.bias]
+
+
+@needs_data
+def test_train_set_all_probes_every_training_image_unnormalised():
+    """Section 3's protocol: all 60,000 MNIST training images, not the training split."""
+    spec = TrainSpec(model="fc", depth=1, width=4, dataset="mnist", precision="float32",
+                     batch_size=4096, normalize=False)
+    whole = run_probe(spec, inits=1, train_set="all")
+    assert (whole.train_samples, whole.batches_per_epoch, whole.train_set) == (60000, 15, "all")
+    assert run_probe(spec, inits=1).train_samples == 60000 - spec.val_size  # the split
+    first = run_probe(spec.replace(train_subset=5000), inits=1, train_set="all")
+    assert first.train_samples == 5000
+    x, _ = probe._training_data(spec, resolve_precision("float32"), torch.device("cpu"), None,
+                                "all")
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0  # ToTensor's [0, 1]
 
 
 def test_settings_the_probe_cannot_honour_are_config_errors():

@@ -58,9 +58,12 @@ class FakeProbe:
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.train_sets: list[str] = []
 
-    def __call__(self, spec, *, inits, alphas, compare, data_dir=None) -> ProbeResult:
+    def __call__(self, spec, *, inits, alphas, compare, data_dir=None,
+                 train_set="split") -> ProbeResult:
         self.calls.append((spec, inits, alphas, compare))
+        self.train_sets.append(train_set)
         return ProbeResult(
             spec=spec.to_dict(), inits=inits, alphas=alphas, compare=compare,
             method="batched", train_samples=256, batches_per_epoch=4, bifurcated=2,
