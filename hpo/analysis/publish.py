@@ -46,12 +46,11 @@ def note_markdown(c: StudyComparison, report: str | None = None) -> str:
     lines += [f"Compared: {c.metric} (bootstrap seed {c.seed}).", ""]
     for g in c.groups:
         lines.append(f"- **{group_label(g.group)}**: {g.paired.verdict} ({pairs_line(g)})")
-    lines.append("")
     if c.importances:
         ranked = ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())
-        lines.append(f"{IMPORTANCE_LABEL.capitalize()}: {ranked}")
+        lines.append(f"\n{IMPORTANCE_LABEL.capitalize()}: {ranked}")
     if c.importance_note:
-        lines.append(f"{IMPORTANCE_LABEL.capitalize()}: {c.importance_note}")
+        lines.append(f"\n{IMPORTANCE_LABEL.capitalize()}: {c.importance_note}")
     lines += [f"\n**Warning**: {w}" for w in c.platform_warnings]
     if c.platform_note:
         lines.append(f"\nPlatform: {c.platform_note}")
