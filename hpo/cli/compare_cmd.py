@@ -62,6 +62,10 @@ def _compare(args: argparse.Namespace) -> int:
     from hpo.worker.progress import open_existing_storage
 
     name, url = _study_ref(args.study, args.storage)
+    if not (args.no_publish or args.best_per):
+        from hpo.storage.artifacts import check_artifact_dir
+
+        check_artifact_dir(url, args.artifacts)  # a bad folder: exit 2 before any work
     storage = open_existing_storage(url)
     study, cfg = load_study(name, storage)
     if args.best_per:

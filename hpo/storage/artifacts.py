@@ -20,7 +20,14 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from hpo.errors import UsageError
 from hpo.storage.urls import sqlite_path
 
-__all__ = ["DEFAULT_DIR", "ENV_VAR", "artifact_dir", "open_artifact_store", "upload_study_file"]
+__all__ = [
+    "DEFAULT_DIR",
+    "ENV_VAR",
+    "artifact_dir",
+    "check_artifact_dir",
+    "open_artifact_store",
+    "upload_study_file",
+]
 
 ENV_VAR = "HPO_ARTIFACT_DIR"
 DEFAULT_DIR = Path("storage") / "artifacts"
@@ -37,6 +44,31 @@ def artifact_dir(url: str, override: str | os.PathLike | None = None) -> Path:
     return DEFAULT_DIR
 
 
+def check_artifact_dir(url: str, override: str | os.PathLike | None = None) -> Path:
+    """The artifact folder for ``url``, checked (not created) to be a folder that can be
+    made or written: an existing writable folder, or a path whose nearest existing parent is
+    one.
+
+    Raises:
+        UsageError: a file is in the way, or the folder cannot be written.
+    """
+    folder = artifact_dir(url, override)
+    fix = f"fix: pass --artifacts DIR (or set ${ENV_VAR}) to a writable folder."
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"artifact folder {str(folder)!r} is a file, not a folder; {fix}")
+    nearest = folder
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise UsageError(
+            f"artifact folder {str(folder)!r} cannot be made: {str(nearest)!r} is a file; {fix}"
+        )
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        what = "is" if nearest == folder else f"cannot be made in {str(nearest)!r}:"
+        raise UsageError(f"artifact folder {str(folder)!r} {what} not writable; {fix}")
+    return folder
+
+
 def open_artifact_store(
     url: str, override: str | os.PathLike | None = None, *, create: bool = False
 ) -> FileSystemArtifactStore:
@@ -46,19 +78,16 @@ def open_artifact_store(
     Raises:
         UsageError: ``create`` and the folder cannot be made or written (nothing written).
     """
-    folder = artifact_dir(url, override)
-    if create:
-        fix = f"fix: pass --artifacts DIR (or set ${ENV_VAR}) to a writable folder."
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"artifact folder {str(folder)!r} is a file, not a folder; {fix}")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create the artifact folder {str(folder)!r} ({exc.strerror}); {fix}"
-            ) from exc
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UsageError(f"artifact folder {str(folder)!r} is not writable; {fix}")
+    if not create:
+        return FileSystemArtifactStore(str(artifact_dir(url, override)))
+    folder = check_artifact_dir(url, override)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the artifact folder {str(folder)!r} ({exc.strerror}); fix: pass "
+            f"--artifacts DIR (or set ${ENV_VAR}) to a writable folder."
+        ) from exc
     return FileSystemArtifactStore(str(folder))
 
 

@@ -63,3 +63,14 @@ def test_a_file_in_the_folders_place_is_a_usage_error(tmp_path):
     message = str(err.value)
     assert err.value.exit_code == 2 and "\n" not in message
     assert str(blocker) in message and "--artifacts DIR" in message
+
+
+def test_the_check_makes_nothing_and_names_a_file_in_the_way(tmp_path):
+    from hpo.storage.artifacts import check_artifact_dir
+
+    url = f"sqlite:///{tmp_path / 'a' / 'b' / 's.db'}"
+    assert check_artifact_dir(url) == tmp_path / "a" / "b" / "artifacts"
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "a").write_text("x")
+    with pytest.raises(UsageError, match=r"cannot be made: '.*/a' is a file; fix: pass "):
+        check_artifact_dir(url)
