@@ -206,9 +206,8 @@ def compare_study(
     importances, note = param_importances(study, pairs, maximize=maximize)
     result = StudyComparison(study.study_name, used, seed, records, pairs, groups, importances,
                              note, searched, headline=_headline(pairs, records, searched))
+    # Printed with the result (format_text, the HTML report, the note), not logged twice.
     result.platform_warnings, result.platform_note = platform_notes(records, pairs)
-    for line in result.platform_warnings:
-        logger.warning("platform mismatch: %s", line)
     if against is not None:
         result.other = against[0].study_name
         result.other_records = other_records

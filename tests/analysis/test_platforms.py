@@ -79,15 +79,13 @@ def test_trials_without_a_record_are_counted_not_checked(tmp_path):
                     "were recorded): their platform is not checked")
 
 
-def test_hpo_compare_prints_the_warning(tmp_path, caplog):
+def test_hpo_compare_prints_the_warning(tmp_path):
     b = StudyBuilder(tmp_path, "printed")
     for seed in range(2):
         t = b.add(rpz=0.5, seed=seed, platform=HERE)
         b.add(rpz=0.0, seed=seed, baseline=True, twin_of=t, platform=other_cpu())
     study, cfg = load_study("printed", b.url)
-    with caplog.at_level("WARNING", logger="hpo.analysis.compare"):
-        result = compare_study(study, cfg, n_resamples=200)
+    result = compare_study(study, cfg, n_resamples=200)
     lines = format_text(result)
     assert sum(line.startswith("  warning: ") for line in lines) == 2
     assert any("2 of 2 pairs ran on different platforms" in line for line in lines)
-    assert sum("platform mismatch" in r.message for r in caplog.records) == 2
