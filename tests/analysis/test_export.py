@@ -103,3 +103,16 @@ def test_export_all_writes_one_file_per_study(tmp_path) -> None:
     paths = export_all(storage, tmp_path / "csv")
     assert sorted(p.name for p in paths) == ["first.csv", "second_odd_name.csv"]
     assert all(len(pd.read_csv(p)) == 2 for p in paths)
+
+
+def test_a_named_objective_still_exports_as_value(storage, tmp_path) -> None:
+    import warnings
+
+    study = _study(storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_accuracy"])  # what hpo create does
+    assert "value_val_accuracy" in study.trials_dataframe().columns  # Optuna's own name
+    df = trials_frame(study)
+    assert "value" in df.columns and "value_val_accuracy" not in df.columns
+    assert df.loc[df["number"] == 0, "value"].iloc[0] == pytest.approx(0.7)
