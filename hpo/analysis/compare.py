@@ -6,7 +6,11 @@ that has a default-derivative partner of the same run (see
 :func:`hpo.analysis.trials.pair_trials`). When several tuned trials share one default run
 (plain baseline mode: one baseline per seed), the tuned accuracies are averaged per default
 run first, so that the interval and the test count independent runs, not repeated uses of
-the same baseline. Optionally a second study (e.g. the same search with ReLU'(0) fixed at 0)
+the same baseline. Each group also counts the pairs that are bitwise identical (same
+``params_sha256``: the derivative changed nothing) and the kink hits per trial; parameter
+importances are computed on the paired differences, never on raw accuracies of differently
+seeded trials (that would credit the seed noise to ReLU'(0)), and not at all when every
+pair is identical. Optionally a second study (e.g. the same search with ReLU'(0) fixed at 0)
 is compared trial distribution against trial distribution.
 
 Reads studies through Optuna only; the statistics live in :mod:`hpo.analysis.stats`.
@@ -25,6 +29,7 @@ import pandas as pd
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from hpo.analysis.platforms import platform_notes
 from hpo.analysis.stats import (
     PairedResult,
     TwoSampleResult,
@@ -71,9 +76,11 @@ class GroupSummary:
     best_tuned_trial: int | None
     best_relu_prime_zero: float
     n_pairs: int
+    n_identical_pairs: int  # same params_sha256 as the partner
     paired: PairedResult
     kink_rate_mean: float
     kink_rate_per_sample: bool
+    kink_hits_per_trial: float  # mean recorded kink_hits of the completed trials
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,9 @@ class StudyComparison:
     importances: dict[str, float]
     importance_note: str | None
     searched_derivatives: tuple[str, ...]
+    headline: str | None = None  # "ReLU'(0) changed nothing here: ..." when it did not
+    platform_warnings: list[str] = field(default_factory=list)
+    platform_note: str | None = None
     other: str | None = None
     other_records: list[TrialRecord] = field(default_factory=list)
     against: list[AgainstRow] = field(default_factory=list)
@@ -117,11 +127,13 @@ class StudyComparison:
                 "baseline_std_pct": g.baseline_std, "n_tuned": g.n_tuned,
                 "best_tuned_pct": g.best_tuned_accuracy, "best_tuned_trial": g.best_tuned_trial,
                 "best_relu_prime_zero": g.best_relu_prime_zero, "n_pairs": g.n_pairs,
+                "n_identical_pairs": g.n_identical_pairs,
                 "n_units": g.paired.n, "mean_diff_pp": g.paired.mean_diff,
                 "ci_low_pp": g.paired.ci_low, "ci_high_pp": g.paired.ci_high,
                 "test": g.paired.test, "p_value": g.paired.p_value,
                 "kink_rate_mean": g.kink_rate_mean,
                 "kink_rate_unit": "per sample-epoch" if g.kink_rate_per_sample else "per trial",
+                "kink_hits_per_trial": g.kink_hits_per_trial,
                 "verdict": g.paired.verdict,
             })
         return pd.DataFrame(rows)
@@ -191,15 +203,29 @@ def compare_study(
                    seed, n_resamples)
         for key, recs in sorted(_by_group(records).items())
     ]
-    importances, note = param_importances(study)
+    importances, note = param_importances(study, pairs, maximize=maximize)
     result = StudyComparison(study.study_name, used, seed, records, pairs, groups, importances,
-                             note, searched)
+                             note, searched, headline=_headline(pairs, records, searched))
+    # Printed with the result (format_text, the HTML report, the note), not logged twice.
+    result.platform_warnings, result.platform_note = platform_notes(records, pairs)
     if against is not None:
         result.other = against[0].study_name
         result.other_records = other_records
         result.against = _against(records, other_records, study.study_name, result.other,
                                   seed, n_resamples)
     return result
+
+
+def _headline(
+    pairs: list[Pair], records: list[TrialRecord], searched: tuple[str, ...]
+) -> str | None:
+    """The plain sentence for a study where every pair is bitwise identical."""
+    if not pairs or not all(p.identical for p in pairs):
+        return None
+    activations = {r.group[3] for r in records}
+    what = _what(activations.pop(), searched) if len(activations) == 1 else "the derivative"
+    n = len(pairs)
+    return f"{what} changed nothing here: {n}/{n} pairs bitwise identical"
 
 
 def _require_complete(name: str, records: list[TrialRecord]) -> None:
@@ -249,6 +275,7 @@ def _summarise(
     paired = paired_comparison(t_acc, d_acc, what=_what(key[3], searched), unit=unit,
                                n_resamples=n_resamples, seed=seed)
     rates = [r.kink_rate for r in recs if r.kink_rate is not None]
+    hits = [r.kink_hits for r in complete if r.kink_hits is not None]
     return GroupSummary(
         group=key,
         n_complete=len(complete),
@@ -263,9 +290,11 @@ def _summarise(
         best_tuned_trial=best.number if best else None,
         best_relu_prime_zero=best.relu_prime_zero if best else float("nan"),
         n_pairs=len(pairs),
+        n_identical_pairs=sum(bool(p.identical) for p in pairs),
         paired=paired,
         kink_rate_mean=float(np.mean(rates)) if rates else float("nan"),
         kink_rate_per_sample=any(r.kink_rate_per_sample for r in recs),
+        kink_hits_per_trial=float(np.mean(hits)) if hits else float("nan"),
     )
 
 
@@ -287,34 +316,53 @@ def _against(
     return rows
 
 
-def param_importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
-    """Optuna's parameter importances over the completed search trials (baselines and twins
-    left out: they sit at the default derivative by design and would inflate its weight).
+def param_importances(
+    study: optuna.Study, pairs: list[Pair], *, maximize: bool = True
+) -> tuple[dict[str, float], str | None]:
+    """Optuna's parameter importances for the paired difference *tuned minus default*.
+
+    A scratch in-memory study holds one trial per pair, with the tuned trial's parameters and
+    the pair's difference (pp) as its value, so the seed noise between differently seeded
+    trials, which both runs of a pair share, is not credited to ReLU'(0). ReLU'(0)'s
+    importance is then how much of the variation of its own effect it explains; another
+    parameter's is how much ReLU'(0)'s effect depends on it.
 
     Returns:
-        ``(importances, note)``: an empty dict and a note saying why when they cannot be
-        computed; a note too when the result is trivial (one parameter).
+        ``(importances, note)``: an empty dict and a note saying why when they are not
+        computed (no pairs, every pair bitwise identical, one pair, constant differences);
+        a note too when the result is trivial (one parameter).
     """
+    if not pairs:
+        return {}, "not computed: no tuned trial has a default-derivative partner"
+    if all(p.identical for p in pairs):
+        return {}, (f"not computed: all {len(pairs)} pairs are bitwise identical, so there "
+                    "is no effect to attribute to any parameter")
+    if len(pairs) < 2:
+        return {}, "not computed: 1 pair, need at least 2"
+    diffs = [p.difference for p in pairs]
+    if max(diffs) - min(diffs) < 1e-9:
+        return {}, f"not computed: every paired difference is {diffs[0]:+.2f} pp"
+    tuned = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
     trials = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not t.user_attrs.get("hpo_baseline") and t.user_attrs.get("hpo_twin_of") is None
+        optuna.trial.create_trial(params=tuned[p.tuned].params,
+                                  distributions=tuned[p.tuned].distributions, value=p.difference)
+        for p in pairs if p.tuned in tuned
     ]
-    if len(trials) < 2:
-        return {}, f"not computed: {len(trials)} completed search trial(s), need at least 2"
     names = {n for t in trials for n in t.params}
     if not names:
         return {}, "not computed: the study searches no parameter"
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
     try:
-        subset = optuna.create_study(directions=study.directions, study_name="importances")
+        scratch = optuna.create_study(direction="maximize" if maximize else "minimize",
+                                      study_name="paired-differences")
     finally:
         optuna.logging.set_verbosity(verbosity)
-    subset.add_trials(trials)
+    scratch.add_trials(trials)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna warns on tiny or constant samples
-            imp = optuna.importance.get_param_importances(subset)
+            imp = optuna.importance.get_param_importances(scratch)
     except ImportError as exc:  # Optuna < 5's default evaluator (fANOVA) needs scikit-learn
         return {}, (f"not computed: Optuna {optuna.__version__}'s importance evaluator needs "
                     f"the module {exc.name!r} (pip install scikit-learn)")

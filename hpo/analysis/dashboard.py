@@ -9,10 +9,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Callable
 
 from hpo.errors import UsageError
+from hpo.storage.artifacts import artifact_dir as resolve_artifact_dir
+from hpo.storage.artifacts import open_artifact_store
 from hpo.storage.urls import mask_url
 from hpo.worker.lookup import open_existing_storage
 
@@ -60,9 +63,13 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     announce: Callable[[str], None] = print,
+    artifact_dir: str | os.PathLike | None = None,
 ) -> None:
     """Serve the dashboard for every study in the storage at ``url`` until interrupted
     (Ctrl-C returns).
+
+    The study artifacts (``hpo compare``'s reports) are served from ``artifact_dir``, by
+    default the folder ``hpo compare`` uploads to (:mod:`hpo.storage.artifacts`).
 
     Raises:
         UsageError: ``host:port`` cannot be bound.
@@ -85,10 +92,12 @@ def serve(
     where = "this machine only" if local else "the network"
     announce(
         f"optuna-dashboard for {mask_url(url)} at http://{_url_host(host)}:{port}/ "
-        f"(bound to {host}: reachable from {where}; Ctrl-C stops it)"
+        f"(bound to {host}: reachable from {where}; Ctrl-C stops it); artifacts from "
+        f"{resolve_artifact_dir(url, artifact_dir)}/"
     )
     try:
-        optuna_dashboard.run_server(storage, host=host, port=port)
+        optuna_dashboard.run_server(storage, host=host, port=port,
+                                    artifact_store=open_artifact_store(url, artifact_dir))
     except KeyboardInterrupt:
         log.info("dashboard stopped")
 

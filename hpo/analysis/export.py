@@ -33,6 +33,7 @@ import logging
 import math
 import numbers
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,13 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """The study's trials as a flat table (see the module docstring for the columns)."""
     trials = study.get_trials(deepcopy=False)
     df = study.trials_dataframe(attrs=ATTRS)
+    with warnings.catch_warnings():  # metric_names is experimental in Optuna 4 and 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        names = study.metric_names
+    if names and len(names) == 1:
+        # A named objective (hpo create names it after `metric:`) makes Optuna call the
+        # column value_<name>; the export keeps its documented `value`.
+        df = df.rename(columns={f"value_{names[0]}": "value"})
     if df.empty:
         return pd.DataFrame(columns=[c for c in _FIRST if not c.startswith("user_attrs")])
     reasons = {t.number: fail_reason(t) for t in trials}

@@ -10,10 +10,18 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from hpo.analysis.compare import StudyComparison
+from hpo.analysis.compare import GroupSummary, StudyComparison
 from hpo.analysis.trials import group_label
 
-__all__ = ["figures", "format_text", "write_csv", "write_html", "write_report"]
+__all__ = [
+    "IMPORTANCE_LABEL",
+    "figures",
+    "format_text",
+    "pairs_line",
+    "write_csv",
+    "write_html",
+    "write_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +30,7 @@ _DERIVATIVE_LABEL = {
     "relu6_prime_six": "ReLU6'(6): derivative used at 6 (dimensionless)",
 }
 _CSV_FLOAT = "%.6g"  # accuracies in % to 1e-4 pp; drops float noise such as 96.19999999
+IMPORTANCE_LABEL = "parameter importances for the paired difference (tuned - default)"
 _METRIC_LABEL = {"test_accuracy": "test accuracy (%)", "val_accuracy": "validation accuracy (%)"}
 
 
@@ -32,6 +41,8 @@ def _fmt(x: float, spec: str = ".2f") -> str:
 def format_text(c: StudyComparison) -> list[str]:
     """The lines ``hpo compare`` prints: one block per group, then the other study."""
     lines = [f"study {c.study}: {_METRIC_LABEL[c.metric]}, bootstrap seed {c.seed}"]
+    if c.headline:
+        lines.append(f"  {c.headline}")
     for g in c.groups:
         lines.append(
             f"  {group_label(g.group)}: {g.n_complete} complete, {g.n_pruned} pruned, "
@@ -47,15 +58,25 @@ def format_text(c: StudyComparison) -> list[str]:
             f"    baseline {_fmt(g.baseline_mean)} ± {_fmt(g.baseline_std)} % "
             f"(n={g.n_baseline}); {best}"
         )
+        lines.append(f"    {pairs_line(g)}")
         lines.append(f"    verdict: {g.paired.verdict}")
     if c.importances:
         ranked = ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())
-        lines.append(f"  parameter importances: {ranked}")
+        lines.append(f"  {IMPORTANCE_LABEL}: {ranked}")
     if c.importance_note:
-        lines.append(f"  parameter importances: {c.importance_note}")
+        lines.append(f"  {IMPORTANCE_LABEL}: {c.importance_note}")
+    lines += [f"  warning: {w}" for w in c.platform_warnings]
+    if c.platform_note:
+        lines.append(f"  platform: {c.platform_note}")
     for row in c.against:
         lines.append(f"  {c.study} vs {c.other} [{row.group}]: {row.result.verdict}")
     return lines
+
+
+def pairs_line(g: GroupSummary) -> str:
+    """``8 pairs, 8 bitwise identical; 0 kink hits per trial``."""
+    return (f"{g.n_pairs} pairs, {g.n_identical_pairs} bitwise identical (same params_sha256); "
+            f"{_fmt(g.kink_hits_per_trial, '.4g')} kink hits per trial")
 
 
 def write_csv(c: StudyComparison, out_dir: str | Path) -> list[Path]:
@@ -125,7 +146,8 @@ def _importances(c: StudyComparison) -> go.Figure:
     names = list(c.importances)[::-1]  # largest on top
     fig = go.Figure(go.Bar(x=[c.importances[n] for n in names], y=names, orientation="h",
                            name="importance"))
-    fig.update_layout(title="Parameter importances (Optuna, completed search trials)",
+    fig.update_layout(title="Parameter importances for the paired difference tuned - default "
+                      "(Optuna, one point per pair)",
                       xaxis_title="importance (fraction of explained variance, 0-1)",
                       yaxis_title="parameter", showlegend=False)
     return fig
@@ -190,9 +212,12 @@ def write_html(c: StudyComparison, out_dir: str | Path) -> Path:
         f"points (pp); 95% percentile bootstrap intervals (seed {c.seed}). Pairs: each tuned "
         "trial against the default-derivative run with the same seed and settings; tuned "
         "trials sharing one default run are averaged first.</p>",
+        *([f"<p class='headline'><b>{html.escape(c.headline)}</b></p>"] if c.headline else []),
+        *[f"<p class='warning'>Warning: {html.escape(w)}</p>" for w in c.platform_warnings],
+        *([f"<p>Platform: {html.escape(c.platform_note)}</p>"] if c.platform_note else []),
         "<h2>Verdicts</h2><ul>",
-        *[f"<li><b>{html.escape(group_label(g.group))}</b>: {html.escape(g.paired.verdict)}"
-          "</li>" for g in c.groups],
+        *[f"<li><b>{html.escape(group_label(g.group))}</b>: {html.escape(g.paired.verdict)} "
+          f"({html.escape(pairs_line(g))})</li>" for g in c.groups],
         "</ul><h2>Per group</h2>",
         c.table().to_html(index=False, na_rep="n/a", float_format=lambda x: f"{x:.4g}"),
     ]
@@ -203,7 +228,8 @@ def write_html(c: StudyComparison, out_dir: str | Path) -> Path:
                   "</ul>", c.against_table().to_html(index=False, na_rep="n/a",
                                                      float_format=lambda x: f"{x:.4g}")]
     if c.importance_note:
-        parts.append(f"<p>Parameter importances: {html.escape(c.importance_note)}</p>")
+        parts.append(f"<p>{IMPORTANCE_LABEL.capitalize()}: "
+                     f"{html.escape(c.importance_note)}</p>")
     parts.append("<h2>Plots</h2>")
     for i, fig in enumerate(figures(c)):
         # plotly.js goes into the page once (no CDN: the report must open offline).

@@ -48,6 +48,10 @@ class TrialRecord:
         relu_prime_zero / relu6_prime_six: effective derivatives (PyTorch's when unset).
         kink_rate: kink hits per training sample per epoch, else per trial (see
             ``kink_rate_per_sample``), None when the trial recorded none.
+        kink_hits: the trial's recorded ``kink_hits`` (None when it recorded none).
+        params_sha256: the run's fingerprint (None for trials that did not record one).
+        platform: the trial's ``platform`` record (:func:`hpo.engine.platform.platform_record`),
+            None for trials from before it was recorded.
     """
 
     number: int
@@ -65,6 +69,9 @@ class TrialRecord:
     kink_rate: float | None
     kink_rate_per_sample: bool
     twin: int | None = None  # a tuned trial's hpo_twin: the hpo_twin_of of its twin
+    kink_hits: float | None = None
+    params_sha256: str | None = None
+    platform: dict[str, Any] | None = None
 
     @property
     def complete(self) -> bool:
@@ -85,6 +92,12 @@ class Pair:
     default: int
     tuned_accuracy: float
     default_accuracy: float
+    identical: bool | None = None  # same params_sha256; None: a fingerprint is missing
+
+    @property
+    def difference(self) -> float:
+        """Tuned minus default accuracy (pp)."""
+        return self.tuned_accuracy - self.default_accuracy
 
 
 def read_trials(
@@ -147,6 +160,9 @@ def _record(t: FrozenTrial, spec: TrainSpec, metric: str) -> TrialRecord:
     twin = t.user_attrs.get("hpo_twin_of")
     link = t.user_attrs.get("hpo_twin")
     rate, per_sample = _kink_rate(t, attrs, spec)
+    hits = attrs.get("kink_hits")
+    sha = attrs.get("params_sha256")
+    platform = attrs.get("platform")
     return TrialRecord(
         number=t.number,
         state=t.state,
@@ -163,6 +179,9 @@ def _record(t: FrozenTrial, spec: TrainSpec, metric: str) -> TrialRecord:
         kink_rate=rate,
         kink_rate_per_sample=per_sample,
         twin=None if link is None else int(link),
+        kink_hits=None if hits is None else float(hits),
+        params_sha256=sha if isinstance(sha, str) and sha else None,
+        platform=platform if isinstance(platform, dict) else None,
     )
 
 
@@ -207,7 +226,9 @@ def pair_trials(records: Iterable[TrialRecord]) -> list[Pair]:
         best = min(candidates, key=lambda c: (c.twin_of not in mine, not c.baseline, c.number))
         if best.twin_of is not None and best.twin_of not in mine:
             logger.debug("trial %d paired with the twin of trial %d", r.number, best.twin_of)
-        pairs.append(Pair(r.group, r.number, best.number, r.accuracy, best.accuracy))
+        identical = (None if r.params_sha256 is None or best.params_sha256 is None
+                     else r.params_sha256 == best.params_sha256)
+        pairs.append(Pair(r.group, r.number, best.number, r.accuracy, best.accuracy, identical))
     twins = [r for r in records if r.twin_of is not None and r.complete]
     paired_twins = {p.default for p in pairs}
     for r in twins:

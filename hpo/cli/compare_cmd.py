@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Per group (model, dataset, precision, activation): baseline accuracy, "
         "best tuned accuracy, the paired difference tuned minus default with a bootstrap "
         "95% CI and a paired test, and a verdict. With --against, the accuracy "
-        "distributions of the two studies. Writes DIR/compare_<study>.csv and .html.",
+        "distributions of the two studies. Writes DIR/compare_<study>.csv and .html, saves "
+        "the verdicts as the study's note and uploads the HTML report as a study artifact "
+        "(both shown by hpo dashboard).",
     )
     p.add_argument("study", metavar="STUDY", help="study name or study YAML file")
     p.add_argument("--against", metavar="OTHER_STUDY",
@@ -40,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default="test_accuracy",
                    help="accuracy compared (default test_accuracy; the best trial is always "
                    "chosen by the study's objective)")
+    p.add_argument("--artifacts", metavar="DIR",
+                   help="artifact folder the HTML report is uploaded to (default: "
+                   "$HPO_ARTIFACT_DIR, artifacts/ beside a SQLite file, else storage/artifacts); "
+                   "hpo dashboard serves the same folder")
+    p.add_argument("--no-publish", action="store_true",
+                   help="write only the local files: no study note, no artifact, no metric name")
     p.add_argument("--best-per", metavar="PARAM",
                    help="only print the best trial per value of PARAM (e.g. relu_prime_zero "
                    "in a grid over relu_prime_zero x lr: the paper's Section 4.3)")
@@ -53,6 +61,10 @@ def _compare(args: argparse.Namespace) -> int:
     from hpo.worker.lookup import load_existing_study
 
     name, url = _study_ref(args.study, args.storage)
+    if not (args.no_publish or args.best_per):
+        from hpo.storage.artifacts import check_artifact_dir
+
+        check_artifact_dir(url, args.artifacts)  # a bad folder: exit 2 before any work
     study, cfg = load_existing_study(name, url)
     if args.best_per:
         from hpo.analysis.best_per import best_per_value
@@ -68,8 +80,15 @@ def _compare(args: argparse.Namespace) -> int:
     print(f"storage {mask_url(url)}")
     for line in format_text(comparison):
         print(line)
-    for path in write_report(comparison, args.output):
+    paths = write_report(comparison, args.output)
+    for path in paths:
         print(f"wrote {path}")
+    if not args.no_publish:
+        from hpo.analysis.publish import publish
+
+        done = publish(comparison, study, cfg, paths[-1], url, args.artifacts)
+        print(f"saved the verdicts as the study's note and {paths[-1].name} as study artifact "
+              f"{done.artifact_id} in {done.artifact_dir}/")
     return 0
 
 

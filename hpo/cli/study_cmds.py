@@ -104,6 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--artifacts", metavar="DIR",
+                   help="artifact folder to serve (default: $HPO_ARTIFACT_DIR, artifacts/ "
+                   "beside a SQLite file, else storage/artifacts): where hpo compare puts its "
+                   "reports")
     p.set_defaults(handler=_dashboard)
 
 
@@ -237,7 +241,8 @@ def _dashboard(args: argparse.Namespace) -> int:
         _, url = _load_config(args.config, args.storage)
     else:
         url = resolve_storage_url(None, args.storage)
-    serve(url, host=args.host, port=args.port, announce=lambda s: print(s, flush=True))
+    serve(url, host=args.host, port=args.port, announce=lambda s: print(s, flush=True),
+          artifact_dir=args.artifacts)
     return 0
 
 

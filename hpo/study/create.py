@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -39,6 +40,7 @@ __all__ = [
     "baseline_key",
     "create_study",
     "load_study",
+    "name_metric",
     "open_study",
     "open_storage",
 ]
@@ -85,6 +87,7 @@ def create_study(
         if created:
             logger.info("created study %s", cfg.name)
             _write_config(study, cfg)
+            name_metric(study, cfg)
             _enqueue_baselines(study, cfg)
         else:
             _adopt(study, cfg, wait_s, _where(storage))
@@ -163,6 +166,23 @@ def open_study(name: str, storage: str | BaseStorage, *, seed_offset: int = 0) -
     else:
         storage_obj = storage
     return OpenStudy(_open(cfg, storage_obj, seed_offset=seed_offset), cfg, storage_obj)
+
+
+def name_metric(study: optuna.Study, cfg: StudyConfig) -> bool:
+    """Give the study's objective value its name, ``cfg.metric`` (``val_accuracy``,
+    ``bifurcated_fraction``...), so the dashboard does not call it "Objective 0".
+
+    Written once: a study that already has metric names (its own, or a user's) keeps them.
+
+    Returns:
+        Whether the name was written now.
+    """
+    with warnings.catch_warnings():  # experimental in Optuna 4 and 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names is not None:
+            return False
+        study.set_metric_names([cfg.metric])
+    return True
 
 
 def baseline_key(params: Mapping[str, Any], seed: int) -> str:
@@ -250,6 +270,8 @@ def _adopt(study: optuna.Study, cfg: StudyConfig, wait_s: float, where: str) -> 
                 "study %s: updating its stored run settings (n_trials, sampler, ...)", cfg.name
             )
             _write_config(study, cfg)
+    if name_metric(study, cfg):  # a study created before metric names were set
+        logger.info("study %s: named its objective %s", cfg.name, cfg.metric)
     if _wait_for(study, ATTR_BASELINES_ENQUEUED, wait_s) is None:
         logger.warning(
             "study %s: baseline enqueue was interrupted; enqueueing the missing ones", cfg.name

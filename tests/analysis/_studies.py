@@ -48,8 +48,10 @@ class StudyBuilder:
     def add(self, *, precision: str = "float32", rpz: float | None = 0.0, seed: int = 0,
             acc: float | None = 0.95, baseline: bool = False, twin_of: int | None = None,
             state: TrialState = TrialState.COMPLETE, diverged: bool = False,
-            kink_hits: int | None = 4000, test: bool = True) -> int:
-        """Add one trial; ``acc`` (fraction) is both its value and its test accuracy."""
+            kink_hits: int | None = 4000, test: bool = True, sha: str | None = None,
+            platform: dict[str, Any] | None = None) -> int:
+        """Add one trial; ``acc`` (fraction) is both its value and its test accuracy;
+        ``sha`` its params_sha256 and ``platform`` its platform record, when given."""
         params: dict[str, Any] = {"precision": precision}
         dists: dict[str, Any] = {"precision": self.cfg.search_space["precision"]}
         if "relu_prime_zero" in self.cfg.search_space:
@@ -59,6 +61,10 @@ class StudyBuilder:
                                  "diverged": diverged, "precision": precision}
         if twin_of is not None:
             attrs["hpo_twin_of"] = twin_of
+        if sha is not None:
+            attrs["params_sha256"] = sha
+        if platform is not None:
+            attrs["platform"] = platform
         if kink_hits is not None:
             attrs["kink_hits"] = kink_hits
             attrs["kink_hits_per_epoch"] = [kink_hits]

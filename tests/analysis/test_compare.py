@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 import pytest
@@ -149,27 +150,119 @@ def test_against_a_study_with_the_derivative_fixed(tmp_path):
     assert table.loc[1, "a_std_pp"] < table.loc[1, "b_std_pp"]
 
 
+def _pairs_of(b):
+    study, cfg = load_study(b.study.study_name, b.url)
+    return study, pair_trials(read_trials(study, cfg)[0])
+
+
 def test_param_importances_edge_cases(tmp_path):
     one = StudyBuilder(tmp_path, "one")
     one.add(rpz=0.3)
-    imp, note = param_importances(one.study)
-    assert imp == {} and "need at least 2" in note
+    imp, note = param_importances(*_pairs_of(one))
+    assert imp == {} and "no tuned trial has a default-derivative partner" in note
 
-    many = StudyBuilder(tmp_path, "many")
-    rng = np.random.default_rng(2)
-    for _ in range(12):
+    single = StudyBuilder(tmp_path, "single")
+    t = single.add(rpz=0.3, acc=0.96, sha="a" * 64)
+    single.add(rpz=0.0, acc=0.95, baseline=True, twin_of=t, sha="b" * 64)
+    imp, note = param_importances(*_pairs_of(single))
+    assert imp == {} and note == "not computed: 1 pair, need at least 2"
+
+    flat = StudyBuilder(tmp_path, "flat")
+    for seed in range(3):  # different bits, but the same +1 pp every time
+        t = flat.add(rpz=0.3 + 0.1 * seed, seed=seed, acc=0.96, sha=f"{seed}" * 64)
+        flat.add(rpz=0.0, seed=seed, acc=0.95, baseline=True, twin_of=t, sha="f" * 64)
+    imp, note = param_importances(*_pairs_of(flat))
+    assert imp == {} and note == "not computed: every paired difference is +1.00 pp"
+
+
+def noise_study(tmp_path, name="noise", identical=True):
+    """Paired mode where ReLU'(0) changed nothing (identical=True: every tuned trial has its
+    twin's params_sha256 and accuracy), but the seed noise between pairs happens to rise with
+    the sampled ReLU'(0): importances over raw accuracies credit it to ReLU'(0)."""
+    b = StudyBuilder(tmp_path, name)
+    rng = np.random.default_rng(3)
+    for seed in range(12):
+        rpz = 0.05 + 0.075 * seed
+        acc = 0.95 + 0.002 * seed + float(rng.normal(0, 0.0002))
+        sha = f"{seed:02x}" * 32
+        t = b.add(rpz=rpz, precision=PRECISIONS[seed % 2], seed=seed, acc=acc, sha=sha,
+                  kink_hits=0 if identical else 10 * seed)
+        b.add(rpz=0.0, precision=PRECISIONS[seed % 2], seed=seed, acc=acc, baseline=True,
+              twin_of=t, sha=sha if identical else "e" * 64,
+              kink_hits=0 if identical else 10 * seed)
+    return b
+
+
+PRECISIONS = ["float32", "bfloat16"]
+
+
+def test_raw_accuracy_would_credit_the_seed_noise_to_relu_prime_zero(tmp_path):
+    """The issue's trap, kept as a control: Optuna's importance over the raw accuracy of the
+    search trials gives ReLU'(0) a large share in a study where it changed nothing."""
+    import optuna
+
+    b = noise_study(tmp_path)
+    search = [t for t in b.study.get_trials(deepcopy=False) if not t.user_attrs["hpo_baseline"]]
+    raw = optuna.create_study(direction="maximize")
+    raw.add_trials(search)
+    assert optuna.importance.get_param_importances(raw)["relu_prime_zero"] > 0.5
+
+
+def test_every_pair_identical_is_said_plainly_and_no_importance_is_given(tmp_path):
+    from hpo.analysis.report import format_text
+
+    b = noise_study(tmp_path)
+    study, cfg = load_study("noise", b.url)
+    result = compare_study(study, cfg, n_resamples=RESAMPLES)
+    assert result.headline == "ReLU'(0) changed nothing here: 12/12 pairs bitwise identical"
+    assert result.importances == {}
+    assert "all 12 pairs are bitwise identical" in result.importance_note
+    for g in result.groups:
+        assert (g.n_pairs, g.n_identical_pairs, g.kink_hits_per_trial) == (6, 6, 0.0)
+    table = result.table()
+    assert list(table["n_identical_pairs"]) == [6, 6]
+    assert list(table["kink_hits_per_trial"]) == [0.0, 0.0]
+    text = "\n".join(format_text(result))
+    assert "  ReLU'(0) changed nothing here: 12/12 pairs bitwise identical" in text
+    assert "6 pairs, 6 bitwise identical (same params_sha256); 0 kink hits per trial" in text
+    assert not re.search(r"relu_prime_zero \d", text)  # no importance printed for it
+
+
+def test_importances_are_computed_on_the_paired_differences(tmp_path):
+    """ReLU'(0)'s effect grows with its value (+4 pp x ReLU'(0)), whatever the precision;
+    raw accuracy is driven by precision (bfloat16 runs, tuned and twin alike, are 3 pp
+    lower). On the differences ReLU'(0) explains the effect, precision does not."""
+    b = StudyBuilder(tmp_path, "effect")
+    rng = np.random.default_rng(4)
+    for seed in range(24):
         rpz = float(rng.uniform())
-        many.add(rpz=rpz, precision=str(rng.choice(["float32", "bfloat16"])), acc=0.9 + rpz / 20)
-    many.add(rpz=0.0, acc=0.1, baseline=True)  # left out of the importances
-    imp, note = param_importances(many.study)
-    assert set(imp) == {"relu_prime_zero", "precision"} and note is None
-    assert imp["relu_prime_zero"] > imp["precision"]
+        precision = PRECISIONS[seed % 2]
+        base = 0.95 - (0.03 if precision == "bfloat16" else 0.0) + float(rng.normal(0, 0.001))
+        identical = seed % 6 == 0  # some pairs changed nothing
+        gain = 0.0 if identical else 0.04 * rpz
+        t = b.add(rpz=rpz, precision=precision, seed=seed, acc=base + gain,
+                  sha=("0" if identical else "1") + f"{seed:063x}")
+        b.add(rpz=0.0, precision=precision, seed=seed, acc=base, baseline=True, twin_of=t,
+              sha="0" + f"{seed:063x}")
+    study, cfg = load_study("effect", b.url)
+    result = compare_study(study, cfg, n_resamples=RESAMPLES)
+    assert result.headline is None
+    assert set(result.importances) == {"relu_prime_zero", "precision"}
+    assert result.importances["relu_prime_zero"] > result.importances["precision"]
+    n_identical = sum(g.n_identical_pairs for g in result.groups)
+    assert 0 < n_identical < 24 and sum(g.n_pairs for g in result.groups) == 24
 
-    single = StudyBuilder(tmp_path, "single", search_derivative=False)
-    for acc in (0.9, 0.95, 0.97):
-        single.add(precision="bfloat16" if acc > 0.92 else "float32", acc=acc)
-    imp, note = param_importances(single.study)
-    assert "only one searched parameter" in note
+
+def test_pairs_without_a_fingerprint_are_not_counted_identical(tmp_path):
+    b = StudyBuilder(tmp_path, "old")
+    for seed in range(3):  # an older study: no params_sha256 recorded
+        t = b.add(rpz=0.5, seed=seed, acc=0.95)
+        b.add(rpz=0.0, seed=seed, acc=0.95, baseline=True, twin_of=t)
+    study, cfg = load_study("old", b.url)
+    result = compare_study(study, cfg, n_resamples=RESAMPLES)
+    assert result.headline is None
+    assert [p.identical for p in result.pairs] == [None] * 3
+    assert by_group(result)[F32].n_identical_pairs == 0
 
 
 # ----------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """``hpo dashboard`` in a real browser: headless Chromium, driven by Playwright, reads a study.
 
 The study's trials are run by the real worker with a fake training function (no data, no
-torch work), so the user attributes are exactly those the objective records. The dashboard
-runs as ``python -m hpo dashboard CONFIG`` on a free port bound to 127.0.0.1.
+torch work), so the user attributes are exactly those the objective records. Then
+``python -m hpo compare CONFIG`` saves its verdicts as the study's note and its HTML report as
+a study artifact, and the dashboard runs as ``python -m hpo dashboard CONFIG`` on a free port
+bound to 127.0.0.1, serving the same artifact folder.
 
 Needs Playwright (``pip install -e ".[test]"``) and Debian's Chromium at /usr/bin/chromium
 (Playwright's own browser download is not used). Skipped when either is missing, unless the
@@ -24,6 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import optuna
 import pytest
 
 from hpo.config.study import load_study_config
@@ -61,8 +64,10 @@ baseline:
   seeds: 1
 """
 # (test_accuracy, kink_hits) of the runs in the order the single worker trains them:
-# trial 0 is the baseline (ReLU'(0)=0), trials 1-2 are search trials.
+# trial 0 is the baseline (ReLU'(0)=0), trials 1-2 are search trials (both paired with it:
+# a fixed baseline with their seed). Each run has its own params_sha256.
 RESULTS = [(0.9688, 40), (0.9731, 42), (0.9555, 19)]
+VERDICT = "insufficient evidence: only 1 default runs (2 pairs)"
 
 
 class FakeTrain:
@@ -78,7 +83,7 @@ class FakeTrain:
             val_accuracy=[0.9, test_accuracy - 0.001], train_loss=[0.5, 0.3],
             test_accuracy=test_accuracy, kink_hits=hits,
             kink_hits_per_epoch=[hits // 2, hits - hits // 2], configured_activations=1,
-            epochs_completed=2, params_sha256="ab" * 32, device="cpu",
+            epochs_completed=2, params_sha256=f"{self.calls:02x}" * 32, device="cpu",
             precision=spec.precision, torch_version="fake", wall_time_s=0.5,
             samples_per_second=1000.0,
         )
@@ -126,8 +131,25 @@ def study_config(tmp_path) -> Path:
     return config
 
 
+def _hpo(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "HPO_ARTIFACT_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "hpo", *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture
-def dashboard(study_config, tmp_path):
+def compared(study_config, tmp_path) -> Path:
+    """``hpo compare CONFIG``: the note and the report artifact (artifacts/ beside study.db)."""
+    done = _hpo("compare", str(study_config), "--output", str(tmp_path / "results"),
+                "--resamples", "200", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"in {tmp_path / 'artifacts'}/" in done.stdout, done.stdout
+    return study_config
+
+
+@pytest.fixture
+def dashboard(compared, tmp_path):
     """``hpo dashboard CONFIG`` on a free port; yields its base URL once it answers."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -137,7 +159,7 @@ def dashboard(study_config, tmp_path):
     log = tmp_path / "dashboard.log"
     with log.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hpo", "dashboard", str(study_config), "--host",
+            [sys.executable, "-m", "hpo", "dashboard", str(compared), "--host",
              "127.0.0.1", "--port", str(port)],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
         )
@@ -167,7 +189,9 @@ def dashboard(study_config, tmp_path):
 
 
 # `page` first: without a browser the test skips before building the study.
-def test_dashboard_shows_the_study_and_trial_attributes(page, dashboard, tmp_path) -> None:
+def test_dashboard_shows_the_study_and_trial_attributes(
+    page, dashboard, study_config, tmp_path
+) -> None:
     from playwright.sync_api import expect
 
     def visible(locator) -> None:
@@ -182,6 +206,29 @@ def test_dashboard_shows_the_study_and_trial_attributes(page, dashboard, tmp_pat
     card.click()
     expect(page).to_have_url(re.compile(r"/dashboard/studies/\d+$"), timeout=UI_TIMEOUT_MS)
     visible(page.get_by_text(re.compile(rf"^{re.escape(NAME)} \(id=\d+\)$")))  # app bar
+    study_id = int(page.url.rsplit("/", 1)[1])
+
+    # The objective carries the metric's name, and hpo compare's report is a study artifact
+    # that the dashboard serves byte for byte.
+    visible(page.get_by_text("val_accuracy", exact=True).first)
+    assert page.get_by_text("Objective 0").count() == 0
+    visible(page.get_by_text("Study Artifacts", exact=True))
+    visible(page.get_by_text(f"compare_{NAME}.html", exact=True))
+    storage = make_storage(load_study_config(study_config).storage)
+    (meta,) = optuna.artifacts.get_all_artifact_meta(
+        optuna.load_study(study_name=NAME, storage=storage))
+    served = page.request.get(f"{dashboard}/artifacts/{study_id}/{meta.artifact_id}")
+    assert served.ok
+    assert served.body() == (tmp_path / "results" / f"compare_{NAME}.html").read_bytes()
+
+    # hpo compare's verdicts are the study's note.
+    page.get_by_role("link", name="Note").click()
+    visible(page.get_by_role("heading", name=f"hpo compare: {NAME}"))
+    visible(page.get_by_text(re.compile(re.escape(VERDICT))))
+    visible(page.get_by_text(re.compile(r"2 pairs, 0 bitwise identical \(same params_sha256\)")))
+    visible(page.get_by_text(re.compile(re.escape(f"study artifact compare_{NAME}.html (id "
+                                                  f"{meta.artifact_id})"))))
+    page.get_by_role("link", name="History").click()
 
     # Trial list: the count above the list, one button per trial.
     page.get_by_role("link", name="Trials (List)").click()

@@ -154,3 +154,16 @@ def test_platform_record_becomes_readable_columns(storage, tmp_path) -> None:
     assert list(rows["platform_flags_cuda_matmul_allow_tf32"]) == [False, True]
     assert "platform_flags_fp16_reduced_precision_reduction" in df.columns
     assert df["platform_cpu_model"].iloc[:2].isna().all()  # trials without a record: empty
+
+
+def test_a_named_objective_still_exports_as_value(storage, tmp_path) -> None:
+    import warnings
+
+    study = _study(storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_accuracy"])  # what hpo create does
+    assert "value_val_accuracy" in study.trials_dataframe().columns  # Optuna's own name
+    df = trials_frame(study)
+    assert "value" in df.columns and "value_val_accuracy" not in df.columns
+    assert df.loc[df["number"] == 0, "value"].iloc[0] == pytest.approx(0.7)

@@ -23,8 +23,10 @@ def comparison(tmp_path_factory):
     rng = np.random.default_rng(0)
     for precision in ("float32", "bfloat16"):
         for seed in range(6):
+            # float32 gains exactly 1 pp in every pair, bfloat16 1.0-1.4 pp
+            gain = 0.0 if precision == "float32" else 0.002 * (seed % 3)
             t = tuned.add(precision=precision, rpz=0.25 + 0.1 * seed, seed=seed,
-                          acc=0.9717 + 0.001 * seed, kink_hits=1000 * (seed + 1))
+                          acc=0.9717 + 0.001 * seed + gain, kink_hits=1000 * (seed + 1))
             tuned.add(precision=precision, rpz=0.0, seed=seed, acc=0.9617 + 0.001 * seed,
                       baseline=True, twin_of=t)
             fixed.add(precision=precision, seed=seed, acc=float(0.96 + rng.normal(0, 0.01)))
@@ -41,6 +43,8 @@ def test_csv_has_one_row_per_group(comparison, tmp_path):
     assert sorted(table["precision"]) == ["bfloat16", "float32"]
     row = table[table["precision"] == "float32"].iloc[0]
     assert row["n_pairs"] == 6 and row["n_units"] == 6
+    assert row["n_identical_pairs"] == 0  # no params_sha256 recorded in these trials
+    assert row["kink_hits_per_trial"] == pytest.approx(3750)  # tuned 1000..6000, twins 4000
     assert row["mean_diff_pp"] == pytest.approx(1.0)
     assert row["baseline_mean_pct"] == pytest.approx(96.42)
     assert row["best_tuned_pct"] == pytest.approx(97.67)
@@ -65,6 +69,10 @@ def test_html_is_offline_and_holds_every_group_and_plot(comparison, tmp_path):
     assert "accuracy difference (percentage points)" in text
     assert "kink hits per training sample per epoch" in text
     assert "Accuracy across search trials: tuned vs fixed" in text
+    assert "Parameter importances for the paired difference tuned - default" in text
+    # the pair counts and kink hits per trial, in the table and next to each verdict
+    assert "<th>n_identical_pairs</th>" in text and "<th>kink_hits_per_trial</th>" in text
+    assert "6 pairs, 0 bitwise identical (same params_sha256); 3750 kink hits per trial" in text
     assert text.count('class="plotly-graph-div"') == len(figures(comparison))
 
 
@@ -84,3 +92,18 @@ def test_text_summary_has_verdicts(comparison):
     verdicts = [line for line in lines if "verdict:" in line]
     assert len(verdicts) == 2
     assert any(line.startswith("  tuned vs fixed [all]:") for line in lines)
+
+
+def test_a_study_where_nothing_changed_says_so_in_the_html(tmp_path):
+    b = StudyBuilder(tmp_path, "nothing")
+    for seed in range(3):
+        t = b.add(rpz=0.2 * (seed + 1), seed=seed, acc=0.95 + 0.01 * seed, sha=f"{seed}" * 64,
+                  kink_hits=0)
+        b.add(rpz=0.0, seed=seed, acc=0.95 + 0.01 * seed, baseline=True, twin_of=t,
+              sha=f"{seed}" * 64, kink_hits=0)
+    c = compare_study(b.study, b.cfg, n_resamples=RESAMPLES)
+    text = write_report(c, tmp_path)[-1].read_text(encoding="utf-8")
+    assert "<b>ReLU&#x27;(0) changed nothing here: 3/3 pairs bitwise identical</b>" in text
+    assert "3 pairs, 3 bitwise identical (same params_sha256); 0 kink hits per trial" in text
+    assert "(Optuna, one point per pair)" not in text  # no importance plot
+    assert "all 3 pairs are bitwise identical" in text

@@ -25,6 +25,8 @@ from hpo.study.create import (
     open_study,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def _cfg(tmp_path: Path, name: str | None = None, **changes: Any) -> StudyConfig:
     data: dict[str, Any] = {
@@ -201,3 +203,41 @@ def test_the_stored_config_never_holds_the_storage_password(tmp_path, storage_ur
     stored = study.user_attrs[ATTR_CONFIG]
     assert stored["storage"] == "postgresql+psycopg2://alice:***@db/h"
     create_study(cfg, storage_url)  # the same config again: adopted, nothing differs
+
+
+def _metric_names(study: optuna.Study) -> list[str] | None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return study.metric_names
+
+
+def test_the_objective_is_named_after_the_metric_for_both_objectives(tmp_path, storage_url):
+    study = create_study(_cfg(tmp_path), storage_url)
+    assert _metric_names(study) == ["val_accuracy"]
+    probe = load_study_config(ROOT / "study_configs" / "probe_fc_mnist.yaml")
+    probe = dataclasses.replace(probe, name=f"s1-probe-{uuid.uuid4().hex[:12]}")
+    assert probe.metric != "val_accuracy"
+    assert _metric_names(create_study(probe, storage_url)) == [probe.metric]
+
+
+def test_an_older_study_gets_its_metric_name_and_a_users_name_is_kept(tmp_path, storage_url):
+    import warnings
+
+    cfg = _cfg(tmp_path)
+    study = create_study(cfg, storage_url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # An older study: created before the name was set (Optuna keeps the names in a
+        # study system attr; an empty one reads as "no names").
+        old = optuna.create_study(study_name=cfg.name + "-old", storage=storage_url,
+                                  direction="maximize")
+        assert old.metric_names is None
+    old_cfg = dataclasses.replace(cfg, name=cfg.name + "-old")
+    old.set_user_attr(ATTR_CONFIG, old_cfg.to_dict())
+    assert _metric_names(create_study(old_cfg, storage_url, wait_s=0)) == ["val_accuracy"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["my accuracy"])
+    assert _metric_names(create_study(cfg, storage_url)) == ["my accuracy"]
