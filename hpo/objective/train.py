@@ -242,7 +242,9 @@ class Objective:
                 platform.update(_platform_now(spec))
             epochs.append(report)
             trial.report(report.val_accuracy, report.epoch)
-            if may_prune and trial.should_prune():
+            # After the last epoch there is no training left to save: the pruner is not
+            # asked (two storage reads less per trial), and the finished run completes.
+            if may_prune and report.epoch < spec.epochs and trial.should_prune():
                 raise optuna.TrialPruned(
                     f"pruned after epoch {report.epoch} (val_accuracy={report.val_accuracy:.4f})"
                 )

@@ -137,6 +137,20 @@ def test_pruner_stops_training_after_an_epoch(cfg) -> None:
     assert attrs["platform"]["cpu_model"] == platform_record()["cpu_model"]
 
 
+def test_the_pruner_is_not_asked_after_the_last_epoch(cfg) -> None:
+    asked: list[int] = []
+
+    class PruneEverything(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            asked.append(max(trial.intermediate_values))
+            return max(trial.intermediate_values) >= 3  # would prune the finished run
+
+    study = optuna.create_study(direction="maximize", pruner=PruneEverything())
+    trial = study.ask()
+    assert Objective(cfg, train_fn=FakeTrain())(trial) == 0.7  # 3 epochs: completes
+    assert asked == [1, 2]
+
+
 def test_suggest_params_covers_every_distribution_kind(cfg) -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     params = suggest_params(study.ask(), cfg.search_space)
