@@ -17,7 +17,7 @@ import optuna
 from optuna_dashboard import save_note
 
 from hpo.analysis.compare import StudyComparison
-from hpo.analysis.report import IMPORTANCE_LABEL, pairs_line
+from hpo.analysis.report import closing_lines, pairs_line
 from hpo.analysis.trials import group_label
 from hpo.config import StudyConfig
 from hpo.storage.artifacts import artifact_dir as resolve_artifact_dir
@@ -46,14 +46,9 @@ def note_markdown(c: StudyComparison, report: str | None = None) -> str:
     lines += [f"Compared: {c.metric} (bootstrap seed {c.seed}).", ""]
     for g in c.groups:
         lines.append(f"- **{group_label(g.group)}**: {g.paired.verdict} ({pairs_line(g)})")
-    if c.importances:
-        ranked = ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())
-        lines.append(f"\n{IMPORTANCE_LABEL.capitalize()}: {ranked}")
-    if c.importance_note:
-        lines.append(f"\n{IMPORTANCE_LABEL.capitalize()}: {c.importance_note}")
-    lines += [f"\n**Warning**: {w}" for w in c.platform_warnings]
-    if c.platform_note:
-        lines.append(f"\nPlatform: {c.platform_note}")
+    for label, text in closing_lines(c):
+        label = label.capitalize()
+        lines.append(f"\n**{label}**: {text}" if label == "Warning" else f"\n{label}: {text}")
     if report:
         lines.append(f"\nFull report: {report}")
     return "\n".join(lines).strip() + "\n"

@@ -15,6 +15,7 @@ from hpo.analysis.trials import group_label
 
 __all__ = [
     "IMPORTANCE_LABEL",
+    "closing_lines",
     "figures",
     "format_text",
     "pairs_line",
@@ -60,17 +61,24 @@ def format_text(c: StudyComparison) -> list[str]:
         )
         lines.append(f"    {pairs_line(g)}")
         lines.append(f"    verdict: {g.paired.verdict}")
-    if c.importances:
-        ranked = ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())
-        lines.append(f"  {IMPORTANCE_LABEL}: {ranked}")
-    if c.importance_note:
-        lines.append(f"  {IMPORTANCE_LABEL}: {c.importance_note}")
-    lines += [f"  warning: {w}" for w in c.platform_warnings]
-    if c.platform_note:
-        lines.append(f"  platform: {c.platform_note}")
+    lines += [f"  {label}: {text}" for label, text in closing_lines(c)]
     for row in c.against:
         lines.append(f"  {c.study} vs {c.other} [{row.group}]: {row.result.verdict}")
     return lines
+
+
+def closing_lines(c: StudyComparison) -> list[tuple[str, str]]:
+    """What follows the groups, as ``(label, text)``: the importances (or why there are
+    none), then the platform warnings and the platform note."""
+    out = []
+    if c.importances:
+        out.append((IMPORTANCE_LABEL, ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())))
+    if c.importance_note:
+        out.append((IMPORTANCE_LABEL, c.importance_note))
+    out += [("warning", w) for w in c.platform_warnings]
+    if c.platform_note:
+        out.append(("platform", c.platform_note))
+    return out
 
 
 def pairs_line(g: GroupSummary) -> str:

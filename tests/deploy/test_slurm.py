@@ -24,9 +24,9 @@ from optuna.trial import TrialState
 
 from hpo.config.study import load_study_config
 from hpo.storage.rdb import make_storage
+from hpo.study.budget import FAIL_REASON_ATTR
 from hpo.study.create import create_study
 from hpo.study.requeue import WORKER_ATTR
-from hpo.worker.loop import FAIL_REASON_ATTR
 from tests.faults.harness import PG_URL, check_study, delete_study, env, trials
 
 ROOT = Path(__file__).resolve().parents[2]
