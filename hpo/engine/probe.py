@@ -39,7 +39,6 @@ are no updates.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -51,16 +50,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from hpo.engine import data as data_mod
 from hpo.engine import loading, probe_batched
-from hpo.engine.activations import kinked_modules
-from hpo.engine.models import build_model
 from hpo.engine.numerics import check_tf32_device, numerics
 from hpo.engine.platform import platform_record
 from hpo.engine.precision import Precision, resolve_precision
+from hpo.engine.probe_reference import init_models, reference_init, rng_devices
 from hpo.engine.spec import TrainSpec
 from hpo.engine.step import deterministic
 from hpo.engine.train import resolve_device
@@ -204,13 +201,13 @@ def _probe(
     tracker = _Tracker(result, progress, started)
     # As train(): seeded inits without moving the caller's RNG, and the engine's own
     # deterministic-kernel settings (private there; shared so both run the same kernels).
-    with torch.random.fork_rng(devices=_rng_devices(device)), deterministic(device):
+    with torch.random.fork_rng(devices=rng_devices(device)), deterministic(device):
         result.platform = platform_record(device)  # the flags the probe runs with
         if method == "batched":
-            probe_batched.run(spec, precision, device, x, y, batches, tracker, _init_models)
+            probe_batched.run(spec, precision, device, x, y, batches, tracker, init_models)
         else:
             for k in range(inits):
-                _reference_init(spec, k, precision, device, x, y, batches, tracker)
+                reference_init(spec, k, precision, device, x, y, batches, tracker)
     return result
 
 
@@ -295,116 +292,6 @@ def _training_data(
         dtype=precision.param_dtype, device=device,
     )
     return x, raw.train_labels[train_idx].to(device)
-
-
-def _shape(spec: TrainSpec, x: Tensor) -> Tensor:
-    """A batch of prepared images shaped for ``spec``'s model, as the training loop does."""
-    return data_mod.shape_batch(
-        x, channels=spec.resolved_channels, image_size=spec.resolved_image_size
-    )
-
-
-def _init_models(spec: TrainSpec, k: int, alphas: tuple[float, ...]) -> list[nn.Module]:
-    """Init ``k``'s models, one per alpha, as ``hpo train --seed <spec.seed + k>`` builds
-    them; the global RNG is left where that run's training would continue from."""
-    models = []
-    for alpha in alphas:
-        torch.manual_seed(spec.seed + k)
-        models.append(build_model(spec.replace(relu_prime_zero=alpha)).model)
-    return models
-
-
-def _reference_init(
-    spec: TrainSpec, k: int, precision: Precision, device: torch.device,
-    x: Tensor, y: Tensor, batches: list[Tensor], tracker: _Tracker,
-) -> None:
-    """Init ``k`` through the engine's own models, one mini-batch at a time."""
-    built = time.perf_counter()
-    models = _init_models(spec, k, tracker.alphas)
-    tracker.result.init_time_s += time.perf_counter() - built
-    models = [m.to(device=device, dtype=precision.param_dtype) for m in models]
-    compared = [_compared_params(m, tracker.compare) for m in models]
-    acts = kinked_modules(models[0])
-    for b, idx in enumerate(batches):
-        xb, yb = _shape(spec, data_mod.gather_rows(x, idx)), y.index_select(0, idx)
-        before = _rng_state(device)  # both models must draw the same dropout masks
-        for _, act in acts:
-            act.reset_kink_hits()
-        grads_a = _reference_grads(models[0], compared[0], xb, yb, precision)
-        # Inputs exactly on 0 are the only ones whose derivative differs (index 0 of
-        # ``kinks`` is 0 for every ReLU-family activation).
-        kinked = any(act.kink_hits()[0] for _, act in acts)
-        differs = False
-        if kinked:
-            after = _rng_state(device)
-            _set_rng_state(device, before)
-            grads_b = _reference_grads(models[1], compared[1], xb, yb, precision)
-            _set_rng_state(device, after)
-            differs = any(not bitwise_equal(a, g) for a, g in zip(grads_a, grads_b))
-        if differs:
-            tracker.bifurcated(k, b)
-        tracker.examined(1, int(kinked))
-        if differs:
-            return
-
-
-def _rng_devices(device: torch.device) -> list[int]:
-    return [device.index or 0] if device.type == "cuda" else []
-
-
-def _rng_state(device: torch.device) -> list[Tensor]:
-    cuda = [torch.cuda.get_rng_state(d) for d in _rng_devices(device)]
-    return [torch.get_rng_state(), *cuda]
-
-
-def _set_rng_state(device: torch.device, state: list[Tensor]) -> None:
-    torch.set_rng_state(state[0])
-    for d, s in zip(_rng_devices(device), state[1:]):
-        torch.cuda.set_rng_state(s, d)
-
-
-def _compared_params(model: nn.Module, compare: str) -> list[nn.Parameter]:
-    if compare == "all":
-        return list(model.parameters())
-    # The first module (in registration order: the input layer) that owns parameters.
-    first = next(m for m in model.modules() if any(True for _ in m.parameters(recurse=False)))
-    if compare == "first_weight":
-        return [first.weight]
-    return list(first.parameters(recurse=False))
-
-
-def _reference_grads(
-    model: nn.Module, params: list[nn.Parameter], xb: Tensor, yb: Tensor, precision: Precision
-) -> list[Tensor | None]:
-    with _autocast(precision, xb.device):
-        logits = model(xb)
-    # As the training loop: cross-entropy from float32 logits, scaled as GradScaler's first
-    # step scales it, so the compared gradients are the ones training computes.
-    loss = F.cross_entropy(logits.float(), yb)
-    if precision.uses_grad_scaler:
-        loss = loss * torch.amp.GradScaler(xb.device.type).get_scale()
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return list(grads)
-
-
-def _autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager:
-    if precision.autocast_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=precision.autocast_dtype)
-
-
-_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def bits(t: Tensor) -> Tensor:
-    """``t``'s bit patterns as integers of its size, so ``-0.0 != 0.0`` and NaN == same NaN."""
-    return t.detach().view(_INT_VIEW[t.element_size()])
-
-
-def bitwise_equal(a: Tensor | None, b: Tensor | None) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(bits(a), bits(b))
 
 
 def _summarise(result: ProbeResult, batch_size: int) -> None:

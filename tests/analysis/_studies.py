@@ -77,3 +77,15 @@ class StudyBuilder:
             user_attrs=attrs, state=state,
         ))
         return number
+
+
+def run_compare_cli(argv):
+    """``hpo compare ...`` through its own parser, in this process."""
+    import argparse
+
+    from hpo.cli import compare_cmd
+
+    parser = argparse.ArgumentParser(prog="hpo")
+    compare_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.handler(args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import numpy as np
@@ -11,10 +10,9 @@ from optuna.trial import TrialState
 
 from hpo.analysis.compare import NothingToCompareError, compare_study, param_importances
 from hpo.analysis.trials import pair_trials, read_trials
-from hpo.cli import compare_cmd
 from hpo.errors import HpoError, StudyNotFoundError
 from hpo.study.create import load_study
-from tests.analysis._studies import StudyBuilder
+from tests.analysis._studies import StudyBuilder, run_compare_cli
 
 RESAMPLES = 2000
 F32 = ("fc", "mnist", "float32", "relu")
@@ -266,17 +264,10 @@ def test_pairs_without_a_fingerprint_are_not_counted_identical(tmp_path):
 
 
 # ----------------------------------------------------------------------------------
-def _run_cli(argv):
-    parser = argparse.ArgumentParser(prog="hpo")
-    compare_cmd.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.handler(args)
-
-
 def test_cli_writes_csv_and_html(tmp_path, capsys):
     b = paired_study(tmp_path)
     out = tmp_path / "out"
-    code = _run_cli(["compare", "paired", "--storage", b.url, "--output", str(out),
+    code = run_compare_cli(["compare", "paired", "--storage", b.url, "--output", str(out),
                      "--resamples", "500", "--seed", "3"])
     assert code == 0
     text = capsys.readouterr().out
@@ -288,7 +279,7 @@ def test_cli_writes_csv_and_html(tmp_path, capsys):
 def test_cli_unknown_study_is_study_not_found(tmp_path):
     b = paired_study(tmp_path)
     with pytest.raises(StudyNotFoundError) as err:
-        _run_cli(["compare", "nope", "--storage", b.url, "--output", str(tmp_path)])
+        run_compare_cli(["compare", "nope", "--storage", b.url, "--output", str(tmp_path)])
     assert err.value.exit_code == 1 and "\n" not in str(err.value)
     assert "paired" in str(err.value)  # lists the existing studies
 
@@ -296,5 +287,5 @@ def test_cli_unknown_study_is_study_not_found(tmp_path):
 def test_cli_missing_storage_file_is_an_error(tmp_path):
     url = f"sqlite:///{tmp_path / 'missing.db'}"
     with pytest.raises(HpoError):
-        _run_cli(["compare", "nope", "--storage", url])
+        run_compare_cli(["compare", "nope", "--storage", url])
     assert not (tmp_path / "missing.db").exists()

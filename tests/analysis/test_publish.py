@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import warnings
 
 import optuna
@@ -12,11 +11,10 @@ from optuna_dashboard import get_note
 from hpo.analysis.compare import compare_study
 from hpo.analysis.publish import note_markdown, publish
 from hpo.analysis.report import write_report
-from hpo.cli import compare_cmd
 from hpo.errors import UsageError
 from hpo.storage.artifacts import ENV_VAR
 from hpo.study.create import load_study
-from tests.analysis._studies import StudyBuilder
+from tests.analysis._studies import StudyBuilder, run_compare_cli
 
 
 @pytest.fixture(autouse=True)
@@ -91,17 +89,10 @@ def test_an_unusable_artifact_folder_is_exit_2_and_nothing_is_written(tmp_path):
     assert metric_names(study) is None
 
 
-def _run_cli(argv):
-    parser = argparse.ArgumentParser(prog="hpo")
-    compare_cmd.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.handler(args)
-
-
 def test_cli_publishes_into_the_folder_given_and_no_publish_writes_nothing(tmp_path, capsys):
     b = identical_study(tmp_path)
     folder = tmp_path / "my-artifacts"
-    assert _run_cli(["compare", "same", "--storage", b.url, "--output", str(tmp_path / "o"),
+    assert run_compare_cli(["compare", "same", "--storage", b.url, "--output", str(tmp_path / "o"),
                      "--resamples", "200", "--artifacts", str(folder)]) == 0
     out = capsys.readouterr().out
     (meta,) = optuna.artifacts.get_all_artifact_meta(b.study)
@@ -112,7 +103,7 @@ def test_cli_publishes_into_the_folder_given_and_no_publish_writes_nothing(tmp_p
 
     (tmp_path / "x").mkdir()
     other = identical_study(tmp_path / "x", name="untouched")
-    assert _run_cli(["compare", "untouched", "--storage", other.url, "--output",
+    assert run_compare_cli(["compare", "untouched", "--storage", other.url, "--output",
                      str(tmp_path / "o2"), "--resamples", "200", "--no-publish"]) == 0
     assert "saved the verdicts" not in capsys.readouterr().out
     assert get_note(other.study) == "" and not (tmp_path / "x" / "artifacts").exists()

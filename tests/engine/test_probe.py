@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpo.cli import probe_cmd
-from hpo.engine import probe, probe_batched
+from hpo.engine import probe, probe_batched, probe_reference
 from hpo.engine.models import build_model
 from hpo.engine.precision import resolve_precision
 from hpo.engine.probe import ProbeProgress, run_probe
+from hpo.engine.probe_reference import bitwise_equal, init_models
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError
 
@@ -56,7 +57,7 @@ def dead_unit(monkeypatch):
                 linear.bias[3] = 0
             return built
 
-        monkeypatch.setattr(probe, "build_model", build)
+        monkeypatch.setattr(probe_reference, "build_model", build)
 
     return install
 
@@ -139,9 +140,9 @@ def test_skipping_batches_without_a_kink_hit_loses_no_bifurcation(
             lambda layers, xb, act: torch.ones(len(layers[0][0]), dtype=torch.bool),
         )
     else:
-        real = probe.kinked_modules
+        real = probe_reference.kinked_modules
         monkeypatch.setattr(
-            probe, "kinked_modules", lambda m: [*real(m), ("always", _AlwaysKinked())]
+            probe_reference, "kinked_modules", lambda m: [*real(m), ("always", _AlwaysKinked())]
         )
     forced = run_probe(spec, inits=6, method=method)
     assert forced.kinked_batches == forced.batches_examined  # really computed everywhere
@@ -170,7 +171,7 @@ def test_batched_gradients_are_the_engine_models_gradients(one_thread, precision
     spec = _spec(depth=2, width=16, precision=precision)
     dtype = resolve_precision(precision).param_dtype
     layers = probe_batched._stack(
-        spec, [0, 1], resolve_precision(precision), torch.device("cpu"), probe._init_models,
+        spec, [0, 1], resolve_precision(precision), torch.device("cpu"), init_models,
         (0.0,),
     )
     layers[0][0][1, 5] = 0  # a dead unit in init 1 so that the derivative at 0 is used
@@ -186,7 +187,7 @@ def test_batched_gradients_are_the_engine_models_gradients(one_thread, precision
         )
         batched_by_alpha[alpha] = batched
         for k in (0, 1):
-            (model,) = probe._init_models(spec, k, (alpha,))
+            (model,) = init_models(spec, k, (alpha,))
             model = model.to(dtype)
             linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
             with torch.no_grad():
@@ -201,11 +202,11 @@ def test_batched_gradients_are_the_engine_models_gradients(one_thread, precision
                 assert torch.allclose(g.float(), mine[k].float(), rtol=tol, atol=tol * 1e-2)
     for k in (0, 1):
         engine_differs = not all(
-            probe.bitwise_equal(a, b)
+            bitwise_equal(a, b)
             for a, b in zip(engine_by_alpha[(0.0, k)], engine_by_alpha[(1.0, k)])
         )
         batched_differs = not all(
-            probe.bitwise_equal(a[k], b[k])
+            bitwise_equal(a[k], b[k])
             for a, b in zip(batched_by_alpha[0.0], batched_by_alpha[1.0])
         )
         assert batched_differs == engine_differs == (k == 1), k
@@ -213,22 +214,22 @@ def test_batched_gradients_are_the_engine_models_gradients(one_thread, precision
 
 def test_init_k_has_the_weights_of_train_seed_plus_k():
     spec = _spec(seed=7)
-    (model,) = probe._init_models(spec, 2, (0.0,))
+    (model,) = init_models(spec, 2, (0.0,))
     torch.manual_seed(9)  # what train() does for --seed 9
     expected = build_model(spec.replace(seed=9)).model
     for p, q in zip(model.parameters(), expected.parameters()):
         assert torch.equal(p, q)
     layers = probe_batched._stack(
-        spec, [0, 2], resolve_precision("float32"), torch.device("cpu"), probe._init_models,
+        spec, [0, 2], resolve_precision("float32"), torch.device("cpu"), init_models,
         (0.0,),
     )
     assert torch.equal(layers[0][0][1], expected[1].weight)
 
 
 def test_bitwise_equal_tells_signed_zeros_apart():
-    assert not probe.bitwise_equal(torch.tensor([0.0]), torch.tensor([-0.0]))
-    assert probe.bitwise_equal(torch.tensor([float("nan")]), torch.tensor([float("nan")]))
-    assert probe.bitwise_equal(None, None) and not probe.bitwise_equal(None, torch.zeros(1))
+    assert not bitwise_equal(torch.tensor([0.0]), torch.tensor([-0.0]))
+    assert bitwise_equal(torch.tensor([float("nan")]), torch.tensor([float("nan")]))
+    assert bitwise_equal(None, None) and not bitwise_equal(None, torch.zeros(1))
 
 
 @needs_data
@@ -259,8 +260,8 @@ def test_bad_arguments_are_config_errors(kwargs, match):
 def test_first_weight_compares_the_first_layers_weight_alone():
     model = build_model(_spec()).model
     first = next(m for m in model.modules() if isinstance(m, nn.Linear))
-    assert probe._compared_params(model, "first_weight") == [first.weight]
-    assert probe._compared_params(model, "first") == [first.weight, first.bias]
+    assert probe_reference.compared_params(model, "first_weight") == [first.weight]
+    assert probe_reference.compared_params(model, "first") == [first.weight, first.bias]
 
 
 @needs_data
