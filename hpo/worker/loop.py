@@ -266,6 +266,10 @@ class Worker:
                 try:
                     self._in_objective = True
                     try:
+                        if self._stop_signal is not None:
+                            # The signal came between the ask and here (the handler raises
+                            # only from now on): the trial is failed and re-queued, not run.
+                            raise _Interrupted(self._stop_signal)
                         value = self.objective(trial)
                     finally:
                         self._in_objective = False

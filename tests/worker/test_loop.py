@@ -283,6 +283,35 @@ def test_sigterm_fails_and_requeues_the_running_trial(storage_url: str) -> None:
     assert _states(study) == {"FAIL": 1, "COMPLETE": 3}
 
 
+def test_signal_between_the_ask_and_the_objective_fails_and_requeues_the_trial(
+    storage_url: str,
+) -> None:
+    """A signal that lands after a trial was asked (it is RUNNING) but before its objective
+    started does not let the trial run to the end: it is failed and re-queued as well."""
+    study = _study(storage_url, budget=3)
+    ran: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        ran.append(trial.number)
+        return _objective(trial)
+
+    worker = _worker(study, objective)
+    ask = worker._next_trial
+
+    def ask_then_signal(deadline: float) -> optuna.Trial | None:
+        trial = ask(deadline)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, outside the objective
+        return trial
+
+    worker._next_trial = ask_then_signal  # type: ignore[method-assign]
+    stats = worker.run()
+    assert ran == []
+    assert stats.stopped_by == "signal SIGTERM"
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[0].user_attrs[FAIL_REASON_ATTR] == "interrupted (SIGTERM)"
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_interrupted_trial_failed_meanwhile_by_a_stale_check_is_requeued_once(
     storage_url: str,
