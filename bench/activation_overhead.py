@@ -1,7 +1,7 @@
 """Cost of our ReLU with ReLU'(0) = 1 against ``nn.ReLU``: time alone, time per step, memory.
 
 Both sides are the same model built from the same seed (so the same weights), differing only
-in the activation modules: ours is what the engine builds (``hpo.engine.models.build_model``
+in the activation modules: ours is what the engine builds (``hpo.engine.models.build.build_model``
 with ``relu_prime_zero=1``), the stock copy has each of them swapped back to ``nn.ReLU`` with
 the same ``inplace``. Inputs are real MNIST images prepared by the engine (batch 128; 1
 channel for the fc net, 3 channels 28x28 for MobileNetV3-small).
@@ -13,7 +13,7 @@ channel for the fc net, 3 channels 28x28 for MobileNetV3-small).
     ``out = act(h)`` and ``torch.autograd.grad(out, leaf, g)`` are timed (the gradient
     reaches the leaf through one identity clone node, the same on both sides). Ours does
     more than ``nn.ReLU``: the search for inputs exactly on the kink (PyTorch ops,
-    ``hpo/engine/kinkscan.py``: a cast to bool and a byte-wise ``min``, two short
+    ``hpo/engine/models/kinkscan.py``: a cast to bool and a byte-wise ``min``, two short
     kernels and a Python round trip) that must happen before an in-place ReLU overwrites
     them; when none is found PyTorch's own op and backward run. On the smallest shapes
     (1K-10K values) that fixed cost is most of the difference.
@@ -75,10 +75,11 @@ from torch.autograd import DeviceType
 from torch.autograd.profiler_util import MEMORY_EVENT_NAME
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from hpo.engine import data as data_mod
-from hpo.engine.activations import ReLU, kinked_modules
-from hpo.engine.models import build_model
-from hpo.engine.precision import resolve_precision
+from hpo.engine.data import idx
+from hpo.engine.data import tensors as data_mod
+from hpo.engine.models.activations import ReLU, kinked_modules
+from hpo.engine.models.build import build_model
+from hpo.engine.numerics.precision import resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
 from hpo.engine.step import batch_loss, make_optimizer, shape_for_model
 
@@ -114,7 +115,7 @@ def make_pair(name: str, spec: TrainSpec, data_dir: Path, batch: int) -> Pair:
     torch.manual_seed(spec.seed)
     ours = build_model(spec).model
     stock = stock_copy(ours)
-    raw = data_mod.load_raw(spec.dataset, data_dir)
+    raw = idx.load_raw(spec.dataset, data_dir)
     x = data_mod.prepare_images(
         raw.train_images[:batch], dataset=spec.dataset, normalize=True, dtype=torch.float32
     )

@@ -37,13 +37,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from hpo.engine import data as data_mod
 from hpo.engine import train as train_mod
-from hpo.engine.datasets import dataset_info
-from hpo.engine.loading import LoadedSplits
-from hpo.engine.models import build_model
+from hpo.engine.data import tensors as data_mod
+from hpo.engine.data.loading import LoadedSplits
+from hpo.engine.data.registry import dataset_info
+from hpo.engine.data.splits import prepared_splits
+from hpo.engine.models.build import build_model
 from hpo.engine.spec import TrainSpec
-from hpo.engine.splits import prepared_splits
 from hpo.engine.step import deterministic, make_optimizer, seeded, uses_channels_last
 
 

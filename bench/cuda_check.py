@@ -30,8 +30,8 @@ import _timing  # noqa: F401  (puts the repository on sys.path)
 import torch
 import torch.nn.functional as F
 
-from hpo.engine.activations import LeakyReLU, ReLU, ReLU6
-from hpo.engine.numerics import read_flags
+from hpo.engine.models.activations import LeakyReLU, ReLU, ReLU6
+from hpo.engine.numerics.flags import read_flags
 from hpo.engine.spec import TrainSpec
 from hpo.engine.train import train
 

@@ -10,7 +10,7 @@ same initial weights) on the same 50,000 training images, measured side by side 
   accuracy on the 10,000 validation images). The once-per-trial cost of ``train()`` (model
   build and audit, input preparation, test accuracy) is shown separately ("whole call").
   Its batches are gathered from the prepared float32 training tensor a chunk of whole
-  batches at a time (``hpo/engine/batches.py``: one ``index_select`` per 4 MiB, 10
+  batches at a time (``hpo/engine/data/batches.py``: one ``index_select`` per 4 MiB, 10
   batches; each batch is then a contiguous slice of the chunk).
 * **reference**: the pipeline of the Optuna PyTorch example (``optuna-examples/pytorch/
   pytorch_simple.py``): torchvision's ``MNIST`` dataset with ``transforms.ToTensor()``, a
@@ -78,11 +78,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from hpo.engine import data as data_mod
 from hpo.engine import train as train_mod
-from hpo.engine.activations import KinkedActivation
-from hpo.engine.models import build_model
-from hpo.engine.precision import resolve_precision
+from hpo.engine.data import idx
+from hpo.engine.data import tensors as data_mod
+from hpo.engine.models.activations import KinkedActivation
+from hpo.engine.models.build import build_model
+from hpo.engine.numerics.precision import resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
 from hpo.engine.step import deterministic, make_optimizer
 from hpo.engine.train import EpochReport, train
@@ -139,7 +140,7 @@ class Bench:
 
     def __init__(self, net: str, spec: TrainSpec, data_dir: Path, mnist_root: Path) -> None:
         self.net, self.spec, self.data_dir = net, spec, data_dir
-        raw = data_mod.load_raw("mnist", data_dir)
+        raw = idx.load_raw("mnist", data_dir)
         train_idx, val_idx = data_mod.split_indices(
             len(raw.train_labels), val_size=spec.val_size, train_subset=spec.train_subset,
             split_seed=spec.split_seed,

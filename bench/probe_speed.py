@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hpo.engine.data import load_raw  # noqa: E402
-from hpo.engine.precision import resolve_precision  # noqa: E402
-from hpo.engine.probe import run_probe  # noqa: E402
+from hpo.engine.data.idx import load_raw  # noqa: E402
+from hpo.engine.numerics.precision import resolve_precision  # noqa: E402
+from hpo.engine.probe.bifurcation import run_probe  # noqa: E402
 from hpo.engine.spec import TrainSpec  # noqa: E402
 
 

@@ -322,13 +322,13 @@ def test_nothing_is_evaluated_or_unpickled() -> None:
 # The only exceptions, each with its reason and the test that holds it to that reason.
 _JUSTIFIED = {
     # CIFAR-10's official archive is pickles: read only after its MD5 check, with an
-    # unpickler that resolves numpy's array names alone (tests/engine/test_archives.py
+    # unpickler that resolves numpy's array names alone (tests/engine/data/test_archives.py
     # shows it refuses any other global).
     ("engine/archives.py", "import pickle"),
     # A researcher's own network, `model: package.module:factory`: only a dotted module
     # path and a callable's name (checked format), imported from the worker's own
     # environment, called with num_classes/in_channels/image_size alone, and its result
-    # must be an nn.Module (tests/engine/test_registry.py), as Hydra's `_target_` does.
+    # must be an nn.Module (tests/engine/models/test_registry.py), as Hydra's `_target_` does.
     ("engine/registry.py", "importlib.import_module()"),
 }
 

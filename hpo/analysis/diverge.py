@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hpo.engine.numerics import check_tf32_device
-from hpo.engine.precision import resolve_precision
+from hpo.engine.numerics.flags import check_tf32_device
+from hpo.engine.numerics.precision import resolve_precision
 from hpo.engine.spec import TrainSpec
 from hpo.engine.train import resolve_device, train
 from hpo.errors import ConfigError
@@ -95,7 +95,7 @@ class DivergenceResult:
     reference_l1_norm: dict[str, list[float | None]]
     n_params: int
     runs: list[RunRecord] = field(default_factory=list)
-    # hpo.engine.platform.platform_record of each precision's reference run
+    # hpo.engine.numerics.platform.platform_record of each precision's reference run
     platform: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

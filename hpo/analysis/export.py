@@ -8,7 +8,8 @@ them without parsing Python reprs:
 * a list of numbers per trial (``val_accuracy_per_epoch``, ``kink_hits_per_epoch``) becomes
   one column per epoch, ``<column>_1``, ``<column>_2``, ... (empty where a trial stopped
   earlier);
-* the ``platform`` user attribute (:func:`hpo.engine.platform.platform_record`, one dict per
+* the ``platform`` user attribute (:func:`hpo.engine.numerics.platform.platform_record`, one
+dict per
   trial) becomes one column per field, ``platform_<field>`` (``platform_torch``,
   ``platform_cpu_model``, ``platform_cpu_capability``, ``platform_blas``,
   ``platform_num_threads``, ``platform_cuda_device``, ``platform_cuda_capability``,

@@ -1,8 +1,8 @@
 """Did the trials a comparison pairs or groups run on one platform?
 
 Reads each trial's ``platform`` user attribute (the dict of
-:func:`hpo.engine.platform.platform_record`); two records are the same platform when they
-agree on :data:`hpo.engine.platform.COMPARED_KEYS`. Trials from before the record existed
+:func:`hpo.engine.numerics.platform.platform_record`); two records are the same platform when they
+agree on :data:`hpo.engine.numerics.platform.COMPARED_KEYS`. Trials from before the record existed
 have none: they are counted and left unchecked.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hpo.analysis.trials import Pair, TrialRecord, group_label
-from hpo.engine.platform import COMPARED_KEYS, platform_summary
+from hpo.engine.numerics.platform import COMPARED_KEYS, platform_summary
 
 __all__ = ["platform_key", "platform_notes"]
 

@@ -139,7 +139,7 @@ def build_report(
         study: a study created from :func:`hpo.config.section3.section3_config` for ``p``.
         p: its plan.
         platform: the record to report when no trial carries a ``platform`` attribute
-            (:func:`hpo.engine.platform.platform_record` of the reporting process).
+            (:func:`hpo.engine.numerics.platform.platform_record` of the reporting process).
     """
     done: dict[tuple[str, str], list[int]] = {}
     recorded = None
@@ -202,7 +202,7 @@ def format_text(r: Section3Report) -> list[str]:
             f"{_fmt(c.paper_fraction):>6}   {c.bifurcated}/{c.inits}{paper}"
         )
     if r.platform:
-        from hpo.engine.platform import platform_summary
+        from hpo.engine.numerics.platform import platform_summary
 
         lines.append(f"platform ({r.platform_source}): {platform_summary(r.platform)}")
     return lines
@@ -272,6 +272,6 @@ def write_report(r: Section3Report, out_dir: str | Path = "results") -> list[Pat
 def _summary(record: Mapping[str, Any] | None) -> str:
     if not record:
         return "not recorded"
-    from hpo.engine.platform import platform_summary
+    from hpo.engine.numerics.platform import platform_summary
 
     return platform_summary(dict(record))

@@ -50,7 +50,8 @@ class TrialRecord:
             ``kink_rate_per_sample``), None when the trial recorded none.
         kink_hits: the trial's recorded ``kink_hits`` (None when it recorded none).
         params_sha256: the run's fingerprint (None for trials that did not record one).
-        platform: the trial's ``platform`` record (:func:`hpo.engine.platform.platform_record`),
+        platform: the trial's ``platform`` record
+        (:func:`hpo.engine.numerics.platform.platform_record`),
             None for trials from before it was recorded.
     """
 

@@ -76,7 +76,7 @@ def _print_human(result: Any, payload: dict[str, Any]) -> None:
         for name, values, n in rows:
             text = ", ".join("n/a" if v is None else f"{v:.6g}" for v in values)
             print(f"    {name:<14} [{text}]  kink hits: {n}")
-    from hpo.engine.platform import platform_summary
+    from hpo.engine.numerics.platform import platform_summary
 
     for p, record in result.platform.items():
         print(f"platform ({p}): {platform_summary(record)}")

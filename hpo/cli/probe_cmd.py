@@ -1,7 +1,8 @@
 """``hpo probe``: how often do two values of ReLU'(0) give different gradients?
 
 Parses flags into a :class:`~hpo.engine.spec.TrainSpec` and calls
-:func:`hpo.engine.probe.run_probe`; ``--json`` prints one JSON object. Optimiser settings
+:func:`hpo.engine.probe.bifurcation.run_probe`; ``--json`` prints one JSON object. Optimiser
+settings
 (``--lr``, ``--epochs`` ...) have no flag here: the probe makes no parameter updates.
 """
 
@@ -101,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from hpo.engine.probe import run_probe
+    from hpo.engine.probe.bifurcation import run_probe
 
     spec = TrainSpec(**{name: getattr(args, name) for name, *_ in _SPEC_FLAGS})
     if args.threads is not None:
@@ -154,6 +155,6 @@ def _print_human(p: dict[str, Any]) -> None:
         print("samples seen up to the first difference: n/a (no init bifurcated)")
     print(f"wall time {p['wall_time_s']:.1f} s ({p['init_time_s']:.1f} s building inits), "
           f"{p['threads']} thread(s) on {p['device']}, torch {p['torch_version']}")
-    from hpo.engine.platform import platform_summary
+    from hpo.engine.numerics.platform import platform_summary
 
     print(f"platform: {platform_summary(p['platform'])}")

@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _section3(args: argparse.Namespace) -> int:
     from hpo.analysis.section3 import build_report, format_text, write_report
     from hpo.config.section3 import PRECISIONS, plan, section3_config
-    from hpo.engine.platform import platform_record
+    from hpo.engine.numerics.platform import platform_record
     from hpo.errors import UsageError
     from hpo.storage.rdb import make_storage
     from hpo.storage.urls import mask_url, resolve_storage_url

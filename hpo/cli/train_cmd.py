@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from hpo.engine.models import check_model
+    from hpo.engine.models.build import check_model
     from hpo.engine.train import train
 
     if args.threads is not None:
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_human(p: dict[str, Any]) -> None:
-    from hpo.engine.platform import platform_summary
+    from hpo.engine.numerics.platform import platform_summary
 
     accs = ", ".join(f"{a:.4f}" for a in p["val_accuracy"])
     test = "n/a" if p["test_accuracy"] is None else f"{p['test_accuracy']:.4f}"

@@ -2,7 +2,7 @@
 before a study or trial is written.
 
 Built-ins are trusted (their builders are tested); a torchvision name or an import path
-``package.module:factory`` is built by :func:`hpo.engine.models.check_model` on a tiny
+``package.module:factory`` is built by :func:`hpo.engine.models.build.check_model` on a tiny
 example batch: a factory that raises, returns something other than an ``nn.Module``, or
 gives outputs that are not ``(batch, classes)`` is one line naming the key and the fix.
 The import happens in the process that loads the file, from its own environment: every
@@ -17,7 +17,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from hpo.config.yamlfile import Checker, one_line
-from hpo.engine.registry import BUILTIN_MODELS
+from hpo.engine.models.registry import BUILTIN_MODELS
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError
 
@@ -40,7 +40,7 @@ def check_models(
             spec = TrainSpec(**{**fixed, "model": name})
         except (ConfigError, TypeError, ValueError):
             continue  # invalid with these settings: the combination checks said why
-        from hpo.engine.models import check_model  # torch only when a model needs it
+        from hpo.engine.models.build import check_model  # torch only when a model needs it
 
         try:
             check_model(spec)

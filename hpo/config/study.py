@@ -113,8 +113,9 @@ class BaselineConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """The bifurcation probe run by ``objective: probe`` studies (:func:`hpo.engine.probe.
-    run_probe`): ``inits`` initialisations, ReLU'(0) = ``alphas[0]`` against ``alphas[1]``,
+    """The bifurcation probe run by ``objective: probe`` studies
+    (:func:`hpo.engine.probe.bifurcation.run_probe`): ``inits`` initialisations, ReLU'(0) =
+    ``alphas[0]`` against ``alphas[1]``,
     gradients of the ``first`` parameterised layer (``first_weight``: its weight alone) or of
     ``all`` parameters, on ``hpo train``'s training ``split`` or on ``all`` the training
     images."""

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpo.engine.datasets import DATASETS, DatasetInfo, dataset_info
-from hpo.engine.registry import BUILTIN_MODELS, check_model_name
+from hpo.engine.data.registry import DATASETS, DatasetInfo, dataset_info
+from hpo.engine.models.registry import BUILTIN_MODELS, check_model_name
 from hpo.errors import ConfigError
 
 __all__ = [
@@ -32,12 +32,12 @@ __all__ = [
 
 # The built-ins (for help texts). ``TrainSpec.model`` also accepts any torchvision
 # classification model name and an import path ``package.module:factory``
-# (:mod:`hpo.engine.registry`).
+# (:mod:`hpo.engine.models.registry`).
 MODELS = BUILTIN_MODELS
 # Pure precisions train the whole model (and the optimizer state) in that dtype, as in the
 # paper. The amp_* modes keep float32 parameters and run forward/backward under autocast.
 # tf32 (CUDA only): float32 parameters, TF32 matmuls and convolutions; every other precision
-# runs with TF32 off (hpo.engine.numerics).
+# runs with TF32 off (hpo.engine.numerics.flags).
 PRECISIONS = (
     "float16", "bfloat16", "float32", "tf32", "float64", "amp_float16", "amp_bfloat16",
 )
@@ -322,7 +322,7 @@ class TrainResult:
     samples_per_second: float = 0.0
     train_samples: int = 0
     threads: int = 0  # torch CPU threads: some CPU kernels' bits depend on it
-    # hpo.engine.platform.platform_record, read inside the run's numerics flags
+    # hpo.engine.numerics.platform.platform_record, read inside the run's numerics flags
     platform: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hpo.engine import data as data_mod
-from hpo.engine.precision import Precision, resolve_adam_eps
+from hpo.engine.data import tensors as data_mod
+from hpo.engine.numerics.precision import Precision, resolve_adam_eps
 from hpo.engine.spec import TrainResult, TrainSpec
 
 __all__ = [

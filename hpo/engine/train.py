@@ -11,8 +11,8 @@ propagates unchanged.
 
 Numerics: the run's TF32 and reduced-precision-reduction flags are set for the whole run
 (data, steps, test accuracy) and put back afterwards, also when it raises
-(:func:`hpo.engine.numerics.numerics`); ``TrainResult.platform`` is the platform record read
-inside them (:func:`hpo.engine.platform.platform_record`).
+(:func:`hpo.engine.numerics.flags.numerics`); ``TrainResult.platform`` is the platform record read
+inside them (:func:`hpo.engine.numerics.platform.platform_record`).
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hpo.engine import data as data_mod
-from hpo.engine.activations import kinked_modules
-from hpo.engine.augment import CropFlip, black_pixel
-from hpo.engine.loading import load_splits
-from hpo.engine.models import build_model
-from hpo.engine.numerics import check_tf32_device, numerics
-from hpo.engine.platform import platform_record
-from hpo.engine.precision import Precision, resolve_precision
+from hpo.engine.data import tensors as data_mod
+from hpo.engine.data.augment import CropFlip, black_pixel
+from hpo.engine.data.loading import load_splits
+from hpo.engine.data.splits import Split
+from hpo.engine.models.activations import kinked_modules
+from hpo.engine.models.build import build_model
+from hpo.engine.numerics.flags import check_tf32_device, numerics
+from hpo.engine.numerics.platform import platform_record
+from hpo.engine.numerics.precision import Precision, resolve_precision
 from hpo.engine.spec import TrainResult, TrainSpec
-from hpo.engine.splits import Split
 from hpo.engine.step import (
     autocast,
     batch_loss,

@@ -1,7 +1,8 @@
 """``objective: probe``: each trial runs the bifurcation probe instead of a training run.
 
 Depth, width, batch size, sample size (``train_subset``) and precision sweeps of the probe
-(:func:`hpo.engine.probe.run_probe`) then run on the same workers and storage as training
+(:func:`hpo.engine.probe.bifurcation.run_probe`) then run on the same workers and storage as
+training
 studies and land in the same CSV export and dashboard. A trial's parameters, with the
 fixed ``train:`` settings, make the probed :class:`~hpo.engine.spec.TrainSpec` (its seed is
 the first init's; the optimiser settings are unused: the probe makes no updates); the
@@ -12,7 +13,7 @@ Recorded as user attributes: ``bifurcated_fraction``, ``bifurcated``, ``hazard_p
 ``kinked_batches``, ``batches_per_epoch``, ``inits``, ``train_samples``, ``train_set``,
 ``samples_to_bifurcation`` (a JSON list per init, null where it did not bifurcate),
 ``probe_method``, ``precision``, ``device``, ``torch_version``, ``wall_time_s``,
-``platform`` (one JSON dict: :func:`hpo.engine.platform.platform_record`) and
+``platform`` (one JSON dict: :func:`hpo.engine.numerics.platform.platform_record`) and
 ``hpo_seed``. The trial's value is the study's metric (``bifurcated_fraction`` or
 ``hazard_per_batch``); nothing is reported per step, so nothing is pruned.
 """
@@ -33,7 +34,7 @@ from hpo.objective.train import json_safe, set_user_attrs, suggest_params
 
 if TYPE_CHECKING:
     from hpo.config.study import StudyConfig
-    from hpo.engine.probe import ProbeResult
+    from hpo.engine.probe.bifurcation import ProbeResult
     from hpo.engine.spec import TrainSpec
 
 __all__ = ["ProbeFn", "ProbeObjective", "probe_attrs"]
@@ -83,7 +84,7 @@ class ProbeObjective:
         cfg: The study's configuration (with ``objective == "probe"``).
         data_dir: Where the datasets live; ``None`` lets the engine use ``HPO_DATA_DIR``
             (raw data is cached per process, so a worker loads it once).
-        probe_fn: The probe; default :func:`hpo.engine.probe.run_probe` (tests inject a
+        probe_fn: The probe; default :func:`hpo.engine.probe.bifurcation.run_probe` (tests inject a
             fake).
 
     Raises:
@@ -111,7 +112,7 @@ class ProbeObjective:
     def probe_fn(self) -> ProbeFn:
         if self._probe_fn is None:
             # Imported on first use: torch is slow to import and `hpo status` never needs it.
-            from hpo.engine.probe import run_probe
+            from hpo.engine.probe.bifurcation import run_probe
 
             self._probe_fn = run_probe
         return self._probe_fn

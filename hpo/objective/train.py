@@ -306,7 +306,7 @@ def _record_pruned(
 def _platform_now(spec: TrainSpec) -> dict[str, Any]:
     """The platform record of the running trial: called from the per-epoch callback, which
     the engine runs inside the run's numerics flags."""
-    from hpo.engine.platform import platform_record
+    from hpo.engine.numerics.platform import platform_record
     from hpo.engine.train import resolve_device
 
     return platform_record(resolve_device(spec.device))

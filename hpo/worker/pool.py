@@ -110,7 +110,7 @@ def check_data(cfg: StudyConfig, data_dir: str | os.PathLike[str] | None = None)
             or without images.
         DataError: a file is corrupt, or missing and cannot be downloaded.
     """
-    from hpo.engine.loading import verify_dataset
+    from hpo.engine.data.loading import verify_dataset
 
     for name in _setting_values(cfg, "dataset"):
         verify_dataset(name, data_dir)
@@ -128,7 +128,7 @@ def check_device(cfg: StudyConfig) -> None:
     """
     if "tf32" not in _setting_values(cfg, "precision"):
         return
-    from hpo.engine.numerics import check_tf32_device
+    from hpo.engine.numerics.flags import check_tf32_device
     from hpo.engine.train import resolve_device
 
     for name in _setting_values(cfg, "device"):

@@ -128,7 +128,7 @@ def test_export_all_writes_one_file_per_study(tmp_path) -> None:
 
 
 def test_platform_record_becomes_readable_columns(storage, tmp_path) -> None:
-    from hpo.engine.platform import platform_record
+    from hpo.engine.numerics.platform import platform_record
 
     record = platform_record("cpu")
     gpu = {**record, "device": "cuda", "cuda_device": "NVIDIA H200", "cuda_capability": "9.0",

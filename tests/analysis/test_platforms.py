@@ -10,7 +10,7 @@ from hpo.analysis.compare import compare_study
 from hpo.analysis.platforms import platform_key, platform_notes
 from hpo.analysis.report import format_text
 from hpo.analysis.trials import pair_trials, read_trials
-from hpo.engine.platform import platform_record, platform_summary
+from hpo.engine.numerics.platform import platform_record, platform_summary
 from hpo.study.create import load_study
 from tests.analysis._studies import StudyBuilder
 

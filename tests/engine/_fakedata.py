@@ -22,8 +22,8 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import calculate_md5
 from torchvision.io import encode_jpeg, encode_png
 
-from hpo.engine import archives
-from hpo.engine.fetch import RemoteFile
+from hpo.engine.data import archives
+from hpo.engine.data.fetch import RemoteFile
 
 CIFAR_TRAIN = [n for n, _ in CIFAR10.train_list]
 

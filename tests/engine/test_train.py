@@ -144,8 +144,8 @@ def test_batch_norm_recalibration_changes_evaluation_only():
 
 
 def test_recalibrated_statistics_are_exact_batch_averages():
-    from hpo.engine.precision import resolve_precision
-    from hpo.engine.splits import Split as _Split
+    from hpo.engine.data.splits import Split as _Split
+    from hpo.engine.numerics.precision import resolve_precision
     from hpo.engine.train import _recalibrate_batch_norm
 
     spec = _spec(batch_size=4)
@@ -173,7 +173,7 @@ def test_recalibrated_statistics_are_exact_batch_averages():
 def test_adam_is_fused_only_where_it_keeps_the_runs_arithmetic(precision, fused):
     # The fused kernel computes float16/bfloat16 updates in float32: pure low precisions
     # keep the op-by-op update in their own dtype, and GradScaler runs keep the plain path.
-    from hpo.engine.precision import resolve_precision
+    from hpo.engine.numerics.precision import resolve_precision
     from hpo.engine.spec import TrainResult
     from hpo.engine.step import make_optimizer
 

@@ -14,8 +14,8 @@ import torch
 
 from hpo.analysis.export import export_study
 from hpo.config.study import load_study_config
-from hpo.engine.platform import platform_record
-from hpo.engine.probe import ProbeResult
+from hpo.engine.numerics.platform import platform_record
+from hpo.engine.probe.bifurcation import ProbeResult
 from hpo.errors import ConfigError
 from hpo.objective.probe import ProbeObjective
 from hpo.objective.train import Objective, make_objective

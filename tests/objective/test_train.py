@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from hpo.config.study import load_study_config
-from hpo.engine.platform import platform_record
+from hpo.engine.numerics.platform import platform_record
 from hpo.engine.spec import TrainResult, TrainSpec
 from hpo.engine.train import EpochReport
 from hpo.objective.attrs import HEADLINE, RESULT_ATTR, trial_attrs

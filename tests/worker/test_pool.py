@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from hpo.config import load_study_config
-from hpo.engine import fetch
+from hpo.engine.data import fetch
 from hpo.errors import ConfigError, DataError
 from hpo.worker.pool import check_data, check_device
 from tests.engine._fakedata import use_local_checksums, write_cifar10, write_image_folder

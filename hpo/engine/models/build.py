@@ -1,0 +1,379 @@
+"""Model builders with the configured activation in every ReLU-family position.
+
+:func:`build_model` turns a :class:`~hpo.engine.spec.TrainSpec` into a float32 CPU model
+with 10 outputs, then audits it (:mod:`hpo.engine.models.audit`): building fails with
+:class:`~hpo.errors.ModelAuditError` if any ReLU-family nonlinearity, module or functional,
+does not carry the configured derivatives. What a ``model:`` name means is decided by
+:mod:`hpo.engine.models.registry`:
+
+* ``fc`` is built here with the activation injected; ``vgg11`` and ``resnet18_cifar`` are
+  the paper's CIFAR networks (:mod:`hpo.engine.models.cifar`), the activation injected too.
+* ``resnet18``, ``resnet50``, ``mobilenet_v3_small`` and ``mobilenet_v3_large`` are
+  torchvision's (random init, ``num_classes=10``). torchvision hard-codes ``nn.ReLU``
+  (ResNet blocks, MobileNetV3's ``InvertedResidual`` and ``SqueezeExcitation``), so those
+  modules are swapped by :func:`replace_activations`, the one place that does module
+  surgery. MobileNetV3's Hardswish and Hardsigmoid are part of its design, are not
+  ReLU-family, and stay at PyTorch's convention; the audit counts them
+  (``AuditReport.other_kinked``).
+* Any other torchvision classification model by name (``torchvision.models.get_model(name,
+  weights=None, num_classes=10)``), and a user's ``package.module:factory``, get the same
+  module surgery and stem adaptation, and are wrapped in
+  :class:`~hpo.engine.models.routing.FunctionalRouting` so their functional ``F.relu`` calls run
+  with the configured derivatives (their parameters are then named ``model.*``).
+
+Initialisation draws from torch's global RNG in torchvision's order (the caller seeds it);
+replacing activations, adapting the stem, routing and auditing draw nothing, so with
+PyTorch's derivatives a built model is bitwise the stock one.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from hpo.engine.data.registry import dataset_info
+from hpo.engine.models import cifar, registry
+from hpo.engine.models.activations import create_activation
+from hpo.engine.models.audit import AuditReport, audit_model
+from hpo.engine.models.routing import FunctionalRouting
+from hpo.engine.spec import TrainSpec
+from hpo.errors import ConfigError, ModelAuditError
+
+__all__ = [
+    "NUM_CLASSES",
+    "BuiltModel",
+    "adapt_input_channels",
+    "build_model",
+    "check_model",
+    "replace_activations",
+]
+
+logger = logging.getLogger(__name__)
+
+NUM_CLASSES = 10
+
+
+@dataclass
+class BuiltModel:
+    """A built, audited model.
+
+    Attributes:
+        model: float32, on CPU, in training mode.
+        configured_activations: configured sites seen in one forward pass: distinct
+            activation modules (a module applied several times per forward, like
+            ``BasicBlock.relu``, counts once) plus routed functional call sites.
+        audit: what the audit found.
+    """
+
+    model: nn.Module
+    configured_activations: int
+    audit: AuditReport
+
+
+def build_model(spec: TrainSpec, *, num_classes: int = NUM_CLASSES) -> BuiltModel:
+    """Build ``spec.model`` for ``spec.resolved_channels`` x ``spec.resolved_image_size``
+    inputs and ``num_classes`` outputs (the dataset's: an image folder's may differ from
+    10), with ``spec.activation`` (and its derivatives) in every ReLU-family position.
+
+    Raises:
+        ConfigError: activation settings rejected by :func:`create_activation`; a model by
+            name or import path that does not build or does not run on an example input
+            (one line naming the model and the fix).
+        ModelAuditError: a ReLU-family nonlinearity does not carry the configured
+            derivatives (a bug in a builder, a torchvision change, or a user's model).
+    """
+    factory = create_activation(
+        spec.activation,
+        relu_prime_zero=spec.relu_prime_zero,
+        relu6_prime_six=spec.relu6_prime_six,
+        negative_slope=spec.negative_slope,
+        kink_grad=spec.kink_grad,
+    )
+    channels, size = spec.resolved_channels, spec.resolved_image_size
+    kind = registry.model_kind(spec.model)
+    if spec.model == "fc":
+        model = _fc(channels * size * size, spec.depth, spec.width, spec.batch_norm, factory,
+                    num_classes)
+    elif spec.model in _CIFAR_BUILDERS:
+        model = _CIFAR_BUILDERS[spec.model](num_classes, spec.batch_norm, factory)
+        adapt_input_channels(model, channels)
+    else:
+        if kind == "builtin":
+            model = _CNN_BUILDERS[spec.model](spec, num_classes)
+            adapt = True
+        elif kind == "torchvision":
+            model = torchvision.models.get_model(spec.model, weights=None, num_classes=num_classes)
+            adapt = True
+        else:
+            model, adapt = _from_factory(spec.model, channels, size, num_classes)
+        replaced = replace_activations(model, factory)
+        logger.debug("%s: replaced %d activation module(s)", spec.model, replaced)
+        if adapt:
+            adapt_input_channels(model, channels)
+        if kind != "builtin":
+            model = FunctionalRouting(model, factory)
+    model = model.float().train()
+    # A private generator: the audit must not move the global RNG the caller seeded.
+    example = torch.randn(
+        1, channels, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float32
+    )
+    if kind == "builtin":
+        audit = audit_model(model, example, name=spec.model, expected=factory())
+    else:
+        audit = _audit_foreign(model, example, spec.model, factory(), num_classes)
+    return BuiltModel(model=model, configured_activations=audit.configured_sites, audit=audit)
+
+
+def check_model(spec: TrainSpec, *, num_classes: int | None = None) -> BuiltModel:
+    """Build ``spec``'s model once, as a study or ``hpo train`` starts, and run it on a
+    small example batch in training mode, so a bad model fails before anything is written.
+
+    The global RNG is left as it was. Built-ins are checked too (it is cheap next to
+    training) so every model goes through one path. ``num_classes`` defaults to the
+    dataset's; an image folder's is known only once it is read, so the check then uses 10
+    (a factory should build the ``num_classes`` it is given).
+
+    Raises:
+        ConfigError: the model does not build, its output is not ``(batch, num_classes)`` in
+            training mode, or it has no ReLU-family activation for the derivatives to act on.
+        ModelAuditError: as :func:`build_model`.
+    """
+    if num_classes is None:
+        num_classes = dataset_info(spec.dataset).num_classes or NUM_CLASSES
+    with torch.random.fork_rng(devices=[]):
+        built = build_model(spec, num_classes=num_classes)
+        channels, size = spec.resolved_channels, spec.resolved_image_size
+        x = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            out = _forward(built.model, x, spec.model)
+    _check_output(out, x, spec.model, num_classes)
+    if built.configured_activations == 0:
+        raise ConfigError(
+            f"Model {spec.model!r} has no ReLU-family activation (module or routed functional "
+            "call) for the configured derivatives to act on; choose a model that uses ReLU, "
+            "ReLU6 or LeakyReLU."
+        )
+    return built
+
+
+# Exact types replaced by the configured activation. Subclasses may change behaviour and are
+# left for the audit to reject, as are PReLU (learned slope), RReLU (random slope),
+# Threshold (arbitrary threshold and value) and Hardtanh with bounds other than (0, 6).
+_REPLACED_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
+
+
+def _is_replaced(module: nn.Module) -> bool:
+    if type(module) in _REPLACED_TYPES:
+        return True
+    # nn.Hardtanh(0, 6) is ReLU6 spelt out.
+    return type(module) is nn.Hardtanh and (module.min_val, module.max_val) == (0.0, 6.0)
+
+
+def replace_activations(model: nn.Module, factory: Callable[..., nn.Module]) -> int:
+    """Swap every stock ReLU-family module inside ``model`` for ``factory(inplace=...)``.
+
+    Replaced are modules whose type is exactly ``nn.ReLU``, ``nn.ReLU6``, ``nn.LeakyReLU``
+    or ``nn.Hardtanh`` with bounds (0, 6): the configured activation rules the whole model,
+    so a ReLU6 becomes, say, the configured ReLU. Each replacement keeps the old module's
+    ``inplace``. A module used in several places (torchvision's ``BasicBlock.relu`` is
+    applied twice) gets one replacement used in all of them. The root module itself is
+    never replaced. No RNG is consumed.
+
+    Returns:
+        The number of distinct modules replaced.
+    """
+    memo: dict[int, tuple[nn.Module, nn.Module]] = {}  # id(old) -> (old kept alive, new)
+    for parent in list(model.modules()):
+        for name, child in list(parent._modules.items()):
+            if child is None or not _is_replaced(child):
+                continue
+            if id(child) not in memo:
+                memo[id(child)] = (child, factory(inplace=child.inplace))
+            setattr(parent, name, memo[id(child)][1])
+    return len(memo)
+
+
+def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
+    """Make a CNN take ``channels`` input channels, in place.
+
+    The stem is the first ``nn.Conv2d`` in module order (for every torchvision
+    classification model it is the one convolution with 3 input channels, and the first
+    layer the input reaches). When its ``in_channels`` differs from ``channels`` it is
+    replaced by a convolution with ``in_channels=channels`` and otherwise the same
+    hyperparameters, whose weight is derived from the old one as timm's ``adapt_input_conv``
+    does: summed over the input channels for 1 channel (so at initialisation the model
+    computes on a grayscale image what the RGB model computes on it repeated three times),
+    else repeated and rescaled. No RNG is consumed, so every other weight is drawn exactly
+    as torchvision draws it.
+
+    A model whose first layer is not a ``Conv2d`` (an MLP, a stem made of ``Conv3d`` or
+    ``Linear`` patches) is left as it is: a factory for such a model should accept
+    ``in_channels``. When the first ``Conv2d`` in module order is not the first layer the
+    input reaches, the example forward of :func:`build_model` fails with a shape error.
+
+    Returns:
+        The new stem, or ``None`` when nothing was changed.
+    """
+    if not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+    path, old = next(
+        ((p, m) for p, m in model.named_modules() if isinstance(m, nn.Conv2d)), ("", None)
+    )
+    if old is None or old.in_channels == channels:
+        return None
+    if old.groups != 1:
+        raise ValueError(
+            f"{type(model).__name__}: the stem {path!r} is a grouped convolution "
+            f"(groups={old.groups}); it cannot be adapted to {channels} channel(s)"
+        )
+    new = nn.utils.skip_init(
+        nn.Conv2d,
+        channels,
+        old.out_channels,
+        old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        dilation=old.dilation,
+        groups=old.groups,
+        bias=old.bias is not None,
+        padding_mode=old.padding_mode,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
+    with torch.no_grad():
+        if channels == 1:
+            new.weight.copy_(old.weight.sum(dim=1, keepdim=True))
+        else:
+            repeat = math.ceil(channels / old.in_channels)
+            weight = old.weight.repeat(1, repeat, 1, 1)[:, :channels]
+            new.weight.copy_(weight * (old.in_channels / channels))
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    parent_path, _, attr = path.rpartition(".")
+    setattr(model.get_submodule(parent_path), attr, new)
+    return new
+
+
+def _fc(
+    in_features: int, depth: int, width: int, batch_norm: bool, factory: Callable[..., nn.Module],
+    num_classes: int,
+) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    for _ in range(depth):
+        layers.append(nn.Linear(in_features, width))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(width))
+        # In place is safe: neither Linear nor BatchNorm1d saves its output for backward.
+        layers.append(factory(inplace=True))
+        in_features = width
+    layers.append(nn.Linear(in_features, num_classes))
+    return nn.Sequential(*layers)
+
+
+def _mobilenet(name: str) -> Callable[[TrainSpec, int], nn.Module]:
+    def build(spec: TrainSpec, num_classes: int) -> nn.Module:
+        # The builder's kwargs reach _mobilenet_v3_conf, which scales every channel count
+        # by width_mult (MobileNetV3.__init__ ignores the extra keyword).
+        # torchvision's MobileNetV3 uses batch-norm momentum 0.01 (tuned for long ImageNet
+        # runs): after the few hundred steps of an MNIST trial its running statistics are
+        # still near their initial values and eval-mode accuracy is at chance. We keep its
+        # eps and use PyTorch's default momentum (0.1), as ResNet and VGG do.
+        builder = getattr(torchvision.models, name)
+        norm = functools.partial(nn.BatchNorm2d, eps=0.001, momentum=0.1)
+        return builder(
+            weights=None, num_classes=num_classes, width_mult=spec.width_mult, norm_layer=norm
+        )
+
+    return build
+
+
+def _resnet(name: str) -> Callable[[TrainSpec, int], nn.Module]:
+    def build(spec: TrainSpec, num_classes: int) -> nn.Module:
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+
+    return build
+
+
+_CNN_BUILDERS: dict[str, Callable[[TrainSpec, int], nn.Module]] = {
+    "mobilenet_v3_small": _mobilenet("mobilenet_v3_small"),
+    "mobilenet_v3_large": _mobilenet("mobilenet_v3_large"),
+    "resnet18": _resnet("resnet18"),
+    "resnet50": _resnet("resnet50"),
+}
+_CIFAR_BUILDERS: dict[str, Callable[[int, bool, Callable[..., nn.Module]], nn.Module]] = {
+    "vgg11": cifar.vgg11,
+    "resnet18_cifar": cifar.resnet18_cifar,
+}
+
+
+def _from_factory(
+    path: str, channels: int, size: int, num_classes: int
+) -> tuple[nn.Module, bool]:
+    """A user's model: (module, whether its stem still needs adapting)."""
+    factory = registry.load_factory(path)
+    values = {"num_classes": num_classes, "in_channels": channels, "image_size": size}
+    model, passed = registry.call_factory(path, factory, values)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"Model {path!r}: the factory returned {type(model).__name__} "
+            f"({_short(model)}), not a torch.nn.Module; return the network itself."
+        )
+    return model, "in_channels" not in passed
+
+
+def _audit_foreign(
+    model: nn.Module, example: Tensor, name: str, expected: nn.Module, num_classes: int
+) -> AuditReport:
+    """Audit a model by name or import path: an error in its forward is the user's."""
+    try:
+        audit = audit_model(model, example, name=name, expected=expected)
+    except (ConfigError, ModelAuditError):
+        raise
+    except Exception as exc:
+        raise _forward_error(name, example, exc) from exc
+    with torch.no_grad():
+        _check_output(_forward(model.eval(), example, name), example, name, num_classes)
+    model.train()
+    return audit
+
+
+def _forward(model: nn.Module, x: Tensor, name: str) -> Any:
+    try:
+        return model(x)
+    except Exception as exc:
+        raise _forward_error(name, x, exc) from exc
+
+
+def _forward_error(name: str, x: Tensor, exc: Exception) -> ConfigError:
+    b, c, h, _ = x.shape
+    message = " ".join(str(exc).split())[:300]
+    return ConfigError(
+        f"Model {name!r} fails on a ({b}, {c}, {h}, {h}) example input: "
+        f"{type(exc).__name__}: {message}; make it accept {c}-channel {h}x{h} images "
+        "(a factory may take in_channels and image_size) or set channels/image_size."
+    )
+
+
+def _check_output(out: Any, x: Tensor, name: str, num_classes: int) -> None:
+    expected = (x.shape[0], num_classes)
+    if isinstance(out, Tensor) and tuple(out.shape) == expected:
+        return
+    got = f"shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+    raise ConfigError(
+        f"Model {name!r} returns {got} for a {tuple(x.shape)} input; it must return one "
+        f"tensor of logits of shape (batch, classes) = {expected} in training and "
+        "evaluation mode (turn off auxiliary outputs, e.g. aux_logits=False)."
+    )
+
+
+def _short(value: Any) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."

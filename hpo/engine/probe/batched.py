@@ -1,0 +1,202 @@
+"""The probe's fast path: many fully connected inits at once with batched matmuls.
+
+The weights of the surviving inits are stacked (``W``: inits x out x in) and every linear
+layer is one ``torch.baddbmm(b, h, W^T)`` for a chunk of them; the first layer reads the
+shared mini-batch through a stride-0 ``expand`` (no copy). Per mini-batch:
+
+1. a forward pass without gradients through the hidden layers (the output layer has no
+   activation, so it cannot hit a kink) finds, per init, whether any activation input is
+   exactly 0 (a byte-wise min of ``z != 0`` per init);
+2. only the inits with a hit are re-run with autograd, once per alpha, through the same
+   batched kernels and the engine's activation modules (so the derivative at the kink is
+   applied by :mod:`hpo.engine.models.activations` itself), with the training loop's loss,
+   ``F.cross_entropy(logits.float(), y)`` per init;
+3. the compared gradients are tested bitwise per init; inits that differ are dropped from
+   the stacks.
+
+One ``baddbmm`` slice computes the same product as one ``F.linear`` call, but the BLAS may
+pick another kernel for it: on one CPU here MKL gave bitwise the single-threaded
+``F.linear``, on another (an AVX-512 EPYC) float32 results differed in the last bits.
+That does not touch what the probe measures: both alphas go through the same kernels, so
+their bitwise comparison is valid (tested: the batched path finds a bifurcation exactly
+where the engine's model does).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hpo.engine.data import tensors as data_mod
+from hpo.engine.models.activations import create_activation
+from hpo.engine.numerics.precision import Precision
+from hpo.engine.spec import TrainSpec
+
+__all__ = ["MEMORY_BUDGET", "run", "supports"]
+
+log = logging.getLogger(__name__)
+
+# Bytes of stacked weights and activations one group of inits may use; larger K is probed
+# in groups of inits, one after the other.
+MEMORY_BUDGET = 1 << 30
+# Inits per forward chunk: about 16 keeps one layer's activations (16 x batch x width) in
+# cache; measured 1.3x faster than all 100 inits at once for the 3x256 net, batch 256.
+_CHUNK = 16
+
+_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+Layers = list[tuple[Tensor, Tensor]]  # per linear layer: W (S, out, in), b (S, out)
+
+
+def supports(spec: TrainSpec, precision: Precision) -> bool:
+    """Fully connected, no batch norm (per-batch statistics), no autocast."""
+    return spec.model == "fc" and not spec.batch_norm and precision.autocast_dtype is None
+
+
+def run(
+    spec: TrainSpec,
+    precision: Precision,
+    device: torch.device,
+    x: Tensor,
+    y: Tensor,
+    batches: list[Tensor],
+    tracker: Any,  # hpo.engine.probe.bifurcation's _Tracker (not imported: it imports this module)
+    init_models: Callable[[TrainSpec, int, tuple[float, ...]], list[nn.Module]],
+) -> None:
+    """Probe every init of ``tracker.result`` on ``batches``; outcomes go to ``tracker``."""
+    acts = [_activation(spec, a) for a in tracker.alphas]
+    inits = tracker.result.inits
+    elsize = torch.empty((), dtype=precision.param_dtype).element_size()
+    in_features = spec.resolved_channels * spec.resolved_image_size**2
+    dims = [in_features] + [spec.width] * spec.depth + [10]
+    per_init = elsize * (sum(i * o + o for i, o in zip(dims, dims[1:]))
+                         + 2 * spec.batch_size * spec.width * (spec.depth + 1))
+    group = max(1, min(inits, MEMORY_BUDGET // per_init))
+    for start in range(0, inits, group):
+        ids = torch.arange(start, min(start + group, inits))
+        built = time.perf_counter()
+        layers = _stack(spec, ids.tolist(), precision, device, init_models, tracker.alphas)
+        tracker.result.init_time_s += time.perf_counter() - built
+        _probe_group(spec, layers, ids, x, y, batches, acts, tracker)
+
+
+def _activation(spec: TrainSpec, alpha: float) -> nn.Module:
+    factory = create_activation(
+        spec.activation, relu_prime_zero=alpha, relu6_prime_six=spec.relu6_prime_six,
+        negative_slope=spec.negative_slope, kink_grad=spec.kink_grad,
+    )
+    # In place, as in the engine's fc net: baddbmm does not keep its output for backward.
+    return factory(inplace=True)
+
+
+def _stack(
+    spec: TrainSpec, ids: list[int], precision: Precision, device: torch.device,
+    init_models: Callable[..., list[nn.Module]], alphas: tuple[float, ...],
+) -> Layers:
+    per_init = []
+    for k in ids:
+        (model,) = init_models(spec, k, alphas[:1])
+        model = model.to(device=device, dtype=precision.param_dtype)
+        per_init.append([m for m in model.modules() if isinstance(m, nn.Linear)])
+    return [
+        (torch.stack([lin[i].weight.detach() for lin in per_init]),
+         torch.stack([lin[i].bias.detach() for lin in per_init]))
+        for i in range(len(per_init[0]))
+    ]
+
+
+def _probe_group(
+    spec: TrainSpec, layers: Layers, alive: Tensor, x: Tensor, y: Tensor,
+    batches: list[Tensor], acts: list[nn.Module], tracker: Any,
+) -> None:
+    result = tracker.result
+    compared = len(layers) if tracker.compare == "all" else 1
+    weight_only = tracker.compare == "first_weight"
+    for b, idx in enumerate(batches):
+        xb = data_mod.shape_batch(
+            data_mod.gather_rows(x, idx), channels=spec.resolved_channels,
+            image_size=spec.resolved_image_size,
+        ).flatten(1)
+        yb = y.index_select(0, idx)
+        hit = _kink_hits(layers, xb, acts[0])
+        result.forward_flops += _flops(layers[:-1], len(alive), len(yb))
+        kinked = hit.nonzero().flatten()
+        gone = kinked[:0]
+        if len(kinked):
+            grads = [_grads(layers, kinked, xb, yb, act, compared, weight_only) for act in acts]
+            differs = torch.zeros(len(kinked), dtype=torch.bool, device=xb.device)
+            for ga, gb in zip(*grads):
+                differs |= (_bits(ga) != _bits(gb)).flatten(1).any(1)
+            gone = kinked[differs]
+            n = len(kinked) * len(acts)
+            result.forward_flops += n * _flops(layers, 1, len(yb))
+            result.backward_flops += n * (
+                _flops(layers[1:], 1, len(yb)) + _flops(layers[:compared], 1, len(yb))
+            )
+        for j in gone.tolist():
+            tracker.bifurcated(int(alive[j]), b)
+        tracker.examined(len(alive), len(kinked))
+        if len(gone):
+            keep = torch.ones(len(alive), dtype=torch.bool)
+            keep[gone.cpu()] = False
+            alive = alive[keep]
+            if not len(alive):
+                return
+            keep = keep.to(xb.device)
+            layers = [(w[keep], c[keep]) for w, c in layers]
+
+
+@torch.no_grad()
+def _kink_hits(layers: Layers, xb: Tensor, act: nn.Module) -> Tensor:
+    """Per init: did any hidden-layer activation input land exactly on 0?"""
+    inits = len(layers[0][0])
+    # A few inits at a time through all layers: their activations stay in cache for the
+    # kink test and the activation (one slice's GEMM does not depend on the others).
+    chunk = max(_CHUNK, 2 * torch.get_num_threads())
+    hits = []
+    for s in range(0, inits, chunk):
+        h = xb.expand(min(chunk, inits - s), *xb.shape)
+        hit = None
+        for w, c in layers[:-1]:
+            z = torch.baddbmm(c[s : s + chunk].unsqueeze(1), h, w[s : s + chunk].transpose(1, 2))
+            # ``bool()`` is ``z != 0`` (False for +0 and -0, True for NaN), as the
+            # activations' own kink test; a byte-wise min per init is several times faster
+            # than ``z == 0``.
+            zero = z.bool().view(torch.uint8).flatten(1).amin(1) == 0
+            hit = zero if hit is None else hit | zero
+            h = act(z)  # no grad: the engine's forward kernel, in place
+        hits.append(hit)
+    return torch.cat(hits)
+
+
+def _grads(
+    layers: Layers, sub: Tensor, xb: Tensor, yb: Tensor, act: nn.Module, compared: int,
+    weight_only: bool = False,
+) -> list[Tensor]:
+    """Gradients of the first ``compared`` layers' weights and biases for inits ``sub``
+    (``weight_only``: the weights' alone)."""
+    leaves = [(w[sub].requires_grad_(), c[sub].requires_grad_()) for w, c in layers]
+    with torch.enable_grad():
+        h = xb.expand(len(sub), *xb.shape)
+        for i, (w, c) in enumerate(leaves):
+            h = torch.baddbmm(c.unsqueeze(1), h, w.transpose(1, 2))
+            if i < len(leaves) - 1:
+                h = act(h)
+        # The training loop's loss per init; the sum passes each loss a gradient of 1.
+        loss = sum(F.cross_entropy(h[k].float(), yb) for k in range(len(sub)))
+        wanted = [p for pair in leaves[:compared] for p in (pair[:1] if weight_only else pair)]
+        return list(torch.autograd.grad(loss, wanted))
+
+
+def _bits(t: Tensor) -> Tensor:
+    return t.view(_INT_VIEW[t.element_size()])
+
+
+def _flops(layers: Layers, inits: int, batch: int) -> float:
+    return float(sum(2 * inits * batch * w.shape[1] * w.shape[2] for w, _ in layers))
