@@ -1,22 +1,29 @@
-"""One exception root for every error a user can cause.
+"""One exception root for every error a user can cause, and the helpers that word them.
 
-The CLI maps these to exit codes at its edge: :class:`UsageError` (a bad config file, bad
-flag or bad value) and :class:`ChecksumError` (a dataset file that is not the official one)
-exit with 2, every other :class:`HpoError` (storage unreachable, study not found, dataset
-missing and not downloadable) exits with 1.
+The CLI maps these to exit codes at its edge: bad input (:class:`UsageError`: a bad config
+file, flag or value; :class:`ModelAuditError`: a model that cannot carry the configured
+derivatives; :class:`ChecksumError`: a dataset file that is not the official one) exits with
+2, every other :class:`HpoError` (storage unreachable, study not found, dataset missing and
+not downloadable) exits with 1.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
+    "ChecksumError",
     "ConfigError",
     "DataError",
-    "DivergenceError",
     "HpoError",
     "ModelAuditError",
     "StorageError",
     "StudyNotFoundError",
     "UsageError",
+    "close_match",
+    "did_you_mean",
+    "one_line",
 ]
 
 
@@ -42,7 +49,9 @@ class ConfigError(UsageError):
 class ModelAuditError(HpoError):
     """Raised when a built model still contains a ReLU-family nonlinearity that does not
     carry the configured derivatives (a module that could not be replaced, or a functional
-    call such as ``F.relu`` inside a ``forward``)."""
+    call such as ``F.relu`` inside a ``forward``). A bad model is bad input: exit code 2."""
+
+    exit_code = 2
 
 
 class DataError(HpoError):
@@ -64,6 +73,27 @@ class StudyNotFoundError(HpoError):
     """Raised when a named study does not exist in the storage."""
 
 
-class DivergenceError(HpoError):
-    """Raised by callers that want a diverged run to be an error (the engine itself never
-    raises it: a diverged run ends cleanly with ``diverged=True`` in its result)."""
+# ----------------------------------------------------------------------------------
+def one_line(exc: BaseException, *, limit: int | None = None) -> str:
+    """An exception's message on one line (whitespace collapsed, without its final period;
+    the exception's type name when it has no message), cut to ``limit`` characters."""
+    text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    return text if limit is None else text[:limit]
+
+
+def close_match(value: object, allowed: Iterable[object]) -> str | None:
+    """The allowed name closest to a misspelt ``value`` (:func:`difflib.get_close_matches`),
+    or None when ``value`` is not a string or nothing is close."""
+    if not isinstance(value, str):
+        return None
+    names = list(dict.fromkeys(a for a in allowed if isinstance(a, str)))  # once each
+    lowered = {n.lower(): n for n in reversed(names)}  # case slips count as close
+    # cutoff 0.5, not difflib's 0.6: 'fp16' is 0.55 from 'float16'
+    found = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.5)
+    return lowered[found[0]] if found else None
+
+
+def did_you_mean(value: object, allowed: Iterable[object]) -> str:
+    """``"did you mean 'float16'?"`` for the close match of ``value``, or ``""``."""
+    match = close_match(value, allowed)
+    return "" if match is None else f"did you mean {match!r}?"

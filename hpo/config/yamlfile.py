@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, did_you_mean, one_line
 
+# one_line is hpo.errors' own, re-exported for the config modules that take it from here
 __all__ = ["NOTHING", "Checker", "Shown", "config_error", "one_line", "read_yaml"]
 
 NOTHING = object()  # "no value to show" (None is a value worth showing)
@@ -39,11 +40,14 @@ def config_error(
     got: Any = NOTHING,
     allowed: str | None = None,
     fix: str | None = None,
+    hint: str = "",
 ) -> ConfigError:
-    """Format the one-line error every config check raises."""
+    """Format the one-line error every config check raises (``hint``, e.g. "did you mean
+    'lr'?", goes beside the bad value)."""
     msg = f"{source}: {path}: {problem}" if path else f"{source}: {problem}"
-    if got is not NOTHING:
-        msg += f" (got {_show(got)})"
+    shown = "; ".join(p for p in (f"got {_show(got)}" if got is not NOTHING else "", hint) if p)
+    if shown:
+        msg += f" ({shown})"
     if allowed:
         msg += f"; allowed: {allowed}"
     if fix:
@@ -126,8 +130,9 @@ class Checker:
         got: Any = NOTHING,
         allowed: str | None = None,
         fix: str | None = None,
+        hint: str = "",
     ) -> ConfigError:
-        return config_error(self.source, path, problem, got, allowed, fix)
+        return config_error(self.source, path, problem, got, allowed, fix, hint)
 
     def mapping(
         self,
@@ -153,6 +158,7 @@ class Checker:
                     key,
                     ", ".join(keys),
                     "remove it or correct its spelling",
+                    did_you_mean(key, keys),
                 )
         for key in required:
             if key not in value:
@@ -160,7 +166,10 @@ class Checker:
 
     def choice(self, value: Any, path: str, allowed: tuple[str, ...]) -> str:
         if not isinstance(value, str) or value not in allowed:
-            raise self.error(path, "unknown value", value, ", ".join(allowed), "pick one")
+            raise self.error(
+                path, "unknown value", value, ", ".join(allowed), "pick one",
+                did_you_mean(value, allowed),
+            )
         return value
 
     def integer(self, value: Any, path: str, minimum: int) -> int:
@@ -179,8 +188,3 @@ class Checker:
 def join_path(path: str, key: str) -> str:
     """``a.b`` + ``c`` -> ``a.b.c``; the top level has the empty path."""
     return f"{path}.{key}" if path else key
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line, without its final period."""
-    return " ".join(str(exc).split()).rstrip(".")

@@ -40,7 +40,7 @@ import sqlalchemy.exc
 from optuna.trial import FrozenTrial
 from sqlalchemy.engine import URL
 
-from hpo.errors import StorageError, UsageError
+from hpo.errors import StorageError, UsageError, one_line
 from hpo.storage.sqlite_file import SQLITE_BUSY_TIMEOUT_S, prepare_sqlite, tune_sqlite_engine
 from hpo.storage.urls import engine_url, mask_url, parse_storage_url
 
@@ -135,8 +135,8 @@ def make_storage(
         ) from exc
     except _OPEN_ERRORS as exc:
         raise StorageError(
-            f"cannot open storage {mask_url(url)}: {_one_line(exc, parsed)}; fix: check that "
-            "the database server is running and reachable and that the URL, user and "
+            f"cannot open storage {mask_url(url)}: {_driver_message(exc, parsed)}; fix: check "
+            "that the database server is running and reachable and that the URL, user and "
             "database are right (optuna schema too old: optuna storage upgrade --storage URL)."
         ) from exc
     logger.debug("opened storage %s as %s", mask_url(url), mask_url(engine_url(url)))
@@ -204,10 +204,9 @@ def _heartbeat_kwargs(
     return kwargs
 
 
-def _one_line(exc: BaseException, url: URL) -> str:
-    """The driver's own message, first line only, any password removed."""
-    orig = getattr(exc, "orig", None) or exc
-    text = " ".join(str(orig).split()) or type(orig).__name__
+def _driver_message(exc: BaseException, url: URL) -> str:
+    """The driver's own message, on one line, any password removed."""
+    text = one_line(getattr(exc, "orig", None) or exc)
     if url.password:
         text = text.replace(str(url.password), "***")
     return text[:300]

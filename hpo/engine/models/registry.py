@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, one_line
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -136,7 +136,7 @@ def load_factory(path: str) -> Callable[..., Any]:
     except Exception as exc:  # the user's module raised while importing
         raise ConfigError(
             f"Model {path!r}: importing module {module_name!r} raised "
-            f"{type(exc).__name__}: {_one_line(exc)}; fix the module."
+            f"{type(exc).__name__}: {one_line(exc)}; fix the module."
         ) from exc
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -180,11 +180,7 @@ def call_factory(
     except Exception as exc:
         called = ", ".join(f"{k}={values[k]!r}" for k in passed)
         raise ConfigError(
-            f"Model {path!r}: the factory raised {type(exc).__name__}: {_one_line(exc)} "
+            f"Model {path!r}: the factory raised {type(exc).__name__}: {one_line(exc)} "
             f"when called as {path.partition(':')[2]}({called}); fix the factory or the "
             "settings it receives."
         ) from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
