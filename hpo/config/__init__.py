@@ -1,25 +1,24 @@
-"""Study configuration: a YAML file becomes a frozen, validated :class:`StudyConfig`.
+"""Study configuration: a YAML file (or a dict) becomes a frozen, validated :class:`StudyConfig`.
 
-Import the public names from here. The modules, each importing only the ones before it
-(plus :mod:`hpo.errors` and the engine's ``TrainSpec``; ``samplers`` names ``study``'s
-section types in annotations only):
-
-* ``yamlfile``: reading YAML (duplicate keys rejected) and the error-reporting ``Checker``;
-* ``search_space``: the YAML search space -> Optuna distributions, baseline expansion;
-* ``samplers``: sampler and pruner names and options -> checked Optuna objects;
-* ``modes``: objective, probe and paired-baseline rules;
-* ``models``: builds a torchvision or import-path model once, so a bad one fails at load;
-* ``schema``: validation of a whole study document;
-* ``study``: the typed sections, :class:`StudyConfig` and :func:`load_study_config`.
-
-Loading a study file imports neither SQLAlchemy nor the storage layer
-(``tests/test_layout.py`` checks it).
+Import the public names from here. Modules, each importing only those listed before it:
+``yamlfile`` (YAML, the ``Checker``), ``records`` (config <-> stored JSON), ``search_space``,
+``samplers`` (sampler/pruner sections, checks, factories), ``modes`` (objective, probe,
+paired baselines), ``models`` (builds a named model once), ``schema`` (a whole document),
+``study`` (:class:`StudyConfig`, :func:`load_study_config`), ``section3`` (the paper's probe).
+Loading a study file imports neither SQLAlchemy nor the storage layer (tests/test_layout.py).
 """
 
 from __future__ import annotations
 
 from hpo.config.modes import BASELINE_MODES, METRICS, OBJECTIVES
-from hpo.config.samplers import PRUNER_CLASSES, SAMPLER_CLASSES, make_pruner, make_sampler
+from hpo.config.samplers import (
+    PRUNER_CLASSES,
+    SAMPLER_CLASSES,
+    PrunerConfig,
+    SamplerConfig,
+    make_pruner,
+    make_sampler,
+)
 from hpo.config.search_space import (
     DERIVATIVES,
     expand_baseline,
@@ -32,8 +31,6 @@ from hpo.config.study import (
     BaselineConfig,
     HeartbeatConfig,
     ProbeConfig,
-    PrunerConfig,
-    SamplerConfig,
     StudyConfig,
     load_study_config,
 )

@@ -1,5 +1,5 @@
-"""Optuna samplers and pruners by name: the option checks a study file gets, and the
-factories workers call.
+"""Optuna samplers and pruners by name: their config sections, the option checks a study
+file gets, and the factories workers call.
 
 Options are checked against the constructor's own signature, so a new Optuna option works
 without a change here and a misspelt one is refused before anything runs.
@@ -10,21 +10,21 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from hpo.config.search_space import describe, grid_values
-from hpo.config.yamlfile import Checker, Shown, one_line
-from hpo.errors import ConfigError
-
-if TYPE_CHECKING:
-    from hpo.config.study import PrunerConfig, SamplerConfig
+from hpo.config.yamlfile import Checker, Shown
+from hpo.errors import ConfigError, did_you_mean, one_line
 
 __all__ = [
     "PRUNER_CLASSES",
     "SAMPLER_CLASSES",
+    "PrunerConfig",
+    "SamplerConfig",
     "check_pruner",
     "check_sampler",
     "make_pruner",
@@ -57,6 +57,31 @@ _NOT_OPTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Which Optuna sampler explores the search space.
+
+    Attributes:
+        name: one of ``tpe``, ``random``, ``grid``, ``cmaes``, ``gp``.
+        options: keyword arguments for the sampler class (``seed`` among them).
+        grid: for ``grid`` only, the values of every searched parameter (built from the
+            search space when the file is loaded).
+    """
+
+    name: str = "tpe"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, tuple[Any, ...]] | None = None
+
+
+@dataclass(frozen=True)
+class PrunerConfig:
+    """Which Optuna pruner stops bad trials early (``none``, ``median``, ``hyperband``,
+    ``successive_halving``) and its keyword arguments."""
+
+    name: str = "median"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
 def make_sampler(cfg: SamplerConfig, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """Build the Optuna sampler.
 
@@ -73,8 +98,8 @@ def make_sampler(cfg: SamplerConfig, *, seed_offset: int = 0) -> optuna.samplers
     """
     if cfg.name not in SAMPLER_CLASSES:
         raise ConfigError(
-            f"sampler.name: unknown sampler (got {cfg.name!r}); allowed: "
-            f"{sorted(SAMPLER_CLASSES)}; fix: pick one of them."
+            f"sampler.name: unknown sampler (got {cfg.name!r}{_hint(cfg.name, SAMPLER_CLASSES)}); "
+            f"allowed: {sorted(SAMPLER_CLASSES)}; fix: pick one of them."
         )
     options = dict(cfg.options)
     if cfg.name == "grid":
@@ -106,8 +131,8 @@ def make_pruner(cfg: PrunerConfig) -> optuna.pruners.BasePruner:
     """
     if cfg.name not in PRUNER_CLASSES:
         raise ConfigError(
-            f"pruner.name: unknown pruner (got {cfg.name!r}); allowed: "
-            f"{sorted(PRUNER_CLASSES)}; fix: pick one of them."
+            f"pruner.name: unknown pruner (got {cfg.name!r}{_hint(cfg.name, PRUNER_CLASSES)}); "
+            f"allowed: {sorted(PRUNER_CLASSES)}; fix: pick one of them."
         )
     cls = getattr(optuna.pruners, PRUNER_CLASSES[cfg.name])
     try:
@@ -203,7 +228,8 @@ def _options(
                 f"not an option of {cls.__name__}",
                 key,
                 ", ".join(["name", *params]) or "name only",
-                "remove it",
+                "remove it or correct its spelling",
+                did_you_mean(key, params),
             )
         allowed = _annotation_types(params[key].annotation)
         if allowed is not None and not _is_instance(v, allowed):
@@ -219,6 +245,11 @@ def _options(
             options,
             fix="correct them",
         ) from exc
+
+
+def _hint(name: str, allowed: Mapping[str, str]) -> str:
+    hint = did_you_mean(name, allowed)
+    return f"; {hint}" if hint else ""
 
 
 def _annotation_types(annotation: Any) -> tuple[type, ...] | None:

@@ -1,31 +1,25 @@
-"""Study YAML files -> frozen, validated config objects.
+"""Study YAML files (or dicts) -> frozen, validated config objects.
 
-Everything a user can get wrong in a study file is checked here, before anything touches a
+Everything a user can get wrong in a study file is checked before anything touches a
 database, and reported as one line: ``<file>: <key.path>: <problem> (got <value>); allowed:
-...; fix: ...`` (a :class:`~hpo.errors.ConfigError`). The checks live in
-:mod:`hpo.config.schema` (the file's layout), :mod:`hpo.config.search_space` (distributions,
-grids, baselines), :mod:`hpo.config.samplers` (sampler/pruner options and factories) and
-:mod:`hpo.config.yamlfile` (parsing, message format); this module holds the typed objects and
-re-exports the factories.
+...; fix: ...`` (a :class:`~hpo.errors.ConfigError`; the checks: :mod:`hpo.config.schema`).
+This module holds the typed sections and :class:`StudyConfig`, stored and read back by the
+one serialiser of :mod:`hpo.config.records`, and re-exports the sampler/pruner sections.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from optuna.distributions import (
-    BaseDistribution,
-    distribution_to_json,
-    json_to_distribution,
-)
+from optuna.distributions import BaseDistribution
 
 from hpo.config import schema as config_schema
-from hpo.config.samplers import make_pruner, make_sampler
+from hpo.config.records import from_record, stored, to_json, to_record
+from hpo.config.samplers import PrunerConfig, SamplerConfig, make_pruner, make_sampler
 from hpo.config.search_space import expand_baseline, parse_search_space
 from hpo.config.yamlfile import read_yaml
 from hpo.engine.spec import TrainSpec
@@ -47,31 +41,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONFIG_FORMAT = 1  # bump when to_dict's layout changes incompatibly
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """Which Optuna sampler explores the search space.
-
-    Attributes:
-        name: one of ``tpe``, ``random``, ``grid``, ``cmaes``, ``gp``.
-        options: keyword arguments for the sampler class (``seed`` among them).
-        grid: for ``grid`` only, the values of every searched parameter (built from the
-            search space when the file is loaded).
-    """
-
-    name: str = "tpe"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    grid: Mapping[str, tuple[Any, ...]] | None = None
-
-
-@dataclass(frozen=True)
-class PrunerConfig:
-    """Which Optuna pruner stops bad trials early (``none``, ``median``, ``hyperband``,
-    ``successive_halving``) and its keyword arguments."""
-
-    name: str = "median"
-    options: Mapping[str, Any] = field(default_factory=dict)
+DICT_SOURCE = "<dict>"  # the source of a config given as a dict
 
 
 @dataclass(frozen=True)
@@ -102,9 +72,10 @@ class BaselineConfig:
         mode: ``fixed`` or ``paired``.
     """
 
-    seeds: tuple[int, ...] = (0,)
-    params: Mapping[str, Any] = field(default_factory=dict)
-    mode: str = "fixed"
+    # Each mode stores the keys its YAML has (fixed: seeds, params; paired: mode only).
+    seeds: tuple[int, ...] = stored((0,), omit=lambda b: b.paired, absent=())
+    params: Mapping[str, Any] = stored(default_factory=dict, omit=lambda b: b.paired)
+    mode: str = stored("fixed", omit=lambda b: not b.paired)
 
     @property
     def paired(self) -> bool:
@@ -123,7 +94,8 @@ class ProbeConfig:
     inits: int = 4
     alphas: tuple[float, float] = (0.0, 1.0)
     compare: str = "first"
-    train_set: str = "split"
+    # stored only when set: records written before it existed stay equal
+    train_set: str = stored("split", omit=lambda p: p.train_set == "split")
 
 
 @dataclass(frozen=True)
@@ -140,15 +112,17 @@ class StudyConfig:
     sampler: SamplerConfig
     pruner: PrunerConfig
     heartbeat: HeartbeatConfig
-    fixed: Mapping[str, Any]
+    fixed: Mapping[str, Any] = stored(key="train")
     search_space: Mapping[str, BaseDistribution]
     baseline: BaselineConfig | None
     source: str
-    objective: str = "train"  # "train" (train each trial) or "probe" (the bifurcation probe)
-    probe: ProbeConfig | None = None  # set for objective "probe"
+    # "train" (train each trial) or "probe" (the bifurcation probe). Both stored for probe
+    # studies only, so records written before they existed stay equal.
+    objective: str = stored("train", omit=lambda c: c.objective == "train")
+    probe: ProbeConfig | None = stored(None, omit=lambda c: c.objective == "train")
     # Named groups of settings: the searched categorical parameter ``cell`` picks one, so a
     # grid can run a list of configurations that is not a product (hpo.config.section3).
-    cells: Mapping[str, Mapping[str, Any]] | None = None
+    cells: Mapping[str, Mapping[str, Any]] | None = stored(None, omit=lambda c: c.cells is None)
 
     # ------------------------------------------------------------------------------
     def train_spec(self, params: Mapping[str, Any], seed: int | None = None) -> TrainSpec:
@@ -195,51 +169,9 @@ class StudyConfig:
 
     # ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form (the storage URL as given: :mod:`hpo.study.create` masks
-        its password before storing it)."""
-        return {
-            "format": CONFIG_FORMAT,
-            "name": self.name,
-            "direction": self.direction,
-            "metric": self.metric,
-            "storage": self.storage,
-            "n_trials": self.n_trials,
-            "timeout": self.timeout,
-            "sampler": {
-                "name": self.sampler.name,
-                "options": dict(self.sampler.options),
-                "grid": (
-                    None
-                    if self.sampler.grid is None
-                    else {k: list(v) for k, v in self.sampler.grid.items()}
-                ),
-            },
-            "pruner": {"name": self.pruner.name, "options": dict(self.pruner.options)},
-            "heartbeat": {
-                "interval": self.heartbeat.interval,
-                "grace": self.heartbeat.grace,
-                "max_retry": self.heartbeat.max_retry,
-            },
-            "train": dict(self.fixed),
-            "search_space": {
-                name: json.loads(distribution_to_json(dist))
-                for name, dist in self.search_space.items()
-            },
-            "baseline": _baseline_dict(self.baseline),
-            "source": self.source,
-            # Written for probe studies only, so configs stored before these keys existed
-            # still compare equal to the same file loaded now.
-            **(
-                {}
-                if self.objective == "train"
-                else {"objective": self.objective, "probe": _probe_dict(self.probe)}
-            ),
-            **(
-                {}
-                if self.cells is None
-                else {"cells": {k: dict(v) for k, v in self.cells.items()}}
-            ),
-        }
+        """A JSON-serialisable record (:mod:`hpo.config.records`; the storage URL as given:
+        :mod:`hpo.study.create` masks its password before storing it)."""
+        return {"format": CONFIG_FORMAT, **to_record(self)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StudyConfig:
@@ -255,49 +187,7 @@ class StudyConfig:
                     f"reluprime-hpo reads format {CONFIG_FORMAT}; fix: create a new study "
                     "(new name) or use the matching reluprime-hpo version."
                 )
-            sampler = d["sampler"]
-            grid = sampler.get("grid")
-            baseline = d["baseline"]
-            return cls(
-                name=d["name"],
-                direction=d["direction"],
-                metric=d["metric"],
-                storage=d["storage"],
-                n_trials=d["n_trials"],
-                timeout=d["timeout"],
-                sampler=SamplerConfig(
-                    name=sampler["name"],
-                    options=dict(sampler["options"]),
-                    grid=None if grid is None else {k: tuple(v) for k, v in grid.items()},
-                ),
-                pruner=PrunerConfig(name=d["pruner"]["name"], options=dict(d["pruner"]["options"])),
-                heartbeat=HeartbeatConfig(**d["heartbeat"]),
-                fixed=dict(d["train"]),
-                search_space={
-                    name: json_to_distribution(json.dumps(js))
-                    for name, js in d["search_space"].items()
-                },
-                baseline=(
-                    None
-                    if baseline is None
-                    else BaselineConfig(
-                        seeds=tuple(baseline.get("seeds", ())),
-                        params=dict(baseline.get("params", {})),
-                        mode=baseline.get("mode", "fixed"),
-                    )
-                ),
-                source=d["source"],
-                objective=d.get("objective", "train"),
-                probe=None if d.get("probe") is None else ProbeConfig(
-                    inits=d["probe"]["inits"],
-                    alphas=tuple(d["probe"]["alphas"]),
-                    compare=d["probe"]["compare"],
-                    train_set=d["probe"].get("train_set", "split"),
-                ),
-                cells=None if d.get("cells") is None else {
-                    k: dict(v) for k, v in d["cells"].items()
-                },
-            )
+            return from_record(cls, d, ignore=("format",))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
                 f"stored study config is incomplete or corrupt ({type(exc).__name__}: {exc}); "
@@ -307,57 +197,32 @@ class StudyConfig:
 
 # ----------------------------------------------------------------------------------
 def load_study_config(
-    path: str | os.PathLike[str], *, storage_override: str | None = None
+    config: str | os.PathLike[str] | Mapping[str, Any], *, storage_override: str | None = None
 ) -> StudyConfig:
-    """Read and validate a study YAML file.
+    """Read and validate a study: a YAML file, or a dict of the same content.
 
     Args:
-        path: the YAML file.
+        config: the YAML file's path, or its content as a dict (messages then name
+            ``<dict>`` where they would name the file).
         storage_override: a storage URL that replaces the file's ``storage:`` (e.g. the
             ``--storage`` flag, resolved with
             :func:`hpo.storage.urls.resolve_storage_url`).
 
     Raises:
-        ConfigError: the file is missing, is not valid YAML, or any setting is invalid.
+        ConfigError: the file is missing or not valid YAML, ``config`` is neither a path nor
+            a dict, or any setting is invalid.
     """
-    source = str(path)
-    raw = read_yaml(path)
-    v = config_schema.validate(raw, source=source, storage_override=storage_override)
-    return StudyConfig(
-        name=v["name"],
-        direction=v["direction"],
-        metric=v["metric"],
-        storage=v["storage"],
-        n_trials=v["n_trials"],
-        timeout=v["timeout"],
-        sampler=SamplerConfig(**v["sampler"]),
-        pruner=PrunerConfig(**v["pruner"]),
-        heartbeat=HeartbeatConfig(**v["heartbeat"]),
-        fixed=v["train"],
-        search_space=v["search_space"],
-        baseline=None if v["baseline"] is None else BaselineConfig(**v["baseline"]),
-        source=source,
-        objective=v["objective"],
-        probe=None if v["probe"] is None else ProbeConfig(**v["probe"]),
-    )
-
-
-def _baseline_dict(baseline: BaselineConfig | None) -> dict[str, Any] | None:
-    # Each mode writes the keys its YAML has (fixed: seeds, params; paired: mode only).
-    if baseline is None:
-        return None
-    if baseline.paired:
-        return {"mode": baseline.mode}
-    return {"seeds": list(baseline.seeds), "params": dict(baseline.params)}
-
-
-def _probe_dict(probe: ProbeConfig | None) -> dict[str, Any] | None:
-    if probe is None:
-        return None
-    out = {"inits": probe.inits, "alphas": list(probe.alphas), "compare": probe.compare}
-    if probe.train_set != "split":  # written only when set: stored configs stay equal
-        out["train_set"] = probe.train_set
-    return out
-
-
-# ----------------------------------------------------------------------------------
+    if isinstance(config, Mapping):
+        source, raw = DICT_SOURCE, config
+    elif isinstance(config, (str, os.PathLike)):
+        source, raw = str(config), read_yaml(config)
+    else:
+        shown = " ".join(repr(config).split())[:60]
+        raise ConfigError(
+            f"load_study_config: not a study config (got {type(config).__name__} {shown}); "
+            "allowed: the path of a study YAML file or a dict of its content; fix: pass e.g. "
+            "'study_configs/quickstart.yaml' or {'name': ..., 'train': {...}, ...}."
+        )
+    values = config_schema.validate(raw, source=source, storage_override=storage_override)
+    # Validated values take the stored records' way in: one reader for both.
+    return from_record(StudyConfig, {**to_json(values), "source": source})
