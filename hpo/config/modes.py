@@ -1,19 +1,11 @@
 """What a study runs per trial: the objective (``train`` or ``probe``), its metric, and the
-baseline mode (``fixed`` or ``paired``), checked key by key.
+baseline mode (``fixed`` or ``paired``), checked key by key for :mod:`hpo.config.schema`.
 
-Called by :mod:`hpo.config.schema`; every error is the usual one line
-``<file>: <key.path>: <problem> (got <value>); allowed: ...; fix: ...``.
-
-Which keys apply where:
-
-* ``objective: train`` (default): ``metric: val_accuracy``; ``baseline:`` optional.
-* ``objective: probe``: ``metric: bifurcated_fraction`` (default) or ``hazard_per_batch``,
-  ``direction`` as the user chooses (maximize finds where the value of ReLU'(0) matters most);
-  an optional ``probe: {inits, alphas, compare, train_set}`` block; no ``baseline:`` and no
-  ``relu_prime_zero`` (fixed or searched): the probe sets ReLU'(0) to each of its alphas.
-* ``baseline: {mode: fixed, seeds, params}`` (``mode`` may be left out) or
-  ``baseline: {mode: paired}`` (no other key: a twin takes its settings and seed from its
-  trial).
+``objective: train`` (default) has ``metric: val_accuracy`` and an optional ``baseline:``
+(``{mode: fixed, seeds, params}`` or ``{mode: paired}``); ``objective: probe`` has
+``metric: bifurcated_fraction`` (default) or ``hazard_per_batch``, an optional ``probe:``
+block, and neither a baseline nor ``relu_prime_zero``: the probe sets ReLU'(0) to each of its
+alphas. Which keys apply where: docs/design/h3.md#objectives-and-baseline-modes
 """
 
 from __future__ import annotations

@@ -1,26 +1,11 @@
 """The paper's Section 3 (bifurcation volume of MNIST MLPs) as an ordinary probe study.
 
 Bertoin et al. (NeurIPS 2021), Section 3: fully connected ReLU nets on MNIST, ToTensor
-inputs (pixels in [0, 1], no normalisation), the whole 60,000-image training set, one epoch
-without updates; an initialisation *bifurcated* when the first layer's weight gradient
-differs bitwise between ReLU'(0) = 0 and ReLU'(0) = 1 on some mini-batch. Three sweeps
-around width 256, depth 3, batch 256, each at float16, float32 and float64 (:data:`SWEEPS`).
-
-The study: ``objective: probe`` with a grid sampler over three parameters,
-
-* ``cell``: one architecture/batch configuration (:attr:`StudyConfig.cells` maps its name
-  to depth, width and batch size). The configuration the three sweeps share (depth 3,
-  width 256, batch 256) is one cell, run once and reported in all three sweeps;
-* ``precision``;
-* ``seed``: the first init of a slice of :func:`slice_size` inits. Trial ``seed = s``
-  probes inits ``s .. s + slice - 1`` (their weights are ``hpo train --seed s + k``'s, the
-  batch order that of seed ``s``), so every cell sees inits ``0 .. K - 1``, and a re-run or
-  resumed study computes the same trials, hence the same fractions.
-
-Slices rather than one init per trial: the batched probe runs a slice's inits through one
-batched matmul per layer, and a trial costs a few storage round trips (about 0.2 s on
-SQLite here) that a 25-init slice amortises over seconds to minutes of probing; a worker
-killed mid-trial loses at most one slice.
+inputs, the whole training set, one epoch without updates; an init *bifurcated* when the first
+layer's weight gradient differs bitwise between ReLU'(0) = 0 and 1 on some mini-batch. Three
+sweeps around width 256, depth 3, batch 256, each at three precisions (:data:`SWEEPS`). The
+study: ``objective: probe``, a grid over ``cell`` (:attr:`StudyConfig.cells`), ``precision``
+and ``seed`` (a slice of inits). Why: docs/design/h3.md#section-3-as-a-probe-study
 """
 
 from __future__ import annotations

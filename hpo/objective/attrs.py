@@ -1,29 +1,21 @@
-"""What a trial's user attributes hold, and how to read them whichever way they were stored.
+"""What a trial's user attributes hold, how to write them, and how to read them back.
 
-A training trial's measurements (per-epoch accuracies and kink hits, fingerprint,
-precision, device, timings, ...) are written when it ends as **one** user attribute,
-``result`` (a JSON object): one storage write instead of one per field, since every
-``trial.set_user_attr`` is a transaction of its own. The two headline numbers,
-:data:`HEADLINE` (``test_accuracy`` and ``kink_hits``), are attributes of their own as well,
-so the dashboard's trial page shows them at a glance. So are the attributes set around the
-run, which workers, the re-queue and the twins read one by one: the inputs
-``hpo_baseline`` and ``hpo_seed``, the twin links ``hpo_twin_of``/``hpo_twin``, the worker
-marker and the fail reason.
-
-A probe trial (:mod:`hpo.objective.probe`) stores its measurements as attributes of their
-own: it runs for minutes, so a dozen writes are nothing beside it.
-
-Studies written by earlier versions hold the measurements as separate attributes;
-:func:`trial_attrs` reads both layouts, and the CSV export
-(:mod:`hpo.analysis.export`) gives both the same columns (``user_attrs_<field>``).
+A training trial's measurements are one user attribute, ``result`` (a JSON object: one
+storage write), with :data:`HEADLINE` and the inputs (``hpo_seed``, ``hpo_baseline``, twin
+links, worker marker, fail reason) as attributes of their own; a probe trial stores each
+measurement on its own. :func:`trial_attrs` also reads the older one-attribute-per-field
+layout. Why: docs/design/h3.md#trial-attributes
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["HEADLINE", "RESULT_ATTR", "trial_attrs"]
+import optuna
+
+__all__ = ["HEADLINE", "RESULT_ATTR", "json_safe", "set_user_attrs", "trial_attrs"]
 
 #: The user attribute holding a finished (or pruned) training run's measurements.
 RESULT_ATTR = "result"
@@ -40,3 +32,27 @@ def trial_attrs(user_attrs: Mapping[str, Any]) -> dict[str, Any]:
         for key, value in nested.items():
             merged.setdefault(key, value)
     return merged
+
+
+def set_user_attrs(
+    trial: optuna.trial.BaseTrial,
+    attrs: Mapping[str, Any],
+    known: Mapping[str, Any] | None = None,
+) -> None:
+    """Set several user attributes (``trial.set_user_attr``, one storage write each), leaving
+    out those that ``known`` (the trial's attrs as already read) holds with the same value:
+    a baseline or a re-queued trial already carries its inputs."""
+    known = known or {}
+    for key, value in attrs.items():
+        if key in known and known[key] == value:
+            continue
+        trial.set_user_attr(key, value)
+
+
+def json_safe(value: Any) -> Any:
+    """Storage attributes are JSON: NaN and infinities become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value

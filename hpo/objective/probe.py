@@ -1,21 +1,10 @@
 """``objective: probe``: each trial runs the bifurcation probe instead of a training run.
 
-Depth, width, batch size, sample size (``train_subset``) and precision sweeps of the probe
-(:func:`hpo.engine.probe.bifurcation.run_probe`) then run on the same workers and storage as
-training
-studies and land in the same CSV export and dashboard. A trial's parameters, with the
-fixed ``train:`` settings, make the probed :class:`~hpo.engine.spec.TrainSpec` (its seed is
-the first init's; the optimiser settings are unused: the probe makes no updates); the
-study's ``probe: {inits, alphas, compare}`` is the same for every trial.
-
-Recorded as user attributes: ``bifurcated_fraction``, ``bifurcated``, ``hazard_per_batch``,
-``median_samples_to_bifurcation`` (None when no init bifurcated), ``batches_examined``,
-``kinked_batches``, ``batches_per_epoch``, ``inits``, ``train_samples``, ``train_set``,
-``samples_to_bifurcation`` (a JSON list per init, null where it did not bifurcate),
-``probe_method``, ``precision``, ``device``, ``torch_version``, ``wall_time_s``,
-``platform`` (one JSON dict: :func:`hpo.engine.numerics.platform.platform_record`) and
-``hpo_seed``. The trial's value is the study's metric (``bifurcated_fraction`` or
-``hazard_per_batch``); nothing is reported per step, so nothing is pruned.
+A trial's parameters with the fixed ``train:`` settings make the probed
+:class:`~hpo.engine.spec.TrainSpec` (its seed is the first init's); the study's ``probe:``
+block is the same for every trial. The trial's value is the study's metric
+(``bifurcated_fraction`` or ``hazard_per_batch``), its measurements user attributes of their
+own (:func:`probe_attrs`); nothing is reported per step, so nothing is pruned.
 """
 
 from __future__ import annotations
@@ -30,7 +19,8 @@ import optuna
 
 from hpo.config.modes import METRICS
 from hpo.errors import ConfigError
-from hpo.objective.train import json_safe, set_user_attrs, suggest_params
+from hpo.objective.attrs import json_safe, set_user_attrs
+from hpo.objective.params import suggest_params
 
 if TYPE_CHECKING:
     from hpo.config.study import StudyConfig
@@ -46,7 +36,9 @@ ProbeFn = Callable[..., "ProbeResult"]
 
 
 def probe_attrs(result: ProbeResult, spec: TrainSpec) -> dict[str, Any]:
-    """The user attributes of one probe trial (JSON-safe)."""
+    """The user attributes of one probe trial (JSON-safe): the probe's measurements,
+    ``samples_to_bifurcation`` as one JSON string (a list per init), the precision, device,
+    torch version, wall time, ``platform`` (one dict) and ``hpo_seed``."""
     attrs = {
         "hpo_seed": spec.seed,
         "hpo_baseline": False,

@@ -1,84 +1,38 @@
-"""Trial -> engine run -> user attributes.
+"""Trial -> training run -> user attributes: :class:`Objective`, the callable a worker hands
+its training trials to.
 
-:class:`Objective` is the callable a worker hands its trials to. It turns the trial's
-parameters into a :class:`~hpo.engine.spec.TrainSpec` through the study config, trains it
-(reporting the validation accuracy after every epoch so the pruner can stop it), records
-what the run measured as trial user attributes and returns the study's metric.
-
-A diverged run (NaN or infinite loss) is recorded with ``diverged=True`` and its
-``divergence_reason`` and then ends as **PRUNED**, not FAIL: divergence is an outcome of
-the hyperparameters (the same parameters and seed diverge again), so it counts against the
-budget like any finished trial, is never retried, and the samplers treat it as worse than
-every completed trial instead of ignoring that region of the search space.
+It turns the trial's parameters into a :class:`~hpo.engine.spec.TrainSpec` through the study
+config, trains it (reporting the validation accuracy after every epoch so the pruner can stop
+it), records what the run measured and returns the study's metric. A diverged run ends
+PRUNED, not FAIL. Why: docs/design/h3.md#a-diverged-run-is-pruned
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 
 import hpo.study.twins as twins
-from hpo.objective.attrs import HEADLINE, RESULT_ATTR
+from hpo.config.modes import METRICS
+from hpo.errors import ConfigError
+from hpo.objective.attrs import HEADLINE, RESULT_ATTR, json_safe, set_user_attrs
+from hpo.objective.params import suggest_params
 
 if TYPE_CHECKING:
     from hpo.config.study import StudyConfig
     from hpo.engine.spec import TrainResult, TrainSpec
 
-__all__ = [
-    "Objective",
-    "TrainFn",
-    "json_safe",
-    "make_objective",
-    "record_fields",
-    "record_result",
-    "set_user_attrs",
-    "suggest_params",
-]
+__all__ = ["Objective", "TrainFn", "record_fields", "record_result"]
 
 log = logging.getLogger(__name__)
 
 #: ``train(spec, *, data_dir=..., on_epoch_end=...) -> TrainResult`` (hpo.engine.train.train).
 TrainFn = Callable[..., "TrainResult"]
-
-# The metrics the objective can return (StudyConfig.metric), read from the result.
-_METRICS = ("val_accuracy",)
-
-
-def suggest_params(
-    trial: optuna.trial.BaseTrial, space: Mapping[str, BaseDistribution]
-) -> dict[str, Any]:
-    """Ask ``trial`` for one value per search-space entry.
-
-    A trial popped from the queue (a baseline or a retried trial) already holds its values,
-    and Optuna returns those instead of sampling.
-    """
-    params: dict[str, Any] = {}
-    for name, dist in space.items():
-        if isinstance(dist, FloatDistribution):
-            params[name] = trial.suggest_float(
-                name, dist.low, dist.high, step=dist.step, log=dist.log
-            )
-        elif isinstance(dist, IntDistribution):
-            params[name] = trial.suggest_int(
-                name, dist.low, dist.high, step=dist.step, log=dist.log
-            )
-        elif isinstance(dist, CategoricalDistribution):
-            params[name] = trial.suggest_categorical(name, dist.choices)
-        else:  # pragma: no cover - the config only builds the three kinds above
-            raise TypeError(f"unsupported distribution for {name!r}: {dist!r}")
-    return params
 
 
 def record_result(
@@ -128,30 +82,6 @@ def record_fields(
     trial.set_user_attr(RESULT_ATTR, safe)
 
 
-def set_user_attrs(
-    trial: optuna.trial.BaseTrial,
-    attrs: Mapping[str, Any],
-    known: Mapping[str, Any] | None = None,
-) -> None:
-    """Set several user attributes (``trial.set_user_attr``, one storage write each), leaving
-    out those that ``known`` (the trial's attrs as already read) holds with the same value:
-    a baseline or a re-queued trial already carries its inputs."""
-    known = known or {}
-    for key, value in attrs.items():
-        if key in known and known[key] == value:
-            continue
-        trial.set_user_attr(key, value)
-
-
-def json_safe(value: Any) -> Any:
-    """Storage attributes are JSON: NaN and infinities become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
-
-
 class Objective:
     """Train one trial of a study.
 
@@ -171,11 +101,11 @@ class Objective:
         train_fn: TrainFn | None = None,
         data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        if cfg.metric not in _METRICS:
-            from hpo.errors import ConfigError
-
+        if cfg.objective != "train" or cfg.metric not in METRICS["train"]:
             raise ConfigError(
-                f"{cfg.source}: metric: unknown metric {cfg.metric!r}; allowed {list(_METRICS)}."
+                f"{cfg.source}: objective: not a training study (got objective "
+                f"{cfg.objective!r}, metric {cfg.metric!r}); allowed: objective: train with "
+                f"metric {' or '.join(METRICS['train'])}; fix: use make_objective(cfg)."
             )
         self.cfg = cfg
         self.data_dir = data_dir
@@ -262,21 +192,6 @@ class Objective:
         if not result.val_accuracy:
             raise RuntimeError("training finished without a validation accuracy")
         return float(result.val_accuracy[-1])
-
-
-def make_objective(
-    cfg: StudyConfig,
-    *,
-    train_fn: TrainFn | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Callable[[optuna.trial.BaseTrial], float]:
-    """The objective of the study's ``objective:``: :class:`Objective` for ``train``,
-    :class:`hpo.objective.probe.ProbeObjective` for ``probe`` (``train_fn`` unused)."""
-    if cfg.objective == "probe":
-        from hpo.objective.probe import ProbeObjective
-
-        return ProbeObjective(cfg, data_dir=data_dir)
-    return Objective(cfg, train_fn=train_fn, data_dir=data_dir)
 
 
 def _record_pruned(

@@ -25,7 +25,7 @@ from optuna.distributions import CategoricalDistribution
 
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError, StorageError
-from hpo.objective.train import TrainFn, make_objective
+from hpo.objective import TrainFn, make_objective
 from hpo.storage.rdb import make_storage
 from hpo.storage.retry import DEFAULT_GIVE_UP_S, describe, storage_fault
 from hpo.storage.urls import ENV_VAR, mask_url

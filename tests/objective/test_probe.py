@@ -17,8 +17,8 @@ from hpo.config.study import load_study_config
 from hpo.engine.numerics.platform import platform_record
 from hpo.engine.probe.bifurcation import ProbeResult
 from hpo.errors import ConfigError
+from hpo.objective import Objective, make_objective
 from hpo.objective.probe import ProbeObjective
-from hpo.objective.train import Objective, make_objective
 from hpo.study.create import create_study, load_study
 from hpo.worker.loop import Worker
 

@@ -13,7 +13,8 @@ from hpo.engine.numerics.platform import platform_record
 from hpo.engine.spec import TrainResult, TrainSpec
 from hpo.engine.train import EpochReport
 from hpo.objective.attrs import HEADLINE, RESULT_ATTR, trial_attrs
-from hpo.objective.train import Objective, suggest_params
+from hpo.objective.params import suggest_params
+from hpo.objective.train import Objective
 
 STUDY = """\
 name: objective-test
