@@ -38,9 +38,9 @@ from hpo.config.search_space import (
     representatives,
     spec_default,
 )
-from hpo.config.yamlfile import Checker, Shown, one_line
+from hpo.config.yamlfile import Checker, Shown
 from hpo.engine.spec import TrainSpec
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, did_you_mean, one_line
 
 __all__ = ["validate"]
 
@@ -190,6 +190,7 @@ class _Checker(Checker):
                     name,
                     ", ".join(f for f in fields if f != "seed"),
                     "correct the name",
+                    did_you_mean(name, fields),
                 )
             if name == "seed":
                 raise self.error(
@@ -263,26 +264,49 @@ class _Checker(Checker):
         self.mapping(value, "baseline", ("mode", "seeds", "params"))
         if self.choice(value.get("mode", "fixed"), "baseline.mode", BASELINE_MODES) == "paired":
             return check_paired(self, value, fixed, space)
-        seeds = value.get("seeds", 1)
+        seeds = self._seeds(value.get("seeds", 1))
+        params = value.get("params") or {}
+        self._baseline_params(params, space)
+        check_derivatives_not_fixed(self, fixed)
+        for name, dist in space.items():
+            if name in DERIVATIVES or name in params:
+                continue
+            if not isinstance(dist, CategoricalDistribution):
+                default = spec_default(name)
+                if not contains(dist, default):
+                    raise self.error(
+                        f"baseline.params.{name}",
+                        "missing: TrainSpec's default is not in the searched range",
+                        default,
+                        describe(dist),
+                        f"add baseline.params.{name}",
+                    )
+        self._baseline_runs(fixed, space, params, seeds[0])
+        return {"seeds": seeds, "params": dict(params), "mode": "fixed"}
+
+    def _seeds(self, seeds: Any) -> tuple[int, ...]:
+        """``baseline.seeds``: a count n (seeds 0..n-1) or a list of distinct seeds."""
         if isinstance(seeds, int) and not isinstance(seeds, bool):
-            seeds = tuple(range(self.integer(seeds, "baseline.seeds", 1)))
-        elif isinstance(seeds, list) and seeds:
+            return tuple(range(self.integer(seeds, "baseline.seeds", 1)))
+        if isinstance(seeds, list) and seeds:
             for i, s in enumerate(seeds):
                 self.integer(s, f"baseline.seeds[{i}]", 0)
             if len(set(seeds)) != len(seeds):
                 raise self.error(
                     "baseline.seeds", "duplicate seeds", seeds, fix="list each seed once"
                 )
-            seeds = tuple(seeds)
-        else:
-            raise self.error(
-                "baseline.seeds",
-                "invalid seeds",
-                seeds,
-                "a count n >= 1 (seeds 0..n-1) or a list of seeds",
-                "correct it",
-            )
-        params = value.get("params") or {}
+            return tuple(seeds)
+        raise self.error(
+            "baseline.seeds",
+            "invalid seeds",
+            seeds,
+            "a count n >= 1 (seeds 0..n-1) or a list of seeds",
+            "correct it",
+        )
+
+    def _baseline_params(self, params: Any, space: Mapping[str, BaseDistribution]) -> None:
+        """``baseline.params``: values the search can produce, for searched parameters other
+        than the derivatives."""
         self.mapping(params, "baseline.params")
         for name, v in params.items():
             path = f"baseline.params.{name}"
@@ -300,6 +324,7 @@ class _Checker(Checker):
                     name,
                     ", ".join(space),
                     "fixed settings go under train:, for every trial",
+                    did_you_mean(name, space),
                 )
             if not contains(space[name], v):
                 raise self.error(
@@ -309,21 +334,15 @@ class _Checker(Checker):
                     describe(space[name]),
                     "pick a value the search can produce",
                 )
-        check_derivatives_not_fixed(self, fixed)
-        for name, dist in space.items():
-            if name in DERIVATIVES or name in params:
-                continue
-            if not isinstance(dist, CategoricalDistribution):
-                default = spec_default(name)
-                if not contains(dist, default):
-                    raise self.error(
-                        f"baseline.params.{name}",
-                        "missing: TrainSpec's default is not in the searched range",
-                        default,
-                        describe(dist),
-                        f"add baseline.params.{name}",
-                    )
-        out = {"seeds": seeds, "params": dict(params), "mode": "fixed"}
+
+    def _baseline_runs(
+        self,
+        fixed: Mapping[str, Any],
+        space: Mapping[str, BaseDistribution],
+        params: Mapping[str, Any],
+        seed: int,
+    ) -> None:
+        """Every baseline run is a value the search can produce and a valid TrainSpec."""
         for combo in expand_baseline(fixed, space, params):
             for name in DERIVATIVES:
                 if name in combo and not contains(space[name], combo[name]):
@@ -335,7 +354,7 @@ class _Checker(Checker):
                         "include it in the range (or drop step), or drop baseline:",
                     )
             try:
-                TrainSpec(**{**fixed, **combo, "seed": seeds[0]})
+                TrainSpec(**{**fixed, **combo, "seed": seed})
             except (ConfigError, TypeError, ValueError) as exc:
                 raise self.error(
                     "baseline",
@@ -343,7 +362,6 @@ class _Checker(Checker):
                     combo,
                     fix="set baseline.params so the run is valid",
                 ) from exc
-        return out
 
 
 # ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 from hpo.engine.data.registry import DATASETS, DatasetInfo, dataset_info
 from hpo.engine.models.registry import BUILTIN_MODELS, check_model_name
-from hpo.errors import ConfigError, close_match
+from hpo.errors import ConfigError
 
 __all__ = [
     "AUGMENTATIONS",
@@ -331,9 +331,7 @@ class TrainResult:
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        match = close_match(value, allowed)
-        hint = "" if match is None else f"Did you mean {match!r}? "
-        raise ConfigError(f"Unknown {name} {value!r}. {hint}Valid values are {list(allowed)}.")
+        raise ConfigError(f"Unknown {name} {value!r}. Valid values are {list(allowed)}.")
 
 
 def _int(name: str, value: Any, minimum: int) -> None:
