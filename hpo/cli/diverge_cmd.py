@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the ReLU'(0)=0 run, with a second ReLU'(0)=0 run as control.",
     )
     parser.add_argument("--alphas", type=float, nargs="+", required=True, metavar="ALPHA",
-                        help="ReLU'(0) values to compare with ReLU'(0)=0 (any finite value; outside [0, 1] "
-                        "is noted as not a subgradient)")
+                        help="ReLU'(0) values to compare with ReLU'(0)=0 (any finite "
+                        "value; outside [0, 1] is noted as not a subgradient)")
     parser.add_argument("--precisions", nargs="+", metavar="PRECISION",
                         help="run each of these precisions (default: --precision)")
     add_spec_arguments(parser, exclude=("relu_prime_zero",))

@@ -1,30 +1,12 @@
-"""Model builders with the configured activation in every ReLU-family position.
+"""Build a :class:`~hpo.engine.spec.TrainSpec`'s model with the configured activation in
+every ReLU-family position, then audit it (:mod:`hpo.engine.models.audit`).
 
-:func:`build_model` turns a :class:`~hpo.engine.spec.TrainSpec` into a float32 CPU model
-with 10 outputs, then audits it (:mod:`hpo.engine.models.audit`): building fails with
-:class:`~hpo.errors.ModelAuditError` if any ReLU-family nonlinearity, module or functional,
-does not carry the configured derivatives. What a ``model:`` name means, which builder
-makes it and which settings it gets is the table in :mod:`hpo.engine.models.registry`:
-
-* ``fc`` is built here (:func:`fc`) with the activation injected; ``vgg11`` and
-  ``resnet18_cifar`` are the paper's CIFAR networks (:mod:`hpo.engine.models.cifar`), the
-  activation injected too.
-* ``resnet18``, ``resnet50``, ``mobilenet_v3_small`` and ``mobilenet_v3_large`` are
-  torchvision's (random init, ``num_classes=10``), built by the functions here. torchvision hard-codes ``nn.ReLU``
-  (ResNet blocks, MobileNetV3's ``InvertedResidual`` and ``SqueezeExcitation``), so those
-  modules are swapped by :func:`replace_activations`, the one place that does module
-  surgery. MobileNetV3's Hardswish and Hardsigmoid are part of its design, are not
-  ReLU-family, and stay at PyTorch's convention; the audit counts them
-  (``AuditReport.other_kinked``).
-* Any other torchvision classification model by name (``torchvision.models.get_model(name,
-  weights=None, num_classes=10)``), and a user's ``package.module:factory``, get the same
-  module surgery and stem adaptation, and are wrapped in
-  :class:`~hpo.engine.models.routing.FunctionalRouting` so their functional ``F.relu`` calls run
-  with the configured derivatives (their parameters are then named ``model.*``).
-
-Initialisation draws from torch's global RNG in torchvision's order (the caller seeds it);
-replacing activations, adapting the stem, routing and auditing draw nothing, so with
-PyTorch's derivatives a built model is bitwise the stock one.
+Which builder makes a ``model:`` name, which settings it gets, and whether the activation
+is injected by the builder or swapped in afterwards (:func:`replace_activations`) is the
+table in :mod:`hpo.engine.models.registry`; the built-ins that are not the paper's CIFAR
+networks (:mod:`hpo.engine.models.cifar`) are built by the functions here. Models by name or
+import path are also wrapped in functional routing. Building draws from torch's global RNG
+in torchvision's order only. Why: docs/design.md#building-a-model
 """
 
 from __future__ import annotations
