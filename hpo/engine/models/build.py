@@ -240,7 +240,7 @@ def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
 
 def fc(
     num_classes: int, in_channels: int, image_size: int, depth: int, width: int,
-    batch_norm: bool, act: Callable[..., nn.Module],
+    act: Callable[..., nn.Module], batch_norm: bool = False,
 ) -> nn.Sequential:
     """The built-in ``fc``: ``depth`` hidden layers of ``width`` units, each followed by
     batch norm (if ``batch_norm``) and the configured activation."""
