@@ -74,8 +74,9 @@ class Case:
     ``expect``: substrings of the one stderr line (the bad key or value, and the fix).
     ``setup``: ``existing`` creates study "exists" (no trials) in ``{db}`` first;
     ``storage_file`` puts a regular file named ``storage`` where the project's ``storage/``
-    folder goes; ``corrupt_data`` writes a data folder ``{tmp}/data`` whose MNIST files and CIFAR-10
-    archive are fake; ``image_folder_*`` write a bad image folder ``{tmp}/imgs``.
+    folder goes; ``clamp_model`` writes ``{tmp}/clampnet.py``, a model hiding a ReLU in
+    ``clamp(min=0)``; ``corrupt_data`` writes a data folder ``{tmp}/data`` whose MNIST files
+    and CIFAR-10 archive are fake; ``image_folder_*`` write a bad image folder ``{tmp}/imgs``.
     """
 
     id: str
@@ -109,8 +110,21 @@ CASES = [
     # --- the study file: keys, types, ranges ----------------------------------------------
     create(config(nmae="x"), "nmae: unknown key", "(got 'nmae')",
            "fix: remove it or correct its spelling", id="unknown-top-key"),
-    create(config(train__widht=64), "train.widht: unknown key", "(got 'widht')",
-           id="unknown-train-key"),
+    create(config(train__widht=64), "train.widht: unknown key",
+           "(got 'widht'; did you mean 'width'?)", id="unknown-train-key"),
+    create(config(smapler="random"), "smapler: unknown key", "did you mean 'sampler'?",
+           "allowed: name, direction", id="unknown-top-key-close-match"),
+    create(config(sampler={"name": "rnadom"}), "sampler.name: unknown value",
+           "(got 'rnadom'; did you mean 'random'?)", id="sampler-close-match"),
+    create(config(train__optimizer="adm"), "train.optimizer", "Did you mean 'adam'?",
+           id="optimizer-close-match"),
+    create(config(search_space__precision={"type": "categorical",
+                                           "choices": ["float32", "fp16"]}),
+           "search_space.precision.choices[1]", "'fp16'", "Did you mean 'float16'?",
+           id="precision-choice-close-match"),
+    create(config(search_space__lrr={"type": "float", "low": 0.01, "high": 0.1}),
+           "search_space.lrr: not a training setting", "did you mean 'lr'?",
+           id="searched-name-close-match"),
     create(GOOD.replace("name: bad\n", ""), "name: required key is missing", "fix: add name:",
            id="missing-name"),
     create(config(n_trials="ten"), "n_trials: invalid value", "(got 'ten')",
@@ -166,6 +180,28 @@ CASES = [
                          "val_size": 100}),
            "train.width", "is not read by model 'resnet18'", "remove width",
            id="width-for-resnet18-in-train"),
+    create(config(train={"model": "resnet18", "train_subset": 100, "val_size": 100},
+                  search_space__width={"type": "int", "low": 16, "high": 64}),
+           "search_space.width", "width=16 is not read by model 'resnet18'",
+           "reads none of depth, width", id="width-searched-for-resnet18"),
+    create(config(train={"train_subset": 100, "val_size": 100},
+                  search_space__model={"type": "categorical", "choices": ["fc", "resnet18"]},
+                  search_space__width={"type": "categorical", "choices": [16, 64]}),
+           "search_space.width.choices[0]", "width=16 is not read by model 'resnet18'",
+           "(got 16 with {'relu_prime_zero': 0.0, 'model': 'resnet18'})",
+           id="width-searched-with-a-model-choice"),
+    Case("run-width-for-resnet18", ("run", "{cfg}", "--storage", DB), 2,
+         ("train.width", "width=64 is not read by model 'resnet18'", "remove width"),
+         config(train={"model": "resnet18", "width": 64, "train_subset": 100,
+                       "val_size": 100})),
+    Case("run-width-searched-for-resnet18", ("run", "{cfg}", "--storage", DB), 2,
+         ("search_space.width", "width=16 is not read by model 'resnet18'"),
+         config(train={"model": "resnet18", "train_subset": 100, "val_size": 100},
+                search_space__width={"type": "int", "low": 16, "high": 64})),
+    Case("create-audit-failure", ("create", "{cfg}", "--storage", DB), 2,
+         ("clamp(min=0)", "clampnet:build"),
+         config(train={"model": "clampnet:build", "train_subset": 100, "val_size": 100}),
+         setup="clamp_model"),
     create(config(search_space__relu6_prime_six={"type": "float", "low": 0.0, "high": 1.0}),
            "search_space.relu6_prime_six", "only applies to activation 'relu6'",
            id="relu6-derivative-for-relu"),
@@ -361,6 +397,14 @@ def _setup(case: Case, tmp: Path) -> None:
     if case.yaml is not None:
         data = case.yaml if isinstance(case.yaml, bytes) else case.yaml.encode()
         (tmp / "study.yaml").write_bytes(data)
+    if case.setup == "clamp_model":  # a user model whose forward hides a ReLU in a clamp
+        (tmp / "clampnet.py").write_text(
+            "import torch.nn as nn\n\n\nclass Net(nn.Module):\n"
+            "    def __init__(self):\n        super().__init__()\n"
+            "        self.fc = nn.Linear(784, 10)\n\n"
+            "    def forward(self, x):\n        return self.fc(x.mean(1).flatten(1).clamp(min=0))\n"
+            "\n\ndef build():\n    return Net()\n"
+        )
     if case.setup == "storage_file":
         (tmp / "storage").write_text("not a folder\n")
     elif case.setup == "existing":

@@ -239,7 +239,7 @@ class _Checker(Checker):
             try:
                 TrainSpec(**fixed, **values)
             except (ConfigError, TypeError, ValueError) as exc:
-                name, _ = _culprit(values, fixed)
+                name, _ = _culprit(values, fixed, one_line(exc))
                 key = next((k for n, k, _ in combo if n == name), None)
                 others = {n: v for n, v in values.items() if n != name}
                 if name is None:
