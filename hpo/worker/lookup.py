@@ -3,17 +3,20 @@
 A command that only reads (``status``, ``export``, ``compare``, ``worker``, ``dashboard``)
 must never create an empty SQLite file by mistake; when the database or the study is not
 there, the one-line error names the project's other databases (the one-file-per-study
-databases of earlier versions, :func:`hpo.storage.project.other_databases`).
+databases of earlier versions, :func:`hpo.storage.project.other_databases`). A stored study's
+model is checked here too (:func:`check_study_models`) before a worker takes a trial.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from hpo.errors import StudyNotFoundError
+from hpo.config.models import check_models
+from hpo.config.yamlfile import Checker
+from hpo.errors import ConfigError, StudyNotFoundError, one_line
 from hpo.storage.project import (
     STORAGE_FOLDER,
     is_project_folder,
@@ -25,7 +28,15 @@ from hpo.storage.urls import is_default_storage, mask_url, parse_storage_url, sq
 from hpo.study.create import load_study
 from hpo.worker.progress import format_status, snapshot
 
-__all__ = ["load_existing_study", "open_existing_storage", "storage_overview"]
+if TYPE_CHECKING:
+    from hpo.config.study import StudyConfig
+
+__all__ = [
+    "check_study_models",
+    "load_existing_study",
+    "open_existing_storage",
+    "storage_overview",
+]
 
 
 def open_existing_storage(url: str, *, study: str | None = None) -> optuna.storages.RDBStorage:
@@ -64,6 +75,28 @@ def load_existing_study(name: str, url: str) -> tuple[optuna.Study, Any]:
         if not hint:
             raise
         raise StudyNotFoundError(f"{str(exc).rstrip('.')}{hint}.") from exc
+
+
+def check_study_models(cfg: StudyConfig) -> None:
+    """Build the stored study's models once on this machine, as loading its file does
+    (:func:`hpo.config.models.check_models`): a model path that does not import here, or a
+    model that cannot be built, is one line before a worker takes a trial, not a failed trial.
+
+    Raises:
+        ConfigError: ``study NAME: train.model: ...`` (or the searched choice), with the fix.
+        ModelAuditError: the model cannot carry the configured derivatives.
+    """
+    checker = Checker(f"study {cfg.name}")
+    # Valid where the study was made: what fails here is the model (e.g. its import path).
+    searched = cfg.search_space.get("model")
+    for i, name in enumerate(getattr(searched, "choices", [None])):
+        try:
+            cfg.train_spec({} if name is None else {"model": name})
+        except ConfigError as exc:
+            key = "train.model" if name is None else f"search_space.model.choices[{i}]"
+            got = cfg.fixed.get("model") if name is None else name
+            raise checker.error(key, one_line(exc), got) from exc
+    check_models(checker, cfg.fixed, cfg.search_space)
 
 
 def storage_overview(url: str) -> list[str]:

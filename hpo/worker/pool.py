@@ -30,6 +30,7 @@ from hpo.storage.rdb import make_storage
 from hpo.storage.retry import DEFAULT_GIVE_UP_S, describe, storage_fault
 from hpo.storage.urls import ENV_VAR, mask_url
 from hpo.study.create import open_study
+from hpo.worker.lookup import check_study_models
 from hpo.worker.loop import Worker
 from hpo.worker.progress import ProgressMonitor, StudySnapshot, snapshot
 
@@ -86,6 +87,7 @@ def open_worker(
     if worker_index is None:
         study.sampler.reseed_rng()
     if train_fn is None:  # the real engine: fail on missing data before taking a trial
+        check_study_models(cfg)  # as `hpo worker CONFIG` does when it loads the file
         check_data(cfg, data_dir)
         check_device(cfg)
     objective = make_objective(cfg, train_fn=train_fn, data_dir=data_dir)
