@@ -21,6 +21,7 @@ from optuna.distributions import (
 
 from hpo.config.yamlfile import Checker
 from hpo.engine.spec import TrainSpec
+from hpo.errors import did_you_mean
 
 __all__ = [
     "DERIVATIVES",
@@ -159,7 +160,8 @@ class _SpaceChecker(Checker):
         kind = entry["type"]
         if kind not in DIST_KEYS:
             raise self.error(
-                f"{path}.type", "unknown type", kind, "float, int, categorical", "pick one"
+                f"{path}.type", "unknown type", kind, ", ".join(DIST_KEYS), "pick one",
+                did_you_mean(kind, DIST_KEYS),
             )
         self.mapping(entry, path, DIST_KEYS[kind])
         if kind == "categorical":

@@ -707,3 +707,44 @@ def test_the_package_exports_its_public_names():
     assert "StudyConfig" in dir(hpo.config)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         hpo.config.nope  # noqa: B018
+
+
+CLOSE_MATCHES = [
+    pytest.param({"smapler": "tpe"}, "smapler", "did you mean 'sampler'?", id="top-key"),
+    pytest.param({"train.lrr": 0.1}, "train.lrr", "did you mean 'lr'?", id="train-key"),
+    pytest.param({"heartbeat": {"intervall": 5}}, "heartbeat.intervall",
+                 "did you mean 'interval'?", id="heartbeat-key"),
+    pytest.param({"direction": "maximise"}, "direction", "did you mean 'maximize'?",
+                 id="direction-choice"),
+    pytest.param({"sampler": {"name": "TPE"}}, "sampler.name", "did you mean 'tpe'?",
+                 id="sampler-choice"),
+    pytest.param({"sampler": {"name": "tpe", "n_startup_trial": 3}},
+                 "sampler.n_startup_trial", "did you mean 'n_startup_trials'?",
+                 id="sampler-option"),
+    pytest.param({"search_space.relu_prime_zer": {"type": "float", "low": 0.0, "high": 1.0}},
+                 "search_space.relu_prime_zer", "did you mean 'relu_prime_zero'?",
+                 id="searched-name"),
+    pytest.param({"search_space.precision.choices": ["float32", "fp16"]},
+                 "search_space.precision.choices[1]", "Did you mean 'float16'?",
+                 id="precision-choice"),
+    pytest.param({"train.activation": "relu_6"}, "train.activation", "Did you mean 'relu6'?",
+                 id="activation-choice"),
+    pytest.param({"search_space.lr": {"type": "floatt", "low": 0.01, "high": 0.1}},
+                 "search_space.lr.type", "did you mean 'float'?", id="distribution-type"),
+]
+
+
+@pytest.mark.parametrize(("changes", "path", "hint"), CLOSE_MATCHES)
+def test_a_misspelling_gets_its_close_match_once(tmp_path, changes, path, hint):
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, changes)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path / 'study.yaml'}: {path}: "), msg
+    assert msg.count(hint) == 1 and msg.lower().count("did you mean") == 1, msg
+
+
+def test_make_sampler_suggests_the_close_name():
+    with pytest.raises(ConfigError, match=r"got 'rnadom'; did you mean 'random'\?"):
+        make_sampler(SamplerConfig("rnadom", {}))
+    with pytest.raises(ConfigError, match=r"got 'hyperbnad'; did you mean 'hyperband'\?"):
+        make_pruner(PrunerConfig("hyperbnad", {}))
