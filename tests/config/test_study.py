@@ -315,6 +315,16 @@ MALFORMED = [
         {"search_space.width": [32, 64]}, "search_space.width", "[32, 64]", id="entry-not-mapping"
     ),
     pytest.param({"search_space": {}}, "search_space", "{}", id="nothing-searched"),
+    # a setting the model does not read (TrainSpec refuses it; the file names where it is)
+    pytest.param({"train.model": "resnet18", "train.width": 64}, "train.width", "64",
+                 id="width-for-resnet18"),
+    pytest.param({"train.width_mult": 0.5}, "train.width_mult", "0.5", id="width-mult-for-fc"),
+    pytest.param({"train.model": "resnet18",
+                  "search_space.width": {"type": "int", "low": 16, "high": 64}},
+                 "search_space.width.low", "16", id="width-searched-for-resnet18"),
+    pytest.param({"train.model": "resnet18",
+                  "search_space.depth": {"type": "categorical", "choices": [1, 2]}},
+                 "search_space.depth.choices[0]", "1", id="depth-searched-for-resnet18"),
 ]
 
 
@@ -732,6 +742,24 @@ CLOSE_MATCHES = [
     pytest.param({"search_space.lr": {"type": "floatt", "low": 0.01, "high": 0.1}},
                  "search_space.lr.type", "did you mean 'float'?", id="distribution-type"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "path"),
+    [
+        ({"train.model": "resnet18", "train.width": 64}, "train.width"),
+        ({"train.model": "resnet18",
+          "search_space.width": {"type": "int", "low": 16, "high": 64}}, "search_space.width"),
+    ],
+)
+def test_a_setting_the_model_does_not_read_names_it_the_model_and_what_it_reads(
+    tmp_path, changes, path
+):
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, changes)
+    msg = str(info.value)
+    assert f": {path}" in msg and "\n" not in msg
+    assert "is not read by model 'resnet18'" in msg and "reads none of depth, width" in msg
 
 
 @pytest.mark.parametrize(("changes", "path", "hint"), CLOSE_MATCHES)
