@@ -5,7 +5,7 @@ baseline mode (``fixed`` or ``paired``), checked key by key for :mod:`hpo.config
 (``{mode: fixed, seeds, params}`` or ``{mode: paired}``); ``objective: probe`` has
 ``metric: bifurcated_fraction`` (default) or ``hazard_per_batch``, an optional ``probe:``
 block, and neither a baseline nor ``relu_prime_zero``: the probe sets ReLU'(0) to each of its
-alphas. Which keys apply where: docs/design/h3.md#objectives-and-baseline-modes
+alphas. Which keys apply where: docs/design.md#objectives-and-baseline-modes
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ dataclass fields and their types, so a new field is written in one place.
 
 A field is stored under its name (or the ``key`` given to :func:`stored`), its value converted
 by its type: a section dataclass as a record of its own, tuples as lists, Optuna distributions
-as their JSON. Why and how a field stays out of old records: docs/design/h3.md#one-serialiser
+as their JSON. Why and how a field stays out of old records: docs/design.md#one-serialiser
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ inputs, the whole training set, one epoch without updates; an init *bifurcated* 
 layer's weight gradient differs bitwise between ReLU'(0) = 0 and 1 on some mini-batch. Three
 sweeps around width 256, depth 3, batch 256, each at three precisions (:data:`SWEEPS`). The
 study: ``objective: probe``, a grid over ``cell`` (:attr:`StudyConfig.cells`), ``precision``
-and ``seed`` (a slice of inits). Why: docs/design/h3.md#section-3-as-a-probe-study
+and ``seed`` (a slice of inits). Why: docs/design.md#section-3-as-a-probe-study
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A training trial's measurements are one user attribute, ``result`` (a JSON objec
 storage write), with :data:`HEADLINE` and the inputs (``hpo_seed``, ``hpo_baseline``, twin
 links, worker marker, fail reason) as attributes of their own; a probe trial stores each
 measurement on its own. :func:`trial_attrs` also reads the older one-attribute-per-field
-layout. Why: docs/design/h3.md#trial-attributes
+layout. Why: docs/design.md#trial-attributes
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ its training trials to.
 It turns the trial's parameters into a :class:`~hpo.engine.spec.TrainSpec` through the study
 config, trains it (reporting the validation accuracy after every epoch so the pruner can stop
 it), records what the run measured and returns the study's metric. A diverged run ends
-PRUNED, not FAIL. Why: docs/design/h3.md#a-diverged-run-is-pruned
+PRUNED, not FAIL. Why: docs/design.md#a-diverged-run-is-pruned
 """
 
 from __future__ import annotations
