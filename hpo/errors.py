@@ -87,7 +87,8 @@ def close_match(value: object, allowed: Iterable[object]) -> str | None:
     if not isinstance(value, str):
         return None
     names = list(dict.fromkeys(a for a in allowed if isinstance(a, str)))  # once each
-    lowered = {n.lower(): n for n in reversed(names)}  # case slips count as close
+    # Case slips count as close; a slip rarely hits the first letter ('bayes' is no 'cmaes').
+    lowered = {n.lower(): n for n in reversed(names) if n[:1].lower() == value[:1].lower()}
     # cutoff 0.5, not difflib's 0.6: 'fp16' is 0.55 from 'float16'
     found = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.5)
     return lowered[found[0]] if found else None

@@ -108,7 +108,7 @@ CASES = [
     Case("config-is-folder", ("create", "{tmp}", "--storage", DB), 2,
          ("is a folder, not a file", "fix:")),
     # --- the study file: keys, types, ranges ----------------------------------------------
-    create(config(nmae="x"), "nmae: unknown key", "(got 'nmae')",
+    create(config(nmae="x"), "nmae: unknown key", "(got 'nmae'; did you mean 'name'?)",
            "fix: remove it or correct its spelling", id="unknown-top-key"),
     create(config(train__widht=64), "train.widht: unknown key",
            "(got 'widht'; did you mean 'width'?)", id="unknown-train-key"),

@@ -66,6 +66,7 @@ def test_one_line(exc, limit, text) -> None:
         ("widht", ("depth", "width", "width_mult"), "width"),
         ("smapler", ("name", "sampler", "search_space"), "sampler"),
         ("xyzzy", ("name", "sampler"), None),
+        ("bayes", ("tpe", "random", "grid", "cmaes", "gp"), None),  # not a slip of cmaes
         (3, ("3", "4"), None),  # not a name
         ("adm", ("adam", "adam", "sgd"), "adam"),  # listed twice, suggested once
     ],
