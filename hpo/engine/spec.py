@@ -16,6 +16,7 @@ from typing import Any
 from hpo.engine.data.registry import DATASETS, DatasetInfo, dataset_info
 from hpo.engine.models.registry import (
     BUILTIN_MODELS,
+    BUILTINS,
     MODEL_SETTINGS,
     ModelEntry,
     get_model_entry,
@@ -83,6 +84,16 @@ def _setting(
     })
 
 
+def _size_floors() -> str:
+    """``"mobilenet_v3_small, ...: at least 28; vgg11: at least 32"`` from the model table."""
+    floors: dict[int, list[str]] = {}
+    for name, entry in BUILTINS.items():
+        if entry.min_image_size > 8:
+            floors.setdefault(entry.min_image_size, []).append(name)
+    return "; ".join(f"{', '.join(n)}: at least {size}" for size, n in sorted(floors.items()))
+
+
+_GRAY_1 = ", ".join(n for n, e in BUILTINS.items() if e.gray_channels == 1)
 _MODEL_HELP = (
     "the network: a built-in (" + ", ".join(BUILTIN_MODELS) + "), any torchvision "
     "classification model name (e.g. mnasnet0_5), or your own network as package.module:factory"
@@ -122,11 +133,11 @@ class TrainSpec:
         "multiply", "'multiply' (chain rule) or 'set' (the paper's code: gradient := value)",
         choices=KINK_GRAD_MODES)
     channels: int | None = _setting(
-        None, "input channels, 1 or 3 (default: the dataset's; gray datasets: 1 for fc, "
-        "3 for CNNs)", choices=(1, 3))
+        None, f"input channels, 1 or 3 (default: the dataset's; gray datasets: 1 for "
+        f"{_GRAY_1}, 3 for the others)", choices=(1, 3))
     image_size: int | None = _setting(
         None, "resize images to this size (default: the dataset's, 28 or 32; image folders: "
-        "32; vgg11: at least 32)", minimum=8)
+        f"32; {_size_floors()})", minimum=8)
     normalize: bool = _setting(True, "standardise pixels with the dataset's mean and std")
     batch_size: int = _setting(128, "mini-batch size", minimum=1)
     train_subset: int | None = _setting(

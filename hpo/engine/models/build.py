@@ -180,20 +180,11 @@ def replace_activations(model: nn.Module, factory: Callable[..., nn.Module]) -> 
 def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
     """Make a CNN take ``channels`` input channels, in place.
 
-    The stem is the first ``nn.Conv2d`` in module order (for every torchvision
-    classification model it is the one convolution with 3 input channels, and the first
-    layer the input reaches). When its ``in_channels`` differs from ``channels`` it is
-    replaced by a convolution with ``in_channels=channels`` and otherwise the same
-    hyperparameters, whose weight is derived from the old one as timm's ``adapt_input_conv``
-    does: summed over the input channels for 1 channel (so at initialisation the model
-    computes on a grayscale image what the RGB model computes on it repeated three times),
-    else repeated and rescaled. No RNG is consumed, so every other weight is drawn exactly
-    as torchvision draws it.
-
-    A model whose first layer is not a ``Conv2d`` (an MLP, a stem made of ``Conv3d`` or
-    ``Linear`` patches) is left as it is: a factory for such a model should accept
-    ``in_channels``. When the first ``Conv2d`` in module order is not the first layer the
-    input reaches, the example forward of :func:`build_model` fails with a shape error.
+    The stem (the first ``nn.Conv2d`` in module order) is replaced by one with
+    ``in_channels=channels``, its weight derived from the old one as timm's
+    ``adapt_input_conv`` does (summed for 1 channel, else repeated and rescaled); no RNG is
+    consumed. A model whose first layer is not a ``Conv2d`` is left as it is.
+    Why: docs/design.md#adapting-the-input-channels
 
     Returns:
         The new stem, or ``None`` when nothing was changed.

@@ -62,20 +62,13 @@ _DOTTED = re.compile(rf"{_IDENT}(\.{_IDENT})+")
 class ModelEntry:
     """One model: how to build it and what it reads.
 
-    Attributes:
-        name: the ``model:`` value.
-        kind: ``"builtin"``, ``"torchvision"`` or ``"import"``.
-        builder: ``"module:callable"``, imported when the model is built; called by keyword
-            with what it accepts of ``num_classes``, ``in_channels``, ``image_size``, ``act``
-            (the activation factory) and the settings in ``reads``.
-        reads: the :data:`MODEL_SETTINGS` it reads, each with the value used when not given
-            (``None``: not given means not passed, the factory's default applies).
-        min_image_size: smallest image side it accepts; also the default for datasets whose
-            native size is smaller. ``size_reason`` says why, for the error message.
-        activations: ``"injected"`` (the builder places ``act``) or ``"replaced"`` (stock
-            ReLU-family modules are swapped after building).
-        gray_channels: input channels used for a gray dataset when ``channels`` is not set.
-        summary: one line for help texts.
+    ``kind``: ``"builtin"``, ``"torchvision"`` or ``"import"``. ``builder``: a lazy
+    ``"module:callable"``, called by keyword with what it accepts of ``num_classes``,
+    ``in_channels``, ``image_size``, ``act`` (the activation factory) and the settings in
+    ``reads`` (name -> value used when not given; ``None``: the factory's own default).
+    ``min_image_size``: smallest image side (also the default for smaller datasets), and
+    ``size_reason`` why. ``activations``: ``"injected"`` by the builder or ``"replaced"``
+    after it. ``gray_channels``: input channels for a gray dataset when not set.
     """
 
     name: str
