@@ -1,18 +1,9 @@
 """One training loop for every model: precision, seeding, per-epoch callback, divergence.
 
-Determinism: the model is initialised from ``torch.manual_seed(spec.seed)`` and the batch
-order comes from its own generator seeded with ``spec.seed``; the activation derivatives
-consume no randomness, so two runs that differ only in ReLU'(0) start from the same weights
-and see the same batches. The caller's global RNG state is restored afterwards.
-
-Divergence (a NaN or infinite loss) ends the run cleanly with ``diverged=True``; it never
-raises out of the loop. An exception raised by ``on_epoch_end`` (e.g. ``optuna.TrialPruned``)
-propagates unchanged.
-
-Numerics: the run's TF32 and reduced-precision-reduction flags are set for the whole run
-(data, steps, test accuracy) and put back afterwards, also when it raises
-(:func:`hpo.engine.numerics.flags.numerics`); ``TrainResult.platform`` is the platform record read
-inside them (:func:`hpo.engine.numerics.platform.platform_record`).
+The weights and the batch order come from ``spec.seed`` only (two runs that differ only in
+ReLU'(0) start alike); a NaN or infinite loss ends the run with ``diverged=True``; an
+exception from ``on_epoch_end`` propagates; the numerics flags hold for the whole run.
+See docs/design.md#the-training-loop-determinism-divergence-numerics.
 """
 
 from __future__ import annotations

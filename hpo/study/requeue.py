@@ -1,31 +1,10 @@
 """Re-queue failed trials exactly once, from public Optuna calls that are reconciled.
 
-A trial that did not end by itself (its worker was interrupted, hit an error, or died) is
-failed and re-queued: a WAITING copy with the same parameters and seed (:func:`retry_template`;
-system attrs ``failed_trial`` and ``retry_history`` as Optuna's ``RetryFailedTrialCallback``
-writes them). Failing and queueing are two writes (``tell(FAIL)``, then ``add_trial``), so a
-crash between them is *repaired* instead of prevented:
-
-* **Reconciler** (:func:`reconcile`): every worker, once per loop, over the trials it reads
-  anyway, and ``hpo create``: a FAIL trial with retries left, no copy and no ``discarded:``
-  reason gets one. Only trials that ended more than :data:`RECONCILE_AFTER_S` ago: the
-  process that failed a trial queues its copy at once, and the reconciler is only there for
-  one that died before it could.
-* **Duplicates** (two reconcilers at once, or a reconciler and a slow failing worker):
-  among the copies of one failed trial the lowest-numbered one that is not discarded wins
-  (:func:`superseded`). A later one is discarded when it is popped (told FAIL with reason
-  :data:`DUPLICATE_RETRY`, never retried), and the budget rules never count it
-  (:mod:`hpo.study.budget`). That rule reads only stored trials, so every worker agrees.
-* **Dead workers**: Optuna's public ``optuna.storages.fail_stale_trials`` fails a trial whose
-  heartbeat stopped, and :class:`StaleTrialRequeue` (the storage's stale-trial callback)
-  queues its copy. A trial failed that way carries no :data:`FAIL_REASON_ATTR` (a finished
-  trial's attrs cannot be set through the public API): :func:`fail_reason` reads it as
-  :data:`STALE_REASON`, and its copy records the reason as :data:`RETRY_REASON_ATTR`.
-* **Orphans**: a worker killed between ``ask`` and its first heartbeat leaves a RUNNING
-  trial that Optuna's check never sees (no heartbeat row). A worker writes
-  :data:`WORKER_ATTR` (``host:pid``) right after its first beat; :func:`fail_orphans` fails a
-  RUNNING trial without it that started more than the grace period ago, through the public
-  ``storage.set_trial_state_values`` (atomic: of two processes failing it, one wins).
+A trial that did not end by itself is failed and re-queued as a WAITING copy with the same
+parameters and seed. Failing and queueing are two writes, so a crash between them is
+repaired (:func:`reconcile`), duplicates are discarded (:func:`superseded`), and dead or
+orphaned workers' trials are failed (:class:`StaleTrialRequeue`, :func:`fail_orphans`).
+See docs/design.md#re-queueing-failed-trials-exactly-once.
 """
 
 from __future__ import annotations
