@@ -1,22 +1,11 @@
 """Bring your own images: torchvision's ImageFolder layout, read into uint8 tensors.
 
-``imagefolder:PATH`` names a folder laid out as torchvision's ``ImageFolder`` expects, one
-sub-folder per class::
-
-    PATH/train/<class>/<image>      required; the classes are these folder names, sorted
-    PATH/test/<class>/<image>       required; the same class folders
-    PATH/val/<class>/<image>        optional; without it validation is split off train/
-
-Images (``.jpg``, ``.jpeg``, ``.png``, ``.webp``, found recursively and in sorted order, as
-torchvision's ``make_dataset``) are decoded with ``torchvision.io.decode_image`` to RGB (or
-gray for ``channels: 1``) and resized to the run's square ``image_size`` (bilinear,
-antialiased). When the decoded images and their prepared copy fit in the memory budget
-(:func:`memory_budget`, ``HPO_IMAGE_MEMORY_GIB``, default 4 GiB) they are decoded once per
-process into one uint8 tensor (N, C, S, S); otherwise batches are decoded from disk as they
-are needed (:mod:`hpo.engine.data.streamed`), with the same values.
-
-A bad layout (no ``train/``, classes that differ between splits, a class without images) is
-a :class:`ConfigError`: the user named the folder, and the message says how to fix it.
+``imagefolder:PATH`` names a folder with ``train/<class>/`` and ``test/<class>/`` (and
+optionally ``val/<class>/``). Images are decoded to RGB (or gray) and resized to the run's
+``image_size``; within the memory budget (:func:`memory_budget`) once per process into one
+tensor, else batch by batch from disk (:mod:`hpo.engine.data.streamed`), with the same
+values. A bad layout is a :class:`ConfigError` that says how to fix it.
+See docs/design.md#image-folders-layout-decoding-memory-budget.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Each is an explicit ``torch.autograd.Function`` in an ``nn.Module`` shaped like 
 built-in, calling PyTorch's own forward and backward kernels: at PyTorch's derivatives it is
 bitwise ``nn.ReLU`` / ``nn.ReLU6`` / ``nn.LeakyReLU``; only inputs exactly on a kink change
 (``kink_grad`` "multiply" or "set"). Kink hits are counted per module without a host
-synchronisation per step. See docs/design.md#kinked-activations-pytorchs-kernels-a-chosen-derivative.
+synchronisation per step.
+See docs/design.md#kinked-activations-pytorchs-kernels-a-chosen-derivative.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Pure precisions train the model, its gradients and the optimizer state in one dtype (the
 loss from float32 logits); ``amp_float16`` / ``amp_bfloat16`` keep float32 parameters under
 ``torch.autocast``; ``tf32`` (CUDA only) is float32 with TF32 math. Adam's default epsilon
-becomes the dtype's smallest normal where 1e-8 rounds to 0. See docs/design.md#precisions-and-optimizer-arithmetic.
+becomes the dtype's smallest normal where 1e-8 rounds to 0.
+See docs/design.md#precisions-and-optimizer-arithmetic.
 """
 
 from __future__ import annotations
