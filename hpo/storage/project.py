@@ -1,15 +1,10 @@
 """The project folder and its one default database, ``storage/hpo.db``.
 
-The *project folder* is the nearest folder, from the current directory upward, that holds a
-``storage/`` or a ``study_configs/`` folder (the way git finds its repository from any
-subfolder); where none does, the current directory itself. Every study created there
-without ``--storage``, ``$HPO_STORAGE`` or a ``storage:`` in its file goes into one SQLite
-database, ``<project>/storage/hpo.db``, so ``hpo status``, ``hpo export --all`` and
-``hpo dashboard`` see all of them from anywhere in the project.
-
-Earlier versions wrote one database per study (``storage/<study>.db``);
-:func:`other_databases` finds those so ``hpo status`` can say how to open them.
-Pure path functions: nothing is created here.
+The project folder is the nearest folder upward that holds ``storage/`` or
+``study_configs/`` (else the current directory); every study created without a storage
+URL goes into ``<project>/storage/hpo.db``. :func:`other_databases` finds the per-study
+databases of earlier versions. Pure path functions: nothing is created here.
+See docs/design.md#the-project-folder-and-its-default-database.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Storage URLs: pick one, parse it, print it without its password.
 
-Pure functions over strings, parsed with SQLAlchemy's :func:`~sqlalchemy.engine.make_url`
-(no connection is made here). :func:`parse_storage_url` is what :func:`make_storage
-<hpo.storage.rdb.make_storage>` runs first, before anything is written: a malformed or
-unknown URL is one :class:`~hpo.errors.UsageError` line that names the masked value and the
-fix.
-
-PostgreSQL URLs as people write them, ``postgresql://`` and ``postgres://``, open with
-psycopg2, the driver this project depends on: :func:`engine_url` rewrites them to
-``postgresql+psycopg2://`` for SQLAlchemy and Optuna only (SQLAlchemy 2.1 reads a plain
-``postgresql://`` as psycopg 3, and no SQLAlchemy knows ``postgres://``). Messages show the
-URL as the user gave it, masked.
+Pure functions over strings (SQLAlchemy's ``make_url``; no connection is made). A
+malformed or unknown URL is one :class:`~hpo.errors.UsageError` line naming the masked
+value and the fix; ``postgresql://`` and ``postgres://`` open with psycopg2
+(:func:`engine_url`). See docs/design.md#storage-urls-and-the-psycopg2-driver.
 """
 
 from __future__ import annotations
