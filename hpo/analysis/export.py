@@ -1,30 +1,10 @@
 """Study trials -> CSV, one row per trial, from Optuna's ``Study.trials_dataframe``.
 
-Columns keep Optuna's names (``number``, ``state``, ``value``, ``params_<name>``,
-``user_attrs_<name>``) with three changes so a spreadsheet or ``pandas.read_csv`` reads
-them without parsing Python reprs:
-
-* ``duration`` (a timedelta) becomes ``duration_s``, seconds as a float;
-* a list of numbers per trial (``val_accuracy_per_epoch``, ``kink_hits_per_epoch``) becomes
-  one column per epoch, ``<column>_1``, ``<column>_2``, ... (empty where a trial stopped
-  earlier);
-* the ``platform`` user attribute (:func:`hpo.engine.numerics.platform.platform_record`, one
-dict per
-  trial) becomes one column per field, ``platform_<field>`` (``platform_torch``,
-  ``platform_cpu_model``, ``platform_cpu_capability``, ``platform_blas``,
-  ``platform_num_threads``, ``platform_cuda_device``, ``platform_cuda_capability``,
-  ``platform_cuda``, ``platform_cudnn``, ...), its numerics flags as
-  ``platform_flags_<flag>`` (``platform_flags_cuda_matmul_allow_tf32``,
-  ``platform_flags_fp16_reduced_precision_reduction``, ...), placed after the other columns;
-* any other list or dict becomes a JSON string;
-* the fields of a training trial's ``result`` attribute (:mod:`hpo.objective.attrs`) become
-  ``user_attrs_<field>`` columns, the same as older studies that stored them one by one;
-* ``fail_reason`` says why a FAIL trial failed (:func:`hpo.study.requeue.fail_reason`:
-  ``worker lost: ...`` for a trial that Optuna's heartbeat check failed, which carries no
-  reason of its own); empty for the others.
-
-The columns every analysis needs come first: number, state, value, baseline tag, seed, and
-in paired studies the twin links.
+Optuna's column names, readable without parsing Python reprs: ``duration_s``, one column per
+epoch for per-epoch lists, ``platform_<field>`` and ``platform_flags_<flag>`` columns, JSON
+for other lists and dicts, a training trial's ``result`` fields as ``user_attrs_<field>``,
+and ``fail_reason``. The columns every analysis needs come first.
+See docs/design.md#exported-csv-columns.
 """
 
 from __future__ import annotations
@@ -88,7 +68,7 @@ def _inline_result(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """The study's trials as a flat table (see the module docstring for the columns)."""
+    """The study's trials as a flat table (columns: docs/design.md#exported-csv-columns)."""
     trials = study.get_trials(deepcopy=False)
     df = study.trials_dataframe(attrs=ATTRS)
     with warnings.catch_warnings():  # metric_names is experimental in Optuna 4 and 5

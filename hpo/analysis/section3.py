@@ -1,14 +1,9 @@
 """The report of ``hpo reproduce section3``: our bifurcation fractions beside the paper's.
 
-Reads the trials of a Section 3 study (:mod:`hpo.config.section3`), sums each cell's
-slices (bifurcated inits out of probed inits) per precision, and puts every point of the
-three sweeps (the shared depth 3 / width 256 / batch 256 cell in all three) next to the
-paper's count out of 1000 initialisations, shipped as ``hpo/analysis/paper/section3.csv``
-(source: the authors' repository, deel-ai/relu-prime, ``paper_results/section_3/*.csv``).
-
-Intervals: 95% Clopper-Pearson (exact) binomial intervals,
-``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``: never narrower than 95%
-coverage, and defined at k = 0 and k = n, where our float16 and float64 cells sit.
+Each cell's bifurcated inits out of probed inits, per precision, beside the paper's count out
+of 1000 (``hpo/analysis/paper/section3.csv``, from deel-ai/relu-prime), with 95%
+Clopper-Pearson intervals (defined at k = 0 and k = n).
+See docs/design.md#section-3-report-sources-and-intervals.
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ def slot_holders(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def budget_rank(trials: list[FrozenTrial], number: int) -> int:
     """How many slot-holding trials come before trial ``number``; in budget when < budget.
-    Twins and duplicate copies are not counted (see the module docstring)."""
+    Twins and duplicate copies are not counted.
+    Why: docs/design.md#study-budget-exact-for-any-number-of-workers."""
     return sum(1 for t in slot_holders(trials) if t.number < number)
 
 
@@ -146,7 +147,8 @@ class Admission:
 
 def admit(trials: list[FrozenTrial], number: int, budget: int) -> Admission:
     """The verdict on trial ``number``, just asked, from ``trials`` read after the ask
-    (every lower-numbered trial is among them: see the module docstring).
+    (every lower-numbered trial is among them: see
+    docs/design.md#study-budget-exact-for-any-number-of-workers).
 
     A duplicate copy of a failed trial never runs (the lower copy does); a twin runs when it
     is the first of its tuned lineage to hold a slot; any other trial when fewer than
