@@ -24,13 +24,13 @@ import pandas as pd
 from hpo.objective.attrs import RESULT_ATTR
 from hpo.study.requeue import fail_reason
 
-__all__ = ["ATTRS", "export_all", "export_study", "trials_frame"]
+__all__ = ["export_all", "export_study", "trials_frame"]
 
 log = logging.getLogger(__name__)
 
-PLATFORM_ATTR = "platform"  # the trial's platform record (hpo.objective)
+_PLATFORM_ATTR = "platform"  # the trial's platform record (hpo.objective)
 
-ATTRS = (
+_ATTRS = (
     "number",
     "state",
     "value",
@@ -70,7 +70,7 @@ def _inline_result(df: pd.DataFrame) -> pd.DataFrame:
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """The study's trials as a flat table (columns: docs/design.md#exported-csv-columns)."""
     trials = study.get_trials(deepcopy=False)
-    df = study.trials_dataframe(attrs=ATTRS)
+    df = study.trials_dataframe(attrs=_ATTRS)
     with warnings.catch_warnings():  # metric_names is experimental in Optuna 4 and 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         names = study.metric_names
@@ -127,12 +127,12 @@ def _platform_columns(df: pd.DataFrame) -> pd.DataFrame | None:
     """Pop ``user_attrs_platform`` (a dict per trial, missing for trials that never ran)
     and return it flattened by ``pandas.json_normalize``: ``platform_<field>`` and
     ``platform_flags_<flag>`` (nested dicts joined with ``_``)."""
-    column = f"user_attrs_{PLATFORM_ATTR}"
+    column = f"user_attrs_{_PLATFORM_ATTR}"
     if column not in df:
         return None
     records = [v if isinstance(v, dict) else {} for v in df.pop(column)]
     flat = pd.json_normalize(records, sep="_")
-    flat.columns = [f"{PLATFORM_ATTR}_{c}" for c in flat.columns]
+    flat.columns = [f"{_PLATFORM_ATTR}_{c}" for c in flat.columns]
     flat.index = df.index
     return flat
 

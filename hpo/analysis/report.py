@@ -14,13 +14,10 @@ from hpo.analysis.compare import GroupSummary, StudyComparison
 from hpo.analysis.trials import group_label
 
 __all__ = [
-    "IMPORTANCE_LABEL",
     "closing_lines",
     "figures",
     "format_text",
     "pairs_line",
-    "write_csv",
-    "write_html",
     "write_report",
 ]
 
@@ -31,7 +28,7 @@ _DERIVATIVE_LABEL = {
     "relu6_prime_six": "ReLU6'(6): derivative used at 6 (dimensionless)",
 }
 _CSV_FLOAT = "%.6g"  # accuracies in % to 1e-4 pp; drops float noise such as 96.19999999
-IMPORTANCE_LABEL = "parameter importances for the paired difference (tuned - default)"
+_IMPORTANCE_LABEL = "parameter importances for the paired difference (tuned - default)"
 _METRIC_LABEL = {"test_accuracy": "test accuracy (%)", "val_accuracy": "validation accuracy (%)"}
 
 
@@ -72,9 +69,9 @@ def closing_lines(c: StudyComparison) -> list[tuple[str, str]]:
     none), then the platform warnings and the platform note."""
     out = []
     if c.importances:
-        out.append((IMPORTANCE_LABEL, ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())))
+        out.append((_IMPORTANCE_LABEL, ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())))
     if c.importance_note:
-        out.append((IMPORTANCE_LABEL, c.importance_note))
+        out.append((_IMPORTANCE_LABEL, c.importance_note))
     out += [("warning", w) for w in c.platform_warnings]
     if c.platform_note:
         out.append(("platform", c.platform_note))
@@ -87,7 +84,7 @@ def pairs_line(g: GroupSummary) -> str:
             f"{_fmt(g.kink_hits_per_trial, '.4g')} kink hits per trial")
 
 
-def write_csv(c: StudyComparison, out_dir: str | Path) -> list[Path]:
+def _write_csv(c: StudyComparison, out_dir: str | Path) -> list[Path]:
     """``compare_<study>.csv`` (one row per group) and, with another study,
     ``compare_<study>_vs_<other>.csv``."""
     out = Path(out_dir)
@@ -205,7 +202,7 @@ def figures(c: StudyComparison) -> list[go.Figure]:
     return figs
 
 
-def write_html(c: StudyComparison, out_dir: str | Path) -> Path:
+def _write_html(c: StudyComparison, out_dir: str | Path) -> Path:
     """``compare_<study>.html``: tables, verdicts and plots in one offline file."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +233,7 @@ def write_html(c: StudyComparison, out_dir: str | Path) -> Path:
                   "</ul>", c.against_table().to_html(index=False, na_rep="n/a",
                                                      float_format=lambda x: f"{x:.4g}")]
     if c.importance_note:
-        parts.append(f"<p>{IMPORTANCE_LABEL.capitalize()}: "
+        parts.append(f"<p>{_IMPORTANCE_LABEL.capitalize()}: "
                      f"{html.escape(c.importance_note)}</p>")
     parts.append("<h2>Plots</h2>")
     for i, fig in enumerate(figures(c)):
@@ -249,7 +246,7 @@ def write_html(c: StudyComparison, out_dir: str | Path) -> Path:
 
 def write_report(c: StudyComparison, out_dir: str | Path = "results") -> list[Path]:
     """Write the CSV file(s) and the HTML report into ``out_dir``; return their paths."""
-    paths = [*write_csv(c, out_dir), write_html(c, out_dir)]
+    paths = [*_write_csv(c, out_dir), _write_html(c, out_dir)]
     for p in paths:
         logger.info("wrote %s", p)
     return paths

@@ -28,7 +28,6 @@ from scipy.stats import binomtest
 from hpo.config.section3 import Section3Plan, slice_size
 
 __all__ = [
-    "INTERVAL_METHOD",
     "Cell",
     "Section3Report",
     "binomial_ci",
@@ -40,8 +39,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INTERVAL_METHOD = "clopper-pearson"
-PAPER_SOURCE = (
+_INTERVAL_METHOD = "clopper-pearson"
+_PAPER_SOURCE = (
     "Bertoin et al., NeurIPS 2021, Section 3; github.com/deel-ai/relu-prime, "
     "paper_results/section_3/*.csv (counts out of 1000 initialisations)"
 )
@@ -98,8 +97,8 @@ class Section3Report:
                 "fc nets on MNIST, ToTensor inputs (no normalisation), one epoch without "
                 "updates, first-layer gradients compared bitwise between ReLU'(0) = 0 and 1"
             ),
-            "interval": f"95% {INTERVAL_METHOD} (scipy.stats.binomtest.proportion_ci)",
-            "paper_source": PAPER_SOURCE,
+            "interval": f"95% {_INTERVAL_METHOD} (scipy.stats.binomtest.proportion_ci)",
+            "paper_source": _PAPER_SOURCE,
             "platform": self.platform,
             "platform_source": self.platform_source,
             "cells": [asdict(c) for c in self.cells],
@@ -228,7 +227,7 @@ def _figure(r: Section3Report, sweep: str) -> go.Figure:
                          "linear", row=1, col=col)
     fig.update_yaxes(title_text="fraction of inits bifurcated", range=[-0.05, 1.05],
                      row=1, col=1)
-    fig.update_layout(title=f"{sweep} sweep: ours (95% {INTERVAL_METHOD}) vs the paper",
+    fig.update_layout(title=f"{sweep} sweep: ours (95% {_INTERVAL_METHOD}) vs the paper",
                       height=380)
     return fig
 
@@ -248,8 +247,8 @@ def write_report(r: Section3Report, out_dir: str | Path = "results") -> list[Pat
         "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}</style>"
         f"</head><body><h1>{html.escape(title)}</h1>",
         f"<p>{r.trials_complete}/{r.trials_total} trials complete; {r.plan.inits} inits per "
-        f"cell, {r.train_samples} training images. Paper: {html.escape(PAPER_SOURCE)}. "
-        f"Intervals: 95% {INTERVAL_METHOD}.</p>",
+        f"cell, {r.train_samples} training images. Paper: {html.escape(_PAPER_SOURCE)}. "
+        f"Intervals: 95% {_INTERVAL_METHOD}.</p>",
         f"<p>Platform ({html.escape(r.platform_source)}): "
         f"{html.escape(_summary(r.platform))}</p>",
     ]

@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "DEFAULT_DATABASE",
-    "PROJECT_MARKERS",
     "STORAGE_FOLDER",
     "default_database",
     "is_project_folder",
@@ -22,9 +20,9 @@ __all__ = [
 ]
 
 STORAGE_FOLDER = "storage"
-DEFAULT_DATABASE = "hpo.db"
+_DEFAULT_DATABASE = "hpo.db"
 #: A folder holding one of these (as a folder) is a project folder.
-PROJECT_MARKERS = (STORAGE_FOLDER, "study_configs")
+_PROJECT_MARKERS = (STORAGE_FOLDER, "study_configs")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
@@ -40,12 +38,12 @@ def project_folder(start: str | Path | None = None) -> Path:
 
 def is_project_folder(folder: str | Path) -> bool:
     """Whether ``folder`` holds a ``storage/`` or ``study_configs/`` folder."""
-    return any((Path(folder) / marker).is_dir() for marker in PROJECT_MARKERS)
+    return any((Path(folder) / marker).is_dir() for marker in _PROJECT_MARKERS)
 
 
 def default_database(start: str | Path | None = None) -> Path:
     """``<project folder>/storage/hpo.db`` (absolute; it may not exist yet)."""
-    return project_folder(start) / STORAGE_FOLDER / DEFAULT_DATABASE
+    return project_folder(start) / STORAGE_FOLDER / _DEFAULT_DATABASE
 
 
 def other_databases(start: str | Path | None = None, *, besides: str | Path | None = None
@@ -56,7 +54,7 @@ def other_databases(start: str | Path | None = None, *, besides: str | Path | No
     folder = project_folder(start) / STORAGE_FOLDER
     if not folder.is_dir():
         return []
-    skip = Path(besides if besides is not None else folder / DEFAULT_DATABASE).absolute()
+    skip = Path(besides if besides is not None else folder / _DEFAULT_DATABASE).absolute()
     found = []
     for path in sorted(folder.rglob("*")):
         if path.suffix in _SQLITE_SUFFIXES and path.is_file() and path.absolute() != skip:

@@ -21,7 +21,6 @@ from hpo.storage.project import default_database
 
 __all__ = [
     "ENV_VAR",
-    "EXAMPLES",
     "default_storage_url",
     "engine_url",
     "is_default_storage",
@@ -35,7 +34,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "HPO_STORAGE"
-EXAMPLES = "sqlite:///storage/hpo.db, postgresql://USER:PASSWORD@HOST:5432/DB"
+_EXAMPLES = "sqlite:///storage/hpo.db, postgresql://USER:PASSWORD@HOST:5432/DB"
 _PASSWORD_KEYS = ("password", "passwd", "pass", "pwd")
 # postgresql:// or postgres://, with or without a driver; group 1: "+driver" or None
 _POSTGRES = re.compile(r"^postgres(?:ql)?(\+[A-Za-z0-9_]+)?://", re.I)
@@ -109,12 +108,12 @@ def parse_storage_url(url: str) -> URL:
         fix = "correct the scheme" + (f" (did you mean {close[0]}://?)" if close else "")
         raise UsageError(
             f"storage: unknown database kind {kind!r} in URL (got {mask_url(url)!r}); "
-            f"allowed: sqlite, postgresql (or postgres), mysql (e.g. {EXAMPLES}); fix: "
+            f"allowed: sqlite, postgresql (or postgres), mysql (e.g. {_EXAMPLES}); fix: "
             f"{fix}."
         ) from exc
     except (sqlalchemy.exc.ArgumentError, ValueError) as exc:  # ValueError: a bad port
         raise UsageError(
-            f"storage: not a database URL (got {mask_url(url)!r}); allowed: {EXAMPLES}; "
+            f"storage: not a database URL (got {mask_url(url)!r}); allowed: {_EXAMPLES}; "
             "fix: write it as DIALECT[+DRIVER]://..."
         ) from exc
     return parsed

@@ -25,7 +25,6 @@ __all__ = [
     "DUPLICATE_RETRY",
     "DUPLICATE_TWIN",
     "FAIL_REASON_ATTR",
-    "FINISHED_STATES",
     "SLOT_STATES",
     "Admission",
     "admit",
@@ -46,7 +45,7 @@ DISCARDED = "discarded: over budget"
 DUPLICATE_TWIN = "discarded: duplicate twin"
 #: States of trials that hold a slot of the budget.
 SLOT_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+_FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def study_budget(study: optuna.Study) -> int:
@@ -102,7 +101,7 @@ def study_spent(trials: list[FrozenTrial], budget: int) -> bool:
     left out)."""
     duplicates = superseded(trials)
     live = [t for t in trials if t.number not in duplicates]
-    finished = sum(t.state in FINISHED_STATES and not is_twin(t) for t in live)
+    finished = sum(t.state in _FINISHED_STATES and not is_twin(t) for t in live)
     return finished >= budget and not any(
         is_twin(t) and t.state in (TrialState.WAITING, TrialState.RUNNING) for t in live
     )

@@ -32,8 +32,6 @@ __all__ = [
     "OOM_REASON_ATTR",
     "TrialRecorder",
     "WorkerStats",
-    "is_out_of_memory",
-    "release_memory",
 ]
 
 log = logging.getLogger(__name__)
@@ -222,9 +220,9 @@ class TrialRecorder:
             self.fail(trial, f"error: storage {fault} during the run ({describe(error)})",
                       retry=True)
             return
-        if is_out_of_memory(error):
+        if _is_out_of_memory(error):
             reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-            release_memory(error)
+            _release_memory(error)
             log.warning("trial %d ran out of memory (%s); recorded as pruned", trial.number,
                         reason)
             self.consecutive_failures = 0
@@ -256,7 +254,7 @@ class TrialRecorder:
             # failed by another worker meanwhile: finish() says so
 
 
-def is_out_of_memory(error: BaseException) -> bool:
+def _is_out_of_memory(error: BaseException) -> bool:
     """torch's OutOfMemoryError (CUDA, or any device), Python's MemoryError, and torch's CPU
     allocator failing ("can't allocate memory")."""
     if isinstance(error, MemoryError):
@@ -270,7 +268,7 @@ def is_out_of_memory(error: BaseException) -> bool:
     )
 
 
-def release_memory(error: BaseException) -> None:
+def _release_memory(error: BaseException) -> None:
     """Free what the failed run held: its frames (their tensors), then the CUDA cache."""
     traceback.clear_frames(error.__traceback__)
     gc.collect()

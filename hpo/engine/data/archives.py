@@ -27,7 +27,7 @@ from hpo.engine.data.fetch import RemoteFile, find_or_download
 from hpo.engine.data.tensors import RawDataset
 from hpo.errors import ConfigError, DataError
 
-__all__ = ["FILES", "load_archive", "read_cifar10", "read_svhn_mat", "verify_archive"]
+__all__ = ["FILES", "load_archive", "read_cifar10", "verify_archive"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _load(name: str, paths: tuple[Path, ...]) -> RawDataset:
     if name == "cifar10":
         (train_x, train_y), (test_x, test_y) = read_cifar10(paths[0])
     else:
-        (train_x, train_y), (test_x, test_y) = (read_svhn_mat(p) for p in paths)
+        (train_x, train_y), (test_x, test_y) = (_read_svhn_mat(p) for p in paths)
     return RawDataset(name, train_x, train_y, test_x, test_y)
 
 
@@ -173,7 +173,7 @@ def read_cifar10(path: str | os.PathLike) -> tuple[tuple[Tensor, Tensor], tuple[
 
 
 # ------------------------------------------------------------------------------------- SVHN
-def read_svhn_mat(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
+def _read_svhn_mat(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
     """Read one SVHN ``.mat`` file (already verified).
 
     Returns:

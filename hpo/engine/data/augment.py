@@ -14,15 +14,15 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["PADDING", "CropFlip", "black_pixel", "crop_flip"]
+__all__ = ["CropFlip", "black_pixel", "crop_flip"]
 
-PADDING = 4
+_PADDING = 4
 # Offsets the augmentation generator from the batch-order generator seeded with the same seed.
 _SEED_OFFSET = 0x5EED_A06
 
 
 def crop_flip(
-    x: Tensor, offsets: Tensor, flips: Tensor, fill: Tensor, padding: int = PADDING
+    x: Tensor, offsets: Tensor, flips: Tensor, fill: Tensor, padding: int = _PADDING
 ) -> Tensor:
     """Random crops and flips of a batch, as given.
 
@@ -64,7 +64,7 @@ def black_pixel(
 class CropFlip:
     """Per-epoch draws of :func:`crop_flip`'s offsets and flips, from the run's seed."""
 
-    def __init__(self, seed: int, fill: Tensor, padding: int = PADDING) -> None:
+    def __init__(self, seed: int, fill: Tensor, padding: int = _PADDING) -> None:
         self.generator = torch.Generator().manual_seed(seed + _SEED_OFFSET)
         self.fill, self.padding = fill, padding
 

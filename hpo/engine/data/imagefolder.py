@@ -27,8 +27,6 @@ from hpo.engine.data.tensors import RawDataset
 from hpo.errors import ConfigError, DataError
 
 __all__ = [
-    "DEFAULT_MEMORY_GIB",
-    "IMAGE_EXTENSIONS",
     "MEMORY_ENV",
     "FolderSplit",
     "ImageFolderIndex",
@@ -41,9 +39,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 MEMORY_ENV = "HPO_IMAGE_MEMORY_GIB"
-DEFAULT_MEMORY_GIB = 4.0
+_DEFAULT_MEMORY_GIB = 4.0
 _LAYOUT = "PATH/train/<class>/<image> and PATH/test/<class>/<image> (torchvision's ImageFolder)"
 
 
@@ -148,18 +146,18 @@ def _files(name: str, folder: Path, classes: Sequence[str], require_each: bool) 
             Path(dirpath) / f
             for dirpath, _, files in sorted(os.walk(folder / cls, followlinks=True))
             for f in sorted(files)
-            if f.lower().endswith(IMAGE_EXTENSIONS)
+            if f.lower().endswith(_IMAGE_EXTENSIONS)
         ]
         if require_each and not found:
             raise ConfigError(
                 f"dataset {name!r}: {str(folder / cls)!r} holds no images "
-                f"({', '.join(IMAGE_EXTENSIONS)}); add images to it or remove the folder."
+                f"({', '.join(_IMAGE_EXTENSIONS)}); add images to it or remove the folder."
             )
         paths += found
         labels += [index] * len(found)
     if not paths:
         raise ConfigError(
-            f"dataset {name!r}: {str(folder)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+            f"dataset {name!r}: {str(folder)!r} holds no images ({', '.join(_IMAGE_EXTENSIONS)}); "
             "add images to its class folders."
         )
     return FolderSplit(tuple(paths), torch.tensor(labels, dtype=torch.int64))
@@ -201,7 +199,7 @@ def memory_budget() -> int:
     """
     raw = os.environ.get(MEMORY_ENV, "").strip()
     if not raw:
-        return int(DEFAULT_MEMORY_GIB * 2**30)
+        return int(_DEFAULT_MEMORY_GIB * 2**30)
     try:
         gib = float(raw)
     except ValueError:
@@ -209,7 +207,7 @@ def memory_budget() -> int:
     if not (math.isfinite(gib) and gib >= 0):
         raise ConfigError(
             f"Invalid {MEMORY_ENV}={raw!r}: it must be a number of GiB >= 0 (0: always decode "
-            f"from disk); unset it for the default {DEFAULT_MEMORY_GIB:g}."
+            f"from disk); unset it for the default {_DEFAULT_MEMORY_GIB:g}."
         )
     return int(gib * 2**30)
 

@@ -22,7 +22,6 @@ from hpo.engine.models.routing import FunctionalRouting
 from hpo.errors import ModelAuditError
 
 __all__ = [
-    "OTHER_KINKED_MODULES",
     "RELU_FAMILY_MODULES",
     "RELU_FAMILY_NODES",
     "AuditReport",
@@ -40,7 +39,7 @@ RELU_FAMILY_MODULES: tuple[type[nn.Module], ...] = (
     nn.RReLU,
     nn.Threshold,
 )
-OTHER_KINKED_MODULES: tuple[type[nn.Module], ...] = (
+_OTHER_KINKED_MODULES: tuple[type[nn.Module], ...] = (
     nn.Hardswish,
     nn.Hardsigmoid,
     nn.Hardshrink,
@@ -141,7 +140,7 @@ def audit_model(
             "torch.ops.aten calls are not) or an injected activation (create_activation)."
         )
     other = Counter(
-        type(m).__name__ for m in model.modules() if isinstance(m, OTHER_KINKED_MODULES)
+        type(m).__name__ for m in model.modules() if isinstance(m, _OTHER_KINKED_MODULES)
     )
     report = AuditReport(
         len(scan.modules),

@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 from hpo.engine.models import activations
 from hpo.engine.models.activations import KinkedActivation
 
-__all__ = ["ROUTED_FUNCTIONS", "FunctionalRouting"]
+__all__ = ["FunctionalRouting"]
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _OURS = activations.__file__
@@ -43,7 +43,7 @@ _RULES: dict[Callable[..., Any], _Rule] = {
     F.hardtanh: ("hardtanh", (3, "inplace"), ((1, "min_val"), (2, "max_val"))),
     F.hardtanh_: ("hardtanh_", True, ((1, "min_val"), (2, "max_val"))),
 }
-ROUTED_FUNCTIONS: tuple[str, ...] = (
+_ROUTED_FUNCTIONS: tuple[str, ...] = (
     "F.relu", "torch.relu", "torch.relu_/F.relu_", "Tensor.relu", "Tensor.relu_", "F.relu6",
     "F.leaky_relu", "F.leaky_relu_", "F.hardtanh(x, 0, 6)", "F.hardtanh_(x, 0, 6)",
 )  # fmt: skip
@@ -77,7 +77,7 @@ class FunctionalRouting(nn.Module):
         return lambda: self._observers.remove(fn)
 
     def extra_repr(self) -> str:
-        return f"routes: {', '.join(ROUTED_FUNCTIONS)}"
+        return f"routes: {', '.join(_ROUTED_FUNCTIONS)}"
 
     # -- used by _RoutingMode -----------------------------------------------------------
     def _site(self, frame: Any, op: str, inplace: bool) -> tuple[str, KinkedActivation]:

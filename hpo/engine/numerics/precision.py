@@ -17,7 +17,7 @@ from hpo.errors import ConfigError
 
 __all__ = ["Precision", "resolve_adam_eps", "resolve_precision"]
 
-DEFAULT_ADAM_EPS = 1e-8
+_DEFAULT_ADAM_EPS = 1e-8
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ def resolve_precision(name: str) -> Precision:
 def resolve_adam_eps(eps: float | None, dtype: torch.dtype) -> float:
     """The epsilon Adam uses in ``dtype``: see the module docstring for the rule."""
     if eps is None:
-        if torch.tensor(DEFAULT_ADAM_EPS, dtype=dtype).item() != 0.0:
-            return DEFAULT_ADAM_EPS
+        if torch.tensor(_DEFAULT_ADAM_EPS, dtype=dtype).item() != 0.0:
+            return _DEFAULT_ADAM_EPS
         return float(torch.finfo(dtype).tiny)
     if torch.tensor(eps, dtype=dtype).item() == 0.0:
         tiny = torch.finfo(dtype).tiny

@@ -22,13 +22,13 @@ from hpo.engine.models.activations import create_activation
 from hpo.engine.numerics.precision import Precision
 from hpo.engine.spec import TrainSpec
 
-__all__ = ["MEMORY_BUDGET", "run", "supports"]
+__all__ = ["run", "supports"]
 
 log = logging.getLogger(__name__)
 
 # Bytes of stacked weights and activations one group of inits may use; larger K is probed
 # in groups of inits, one after the other.
-MEMORY_BUDGET = 1 << 30
+_MEMORY_BUDGET = 1 << 30
 # Inits per forward chunk: about 16 keeps one layer's activations (16 x batch x width) in
 # cache; measured 1.3x faster than all 100 inits at once for the 3x256 net, batch 256.
 _CHUNK = 16
@@ -61,7 +61,7 @@ def run(
     dims = [in_features] + [spec.width] * spec.depth + [10]
     per_init = elsize * (sum(i * o + o for i, o in zip(dims, dims[1:]))
                          + 2 * spec.batch_size * spec.width * (spec.depth + 1))
-    group = max(1, min(inits, MEMORY_BUDGET // per_init))
+    group = max(1, min(inits, _MEMORY_BUDGET // per_init))
     for start in range(0, inits, group):
         ids = torch.arange(start, min(start + group, inits))
         built = time.perf_counter()
