@@ -1,11 +1,19 @@
-"""Study configuration: a YAML file becomes a frozen, validated ``StudyConfig``.
+"""Study configuration: a YAML file becomes a frozen, validated :class:`StudyConfig`.
 
-``load_study_config(path)`` is the entry point; the public names are re-exported here.
-Modules: :mod:`.yamlfile` (YAML reading, error reporting), :mod:`.search_space` (search
-space -> Optuna distributions), :mod:`.samplers`, :mod:`.modes` (objective, probe and
-baseline rules), :mod:`.models` (a model built once, at load), :mod:`.schema` (a whole
-document checked), :mod:`.study` (the typed sections). Loading a study file imports
-neither SQLAlchemy nor the storage layer.
+Import the public names from here. The modules, each importing only the ones before it
+(plus :mod:`hpo.errors` and the engine's ``TrainSpec``; ``samplers`` names ``study``'s
+section types in annotations only):
+
+* ``yamlfile``: reading YAML (duplicate keys rejected) and the error-reporting ``Checker``;
+* ``search_space``: the YAML search space -> Optuna distributions, baseline expansion;
+* ``samplers``: sampler and pruner names and options -> checked Optuna objects;
+* ``modes``: objective, probe and paired-baseline rules;
+* ``models``: builds a torchvision or import-path model once, so a bad one fails at load;
+* ``schema``: validation of a whole study document;
+* ``study``: the typed sections, :class:`StudyConfig` and :func:`load_study_config`.
+
+Loading a study file imports neither SQLAlchemy nor the storage layer
+(``tests/test_layout.py`` checks it).
 """
 
 from __future__ import annotations
