@@ -272,10 +272,11 @@ class LeakyReLU(KinkedActivation):
         return [f"negative_slope={self.negative_slope:g}"]
 
 
+# Each class under its own ``name``: the names of TrainSpec's ``activation`` setting
+# (hpo.engine.spec.ACTIVATION_NAMES, torch-free; tests/engine/models/test_activations.py
+# checks that both name the same activations).
 ACTIVATIONS: dict[str, type[KinkedActivation]] = {
-    "relu": ReLU,
-    "relu6": ReLU6,
-    "leaky_relu": LeakyReLU,
+    cls.name: cls for cls in (ReLU, ReLU6, LeakyReLU)
 }
 
 
