@@ -8,6 +8,7 @@ import logging
 import math
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from hpo.analysis.compare import GroupSummary, StudyComparison
@@ -17,6 +18,8 @@ __all__ = [
     "closing_lines",
     "figures",
     "format_text",
+    "html_page",
+    "html_table",
     "pairs_line",
     "write_report",
 ]
@@ -209,10 +212,6 @@ def _write_html(c: StudyComparison, out_dir: str | Path) -> Path:
     path = out / f"compare_{c.study}.html"
     title = f"ReLU'(0) comparison: {c.study}" + (f" vs {c.other}" if c.other else "")
     parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-        "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>",
         f"<p>Metric: {_METRIC_LABEL[c.metric]}; accuracies in %, differences in percentage "
         f"points (pp); 95% percentile bootstrap intervals (seed {c.seed}). Pairs: each tuned "
         "trial against the default-derivative run with the same seed and settings; tuned "
@@ -224,14 +223,13 @@ def _write_html(c: StudyComparison, out_dir: str | Path) -> Path:
         *[f"<li><b>{html.escape(group_label(g.group))}</b>: {html.escape(g.paired.verdict)} "
           f"({html.escape(pairs_line(g))})</li>" for g in c.groups],
         "</ul><h2>Per group</h2>",
-        c.table().to_html(index=False, na_rep="n/a", float_format=lambda x: f"{x:.4g}"),
+        html_table(c.table()),
     ]
     if c.against:
         parts += [f"<h2>{html.escape(c.study)} vs {html.escape(str(c.other))}</h2><ul>",
                   *[f"<li><b>{html.escape(r.group)}</b>: {html.escape(r.result.verdict)}</li>"
                     for r in c.against],
-                  "</ul>", c.against_table().to_html(index=False, na_rep="n/a",
-                                                     float_format=lambda x: f"{x:.4g}")]
+                  "</ul>", html_table(c.against_table())]
     if c.importance_note:
         parts.append(f"<p>{_IMPORTANCE_LABEL.capitalize()}: "
                      f"{html.escape(c.importance_note)}</p>")
@@ -239,9 +237,24 @@ def _write_html(c: StudyComparison, out_dir: str | Path) -> Path:
     for i, fig in enumerate(figures(c)):
         # plotly.js goes into the page once (no CDN: the report must open offline).
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    parts.append("</body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
+    path.write_text(html_page(title, parts), encoding="utf-8")
     return path
+
+
+def html_page(title: str, body: list[str]) -> str:
+    """One offline HTML page: ``title`` as its title and heading, then ``body``'s parts."""
+    head = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
+        "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>"
+    )
+    return "\n".join([head, *body, "</body></html>"])
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    """A report table: no index, ``n/a`` for missing values, 4 significant digits."""
+    return frame.to_html(index=False, na_rep="n/a", float_format=lambda x: f"{x:.4g}")
 
 
 def write_report(c: StudyComparison, out_dir: str | Path = "results") -> list[Path]:

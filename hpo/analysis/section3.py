@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 from scipy.stats import binomtest
 
+from hpo.analysis.report import html_page, html_table
 from hpo.config.section3 import Section3Plan, slice_size
 
 __all__ = [
@@ -242,10 +243,6 @@ def write_report(r: Section3Report, out_dir: str | Path = "results") -> list[Pat
     title = f"Section 3 reproduction: {r.study}"
     sweeps = list(dict.fromkeys(c.sweep for c in r.cells))
     parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-        "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>",
         f"<p>{r.trials_complete}/{r.trials_total} trials complete; {r.plan.inits} inits per "
         f"cell, {r.train_samples} training images. Paper: {html.escape(_PAPER_SOURCE)}. "
         f"Intervals: 95% {_INTERVAL_METHOD}.</p>",
@@ -254,10 +251,8 @@ def write_report(r: Section3Report, out_dir: str | Path = "results") -> list[Pat
     ]
     for i, sweep in enumerate(sweeps):
         parts.append(_figure(r, sweep).to_html(full_html=False, include_plotlyjs=(i == 0)))
-    parts += ["<h2>Cells</h2>",
-              r.table().to_html(index=False, na_rep="n/a", float_format=lambda x: f"{x:.4g}"),
-              "</body></html>"]
-    html_path.write_text("\n".join(parts), encoding="utf-8")
+    parts += ["<h2>Cells</h2>", html_table(r.table())]
+    html_path.write_text(html_page(title, parts), encoding="utf-8")
     for path in (csv_path, html_path):
         logger.info("wrote %s", path)
     return [csv_path, html_path]
