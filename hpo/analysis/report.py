@@ -1,5 +1,9 @@
 """Write a :class:`~hpo.analysis.compare.StudyComparison` out: text lines, CSV and one
-self-contained HTML report (plotly.js embedded once, so it opens offline)."""
+self-contained HTML report (plotly.js embedded once, so it opens offline).
+
+:func:`write_report` writes the files, :func:`format_text` the terminal lines;
+:func:`html_page` and :func:`html_table` also frame the Section 3 report.
+"""
 
 from __future__ import annotations
 
