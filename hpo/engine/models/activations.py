@@ -272,11 +272,10 @@ class LeakyReLU(KinkedActivation):
         return [f"negative_slope={self.negative_slope:g}"]
 
 
-# Each class under its own ``name``: the names of TrainSpec's ``activation`` setting
-# (hpo.engine.spec.ACTIVATION_NAMES, torch-free; tests/engine/models/test_activations.py
-# checks that both name the same activations).
 ACTIVATIONS: dict[str, type[KinkedActivation]] = {
-    cls.name: cls for cls in (ReLU, ReLU6, LeakyReLU)
+    "relu": ReLU,
+    "relu6": ReLU6,
+    "leaky_relu": LeakyReLU,
 }
 
 

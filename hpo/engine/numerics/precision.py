@@ -32,8 +32,6 @@ class Precision:
         return self.autocast_dtype is torch.float16
 
 
-# The names of TrainSpec's ``precision`` setting (hpo.engine.spec.PRECISIONS, torch-free;
-# tests/engine/numerics/test_precision.py checks that both name the same precisions).
 _PRECISIONS = {
     "float16": Precision("float16", torch.float16, None),
     "bfloat16": Precision("bfloat16", torch.bfloat16, None),
