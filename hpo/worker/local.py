@@ -23,7 +23,6 @@ import optuna
 import yaml
 
 from hpo.config.study import StudyConfig, load_study_config
-from hpo.config.yamlfile import one_line
 from hpo.errors import ConfigError, UsageError
 from hpo.storage.rdb import make_storage
 from hpo.storage.urls import mask_url, resolve_storage_url, warn_password_in_file
@@ -93,14 +92,7 @@ def _from_mapping(doc: Mapping[str, Any]) -> StudyConfig:
     Why: :func:`hpo.config.study.load_study_config` reads paths only; this bridge uses it
     unchanged, and messages name ``<dict>`` instead of the temporary file.
     """
-    try:
-        text = yaml.safe_dump(_plain(doc), sort_keys=False)
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"{DICT_SOURCE}: a value is not plain data ({one_line(exc)}); allowed: str, int, "
-            "float, bool, None and lists or dicts of them; fix: convert it (e.g. float(x) "
-            "for a NumPy number)."
-        ) from None
+    text = yaml.safe_dump(_plain(doc, ""), sort_keys=False)
     with tempfile.TemporaryDirectory(prefix="hpo-study-") as folder:
         path = Path(folder) / "study.yaml"
         path.write_text(text, encoding="utf-8")
@@ -111,13 +103,23 @@ def _from_mapping(doc: Mapping[str, Any]) -> StudyConfig:
     return dataclasses.replace(cfg, source=DICT_SOURCE)
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists and mappings as dicts, so that safe YAML can write them."""
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as safe YAML writes it (tuples as lists), or a one-line error naming the
+    key of a value that is not plain data (e.g. a NumPy number)."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    for kind in (bool, int, float, str):  # subclasses too (np.float64 is a float)
+        if isinstance(value, kind):
+            return kind(value)
+    if value is None:
+        return None
+    raise ConfigError(
+        f"{DICT_SOURCE}: {where or '(top level)'}: not plain data (got {value!r} of type "
+        f"{type(value).__module__}.{type(value).__qualname__}); allowed: str, int, float, "
+        "bool, None, lists and dicts of them; fix: convert it (e.g. float(x) for a NumPy number)."
+    )
 
 
 class StudyRef(NamedTuple):
