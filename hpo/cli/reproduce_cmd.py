@@ -13,7 +13,8 @@ import json
 import sys
 from typing import ClassVar
 
-from hpo.cli.base import Command, int_arg, positive_int
+from hpo.cli.base import Command, int_arg
+from hpo.errors import UsageError
 
 __all__ = ["Reproduce", "Section3"]
 
@@ -35,7 +36,7 @@ class Section3(Command):
         p.add_argument("--quick", action="store_true",
                        help="7 of the 13 cells (each sweep's ends and middle) and 10 inits: a "
                        "sanity run of minutes on 2 CPU cores")
-        p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+        p.add_argument("--workers", type=int_arg, default=1, metavar="N",
                        help="local worker processes (default 1); CPU threads are split")
         p.add_argument("--storage", metavar="URL",
                        help="study storage (default: $HPO_STORAGE or the project's "
@@ -58,6 +59,9 @@ class Section3(Command):
         from hpo.analysis.section3 import format_text
         from hpo.storage.urls import mask_url
 
+        if args.workers < 1:
+            raise UsageError(f"--workers {args.workers} is not allowed: an integer >= 1; "
+                             "fix: e.g. --workers 2.")
         done = reproduce_section3(
             inits=args.inits, quick=args.quick, precisions=args.precisions,
             train_subset=args.train_subset, workers=args.workers, storage=args.storage,
