@@ -25,6 +25,7 @@ from hpo.analysis.section3 import write_report as write_section3
 from hpo.config.section3 import PRECISIONS, plan, section3_config
 from hpo.config.study import StudyConfig
 from hpo.engine.numerics.platform import platform_record
+from hpo.errors import UsageError
 from hpo.storage.artifacts import check_artifact_dir
 from hpo.storage.urls import resolve_storage_url
 from hpo.worker.local import StudyRef, StudyRun, run_study, study_ref
@@ -102,7 +103,8 @@ def compare(
     name, url = study_ref(study, storage)
     if publish_report:
         if output is None:
-            raise ValueError("publish_report needs output (the folder of the HTML report)")
+            raise UsageError("publish_report=True needs a report to publish; allowed: an "
+                             "output folder; fix: pass output='results'.")
         check_artifact_dir(url, artifacts)  # a bad folder: exit 2 before any work
     loaded, cfg = load_existing_study(name, url)
     other = None
