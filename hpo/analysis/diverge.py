@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from hpo.engine.numerics.flags import check_tf32_device
 from hpo.engine.numerics.precision import resolve_precision
-from hpo.engine.spec import TrainSpec
+from hpo.engine.spec import TrainSpec, derivative_note
 from hpo.engine.train import resolve_device, train
 from hpo.errors import ConfigError
 
@@ -39,6 +39,7 @@ __all__ = [
     "DivergenceResult",
     "RunRecord",
     "alpha_key",
+    "alpha_notes",
     "l1_distance",
     "plot_divergence",
     "run_divergence",
@@ -97,6 +98,8 @@ class DivergenceResult:
     runs: list[RunRecord] = field(default_factory=list)
     # hpo.engine.numerics.platform.platform_record of each precision's reference run
     platform: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # one line per alpha that is not a subgradient of the activation at 0 (allowed)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready. With one precision ``l1`` is ``{alpha: [per epoch]}`` and
@@ -130,6 +133,7 @@ class DivergenceResult:
             "settings": settings,
             "platform": self.platform.get(only),
             "platform_by_precision": self.platform,
+            "notes": list(self.notes),
         }
 
 
@@ -149,21 +153,29 @@ def alpha_key(alpha: float) -> str:
 
 
 def validate_alphas(alphas: Iterable[Any]) -> tuple[float, ...]:
-    """Alphas as floats; :class:`ConfigError` unless each is a distinct finite number in [0, 1]."""
+    """Alphas as floats; :class:`ConfigError` unless each is a distinct finite number. Any
+    finite ReLU'(0) is allowed, as in ``hpo train`` (see :func:`alpha_notes`)."""
     values: list[float] = []
     for a in alphas:
         number = isinstance(a, (int, float)) and not isinstance(a, bool)
-        if not number or not math.isfinite(a) or not 0.0 <= a <= 1.0:
+        if not number or not math.isfinite(a):
             raise ConfigError(
-                f"Invalid alpha {a!r}: ReLU'(0) must be a finite number in [0, 1]; "
-                "pass values such as --alphas 0.5 1."
+                f"Invalid alpha {a!r}: ReLU'(0) must be a finite number; pass values such as "
+                "--alphas 0.5 1."
             )
         if float(a) in values:
             raise ConfigError(f"alpha {a!r} is given twice; list each ReLU'(0) value once.")
         values.append(float(a))
     if not values:
-        raise ConfigError("No alphas given; pass at least one ReLU'(0) in [0, 1], e.g. --alphas 1.")
+        raise ConfigError("No alphas given; pass at least one ReLU'(0), e.g. --alphas 1.")
     return tuple(values)
+
+
+def alpha_notes(spec: TrainSpec, alphas: Iterable[float]) -> list[str]:
+    """One line per alpha that is not a subgradient of ``spec``'s activation at 0."""
+    found = (derivative_note("relu_prime_zero", a, spec.activation, spec.negative_slope)
+             for a in alphas)
+    return [n for n in found if n]
 
 
 def l1_distance(a: Iterable[Tensor], b: Iterable[Tensor]) -> float:
@@ -195,7 +207,8 @@ def run_divergence(
 
     Args:
         spec: shared settings; ``relu_prime_zero`` is replaced per run.
-        alphas: ReLU'(0) values in [0, 1] to compare with the reference.
+        alphas: ReLU'(0) values to compare with the reference (any finite value; one outside
+            the subdifferential is logged and listed in ``notes``).
         precisions: precisions to run (default: ``[spec.precision]``).
         data_dir: dataset folder (default ``HPO_DATA_DIR``).
 
@@ -204,6 +217,9 @@ def run_divergence(
             trained).
     """
     alpha_values = validate_alphas(alphas)
+    notes = alpha_notes(spec, alpha_values)
+    for note in notes:
+        log.warning("%s", note)
     names = tuple(precisions) if precisions is not None else (spec.precision,)
     if not names:
         raise ConfigError("No precisions given; pass at least one, e.g. --precisions float32.")
@@ -216,7 +232,7 @@ def run_divergence(
     epochs = list(range(spec.epochs + 1))
     result = DivergenceResult(
         spec=spec, alphas=alpha_values, precisions=names, epochs=epochs, l1={},
-        control_l1={}, reference_l1_norm={}, n_params=0,
+        control_l1={}, reference_l1_norm={}, n_params=0, notes=notes,
     )
     for p in names:
         _measure(spec.replace(precision=p), alpha_values, data_dir, result)

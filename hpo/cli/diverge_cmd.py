@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpo.cli import train_cmd
+from hpo.cli.spec_flags import add_spec_arguments, spec_from_args
 
 __all__ = ["register"]
 
@@ -29,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the ReLU'(0)=0 run, with a second ReLU'(0)=0 run as control.",
     )
     parser.add_argument("--alphas", type=float, nargs="+", required=True, metavar="ALPHA",
-                        help="ReLU'(0) values in [0, 1] to compare with ReLU'(0)=0")
+                        help="ReLU'(0) values to compare with ReLU'(0)=0 (any finite "
+                        "value; outside [0, 1] is noted as not a subgradient)")
     parser.add_argument("--precisions", nargs="+", metavar="PRECISION",
                         help="run each of these precisions (default: --precision)")
-    train_cmd.add_spec_arguments(parser, exclude=("relu_prime_zero",))
+    add_spec_arguments(parser, exclude=("relu_prime_zero",))
     parser.add_argument("--output", "-o", metavar="DIR", default=DEFAULT_OUTPUT,
                         help=f"folder for the HTML plot and JSON (default: ./{DEFAULT_OUTPUT})")
     parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: $HPO_DATA_DIR)")
@@ -46,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from hpo.analysis.diverge import plot_divergence, run_divergence
 
-    spec = train_cmd.spec_from_args(args)
+    spec = spec_from_args(args)
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     result = run_divergence(

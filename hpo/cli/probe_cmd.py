@@ -1,55 +1,27 @@
 """``hpo probe``: how often do two values of ReLU'(0) give different gradients?
 
 Parses flags into a :class:`~hpo.engine.spec.TrainSpec` and calls
-:func:`hpo.engine.probe.bifurcation.run_probe`; ``--json`` prints one JSON object. Optimiser
-settings
-(``--lr``, ``--epochs`` ...) have no flag here: the probe makes no parameter updates.
+:func:`hpo.engine.probe.bifurcation.run_probe`; ``--json`` prints one JSON object. Settings
+that only matter to training (``--lr``, ``--epochs`` ...) have no flag here: the probe makes
+no parameter updates.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 import time
 from typing import Any
 
-from hpo.engine import spec as spec_mod
-from hpo.engine.spec import TrainSpec
+from hpo.cli.spec_flags import add_spec_arguments, spec_from_args
+from hpo.engine.spec import derivative_note
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainSpec)}
-# (field, type, choices, help): the TrainSpec settings that change what the probe measures.
-_SPEC_FLAGS: list[tuple[str, Any, tuple[str, ...] | None, str]] = [
-    ("model", str, None, "model: a built-in, a torchvision name or package.module:factory "
-     "(fc is batched and fast; CNNs are probed one by one)"),
-    ("dataset", str, spec_mod.DATASETS, "dataset"),
-    ("depth", int, None, "fc: number of hidden layers"),
-    ("width", int, None, "fc: units per hidden layer"),
-    ("batch_norm", bool, None, "fc, vgg11, resnet18_cifar: batch normalisation"),
-    ("width_mult", float, None, "MobileNetV3 width multiplier"),
-    ("activation", str, spec_mod.ACTIVATION_NAMES, "ReLU-family activation"),
-    ("relu6_prime_six", float, None, "relu6: derivative at 6 (same in both networks)"),
-    ("negative_slope", float, None, "leaky_relu: negative slope"),
-    ("kink_grad", str, spec_mod.KINK_GRAD_MODES, "'multiply' (chain rule) or 'set' (paper's code)"),
-    ("channels", int, None, "input channels, 1 or 3 (default: 1 for fc, 3 for CNNs)"),
-    ("image_size", int, None, "resize images to this size (default: 28; vgg11: 32)"),
-    ("normalize", bool, None, "standardise pixels with the dataset's mean and std"),
-    ("batch_size", int, None, "mini-batch size"),
-    ("train_subset", int, None, "training samples (the sample size; default: all)"),
-    ("val_size", int, None, "validation samples split off (not probed)"),
-    ("split_seed", int, None, "seed of the train/validation split"),
-    ("precision", str, spec_mod.PRECISIONS, "dtype of the whole model (tf32: CUDA only)"),
-    ("reduced_precision_reduction", str, spec_mod.REDUCED_PRECISION_REDUCTION,
-     "CUDA float16/bfloat16 GEMMs: reduced-precision reductions on, off, or PyTorch's"),
-    ("seed", int, None, "init k uses seed + k; the batch order is that of this seed"),
-    ("device", str, spec_mod.DEVICES, "cpu, cuda or auto"),
-]
 _PROGRESS_EVERY_S = 10.0
 
 
@@ -63,21 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "only in ReLU'(0); report the fraction of inits that bifurcated, the per-mini-batch "
         "hazard and the samples seen before the first difference.",
     )
-    for name, kind, choices, text in _SPEC_FLAGS:
-        flag = "--" + name.replace("_", "-")
-        default = _DEFAULTS[name]
-        kwargs: dict[str, Any] = {"dest": name, "default": default}
-        if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = kind
-            if choices:
-                kwargs["choices"] = choices
-            else:
-                kwargs["metavar"] = name.upper()
-        if default is not None and kind is not bool:
-            text += f" (default: {default})"
-        parser.add_argument(flag, help=text, **kwargs)
+    add_spec_arguments(parser, exclude=("relu_prime_zero",), training=False, notes={
+        "model": "fc is batched and fast; CNNs are probed one by one",
+        "relu6_prime_six": "the same in both networks",
+        "seed": "init k uses seed + k",
+    })
     parser.add_argument("--inits", type=int, default=100, help="initialisations (default: 100)")
     parser.add_argument(
         "--alphas", type=float, nargs=2, default=[0.0, 1.0], metavar=("A", "B"),
@@ -104,7 +66,11 @@ def _run(args: argparse.Namespace) -> int:
 
     from hpo.engine.probe.bifurcation import run_probe
 
-    spec = TrainSpec(**{name: getattr(args, name) for name, *_ in _SPEC_FLAGS})
+    spec = spec_from_args(args)
+    for note in (derivative_note("relu_prime_zero", a, spec.activation, spec.negative_slope)
+                 for a in args.alphas):
+        if note:
+            log.warning("%s", note)
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     result = run_probe(

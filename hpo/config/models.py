@@ -17,7 +17,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from hpo.config.yamlfile import Checker, one_line
-from hpo.engine.models.registry import BUILTIN_MODELS
+from hpo.engine.models.registry import model_kind
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError
 
@@ -34,7 +34,7 @@ def check_models(
     else:
         names = [("train.model", fixed.get("model", TrainSpec().model))]
     for key, name in names:
-        if name in BUILTIN_MODELS:
+        if not isinstance(name, str) or model_kind(name) == "builtin":
             continue
         try:
             spec = TrainSpec(**{**fixed, "model": name})

@@ -37,7 +37,7 @@ __all__ = [
 # The ReLU-family derivatives at the kinks: baselines use PyTorch's value for these.
 DERIVATIVES = ("relu_prime_zero", "relu6_prime_six")
 
-_SPEC_DEFAULTS = TrainSpec().to_dict()
+_SPEC_DEFAULTS = TrainSpec.defaults()
 
 
 def spec_default(name: str) -> Any:

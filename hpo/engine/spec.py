@@ -7,19 +7,29 @@ The engine knows nothing of Optuna, YAML or the CLI: those turn their inputs int
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpo.engine.data.registry import DATASETS, DatasetInfo, dataset_info
-from hpo.engine.models.registry import BUILTIN_MODELS, check_model_name
+from hpo.engine.models.registry import (
+    BUILTIN_MODELS,
+    BUILTINS,
+    MODEL_SETTINGS,
+    ModelEntry,
+    get_model_entry,
+)
 from hpo.errors import ConfigError
 
 __all__ = [
+    "ACTIVATION_NAMES",
     "AUGMENTATIONS",
     "CHANNELS_LAST",
     "DATASETS",
     "DEVICES",
+    "KINK_GRAD_MODES",
     "LR_SCHEDULES",
     "MODELS",
     "OPTIMIZERS",
@@ -27,7 +37,9 @@ __all__ = [
     "REDUCED_PRECISION_REDUCTION",
     "TF32_NEEDS_CUDA",
     "TrainResult",
+    "FIELDS",
     "TrainSpec",
+    "derivative_note",
 ]
 
 # The built-ins (for help texts). ``TrainSpec.model`` also accepts any torchvision
@@ -37,7 +49,8 @@ MODELS = BUILTIN_MODELS
 # Pure precisions train the whole model (and the optimizer state) in that dtype, as in the
 # paper. The amp_* modes keep float32 parameters and run forward/backward under autocast.
 # tf32 (CUDA only): float32 parameters, TF32 matmuls and convolutions; every other precision
-# runs with TF32 off (hpo.engine.numerics.flags).
+# runs with TF32 off (hpo.engine.numerics.flags). hpo.engine.numerics.precision derives its
+# table from this tuple.
 PRECISIONS = (
     "float16", "bfloat16", "float32", "tf32", "float64", "amp_float16", "amp_bfloat16",
 )
@@ -49,6 +62,7 @@ TF32_NEEDS_CUDA = (
 )
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
+# hpo.engine.models.activations.ACTIVATIONS is built from this tuple.
 ACTIVATION_NAMES = ("relu", "relu6", "leaky_relu")
 KINK_GRAD_MODES = ("multiply", "set")
 # The training protocol (train.py): schedules stepped once per epoch, batched augmentation.
@@ -56,15 +70,34 @@ LR_SCHEDULES = ("none", "cosine", "step")
 AUGMENTATIONS = ("none", "crop_flip")
 CHANNELS_LAST = ("auto", "true", "false")
 
-# Settings that only some models read: anything else set away from its default is an error.
-MODEL_ONLY = {
-    "depth": ("fc",),
-    "width": ("fc",),
-    "width_mult": ("mobilenet_v3_small", "mobilenet_v3_large"),
-    "batch_norm": ("fc", "vgg11", "resnet18_cifar"),
-}
-# torchvision's ImageNet designs: too many downsamplings for smaller images.
-_MIN_28 = ("mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50")
+
+def _setting(
+    default: Any, help: str, *, choices: tuple[Any, ...] | None = None,
+    minimum: float | None = None, below: float | None = None, positive: bool = False,
+    training: bool = False,
+) -> Any:
+    """A TrainSpec field with its help, choices and bounds (read by ``validate`` and by the
+    CLI's flags). ``training``: only matters when parameters are updated (not to a probe)."""
+    return field(default=default, metadata={
+        "help": help, "choices": choices, "minimum": minimum, "below": below,
+        "positive": positive, "training": training,
+    })
+
+
+def _size_floors() -> str:
+    """``"mobilenet_v3_small, ...: at least 28; vgg11: at least 32"`` from the model table."""
+    floors: dict[int, list[str]] = {}
+    for name, entry in BUILTINS.items():
+        if entry.min_image_size > 8:
+            floors.setdefault(entry.min_image_size, []).append(name)
+    return "; ".join(f"{', '.join(n)}: at least {size}" for size, n in sorted(floors.items()))
+
+
+_GRAY_1 = ", ".join(n for n, e in BUILTINS.items() if e.gray_channels == 1)
+_MODEL_HELP = (
+    "the network: a built-in (" + ", ".join(BUILTIN_MODELS) + "), any torchvision "
+    "classification model name (e.g. mnasnet0_5), or your own network as package.module:factory"
+)
 
 
 @dataclass(frozen=True)
@@ -72,76 +105,143 @@ class TrainSpec:
     """Everything that decides the outcome of one training run.
 
     Two specs that differ only in the activation derivatives give runs with the same
-    initial weights and the same batch order.
+    initial weights and the same batch order. Model settings (depth, width, batch_norm,
+    width_mult) are ``None`` when not given; a model that reads one gets its registry
+    default, and giving one the model does not read is an error.
     """
 
-    model: str = "fc"  # a built-in (MODELS), a torchvision name, or "package.module:factory"
-    dataset: str = "mnist"
-    # fully connected net: number of hidden layers and their width
-    depth: int = 2
-    width: int = 64
-    batch_norm: bool = False
-    # Recompute batch-norm statistics from training batches before each evaluation.
-    bn_recalibration: bool = True
-    width_mult: float = 1.0  # MobileNetV3 only
-    activation: str = "relu"
-    relu_prime_zero: float | None = None  # None: PyTorch's value (LeakyReLU: negative_slope)
-    relu6_prime_six: float | None = None  # None: PyTorch's value, 0
-    negative_slope: float = 0.01
-    kink_grad: str = "multiply"
-    channels: int | None = None  # None: the dataset's; gray datasets: 1 for fc, 3 for CNNs
-    image_size: int | None = None  # None: the dataset's (image folders: 32); vgg11: >= 32
-    normalize: bool = True
-    batch_size: int = 128
-    train_subset: int | None = None  # None: the whole training split
-    val_size: int = 10000
-    split_seed: int = 0
-    precision: str = "float32"
-    # cuBLAS float16/bfloat16 GEMMs: reduce in reduced precision (on/off) or PyTorch's default
-    reduced_precision_reduction: str = "default"
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0  # SGD only
-    adam_eps: float | None = None  # None: 1e-8, or float16's smallest normal in float16
-    weight_decay: float = 0.0
+    model: str = _setting("fc", _MODEL_HELP)
+    dataset: str = _setting(
+        "mnist", "mnist, fashion_mnist, cifar10, svhn, svhn_extra (SVHN's extra split) or "
+        "imagefolder:PATH (PATH/train/<class>/, PATH/test/<class>/, optional PATH/val/)")
+    depth: int | None = _setting(None, "number of hidden layers", minimum=1)
+    width: int | None = _setting(None, "units per hidden layer", minimum=1)
+    batch_norm: bool | None = _setting(
+        None, "batch normalisation after each linear/conv layer")
+    bn_recalibration: bool = _setting(
+        True, "recompute batch-norm statistics from 32 training batches before each "
+        "evaluation (short runs leave momentum averages far behind the weights)", training=True)
+    width_mult: float | None = _setting(None, "width multiplier", positive=True)
+    activation: str = _setting(
+        "relu", "ReLU-family activation used everywhere in the model", choices=ACTIVATION_NAMES)
+    relu_prime_zero: float | None = _setting(
+        None, "derivative at 0 (default: PyTorch's, 0; leaky_relu: its slope)")
+    relu6_prime_six: float | None = _setting(
+        None, "relu6: derivative at 6 (default: PyTorch's, 0)")
+    negative_slope: float = _setting(0.01, "leaky_relu: negative slope")
+    kink_grad: str = _setting(
+        "multiply", "'multiply' (chain rule) or 'set' (the paper's code: gradient := value)",
+        choices=KINK_GRAD_MODES)
+    channels: int | None = _setting(
+        None, f"input channels, 1 or 3 (default: the dataset's; gray datasets: 1 for "
+        f"{_GRAY_1}, 3 for the others)", choices=(1, 3))
+    image_size: int | None = _setting(
+        None, "resize images to this size (default: the dataset's, 28 or 32; image folders: "
+        f"32; {_size_floors()})", minimum=8)
+    normalize: bool = _setting(True, "standardise pixels with the dataset's mean and std")
+    batch_size: int = _setting(128, "mini-batch size", minimum=1)
+    train_subset: int | None = _setting(
+        None, "number of training samples (the sample size; default: all)", minimum=1)
+    val_size: int = _setting(10000, "validation samples split off the official training set",
+                             minimum=1)
+    split_seed: int = _setting(0, "seed of the train/validation split", minimum=0)
+    precision: str = _setting(
+        "float32", "dtype of the whole model; amp_* = float32 weights under autocast; tf32 "
+        "(CUDA only) = float32 weights, TF32 matmuls and convolutions (every other precision "
+        "runs with TF32 off)", choices=PRECISIONS)
+    reduced_precision_reduction: str = _setting(
+        "default", "CUDA float16/bfloat16 GEMMs: reduce in reduced precision (on), never "
+        "(off), or PyTorch's setting (default; recorded in the result's platform)",
+        choices=REDUCED_PRECISION_REDUCTION)
+    optimizer: str = _setting("adam", "optimizer", choices=OPTIMIZERS, training=True)
+    lr: float = _setting(1e-3, "learning rate", positive=True, training=True)
+    momentum: float = _setting(0.0, "sgd: momentum", minimum=0, below=1, training=True)
+    adam_eps: float | None = _setting(
+        None, "adam: epsilon (default 1e-8; float16: its smallest normal, 6.1e-5)",
+        positive=True, training=True)
+    weight_decay: float = _setting(0.0, "weight decay", minimum=0, training=True)
     # --- training protocol (the paper's "SGD": momentum 0.9, weight_decay 5e-4) ---
-    nesterov: bool = False  # SGD with momentum only
-    lr_schedule: str = "none"  # per epoch: cosine over `epochs`, or step
-    lr_step_epochs: int | None = None  # step: multiply lr by lr_gamma every this many epochs
-    lr_gamma: float = 0.1  # step only
-    augment: str = "none"  # crop_flip: random crop (padding 4) and horizontal flip
-    channels_last: str = "auto"  # auto: on CUDA for conv nets
-    epochs: int = 1
-    seed: int = 0
-    device: str = "cpu"
+    nesterov: bool = _setting(False, "sgd with momentum: Nesterov momentum", training=True)
+    lr_schedule: str = _setting(
+        "none", "learning-rate schedule, stepped once per epoch: none, cosine (from lr to 0 "
+        "over the run's epochs) or step (lr * lr_gamma every lr_step_epochs)",
+        choices=LR_SCHEDULES, training=True)
+    lr_step_epochs: int | None = _setting(
+        None, "lr_schedule step: epochs between two decays", minimum=1, training=True)
+    lr_gamma: float = _setting(0.1, "lr_schedule step: decay factor", positive=True,
+                               training=True)
+    augment: str = _setting(
+        "none", "training augmentation: none, or crop_flip (random 4-pixel-padded crop and "
+        "horizontal flip, batched on the data's device, seeded by seed)",
+        choices=AUGMENTATIONS, training=True)
+    channels_last: str = _setting(
+        "auto", "channels_last memory format: auto (CUDA and a conv net), true, false",
+        choices=CHANNELS_LAST, training=True)
+    epochs: int = _setting(1, "training epochs", minimum=1, training=True)
+    seed: int = _setting(0, "seed of the initial weights and the batch order", minimum=0)
+    device: str = _setting("cpu", "cpu, cuda or auto", choices=DEVICES)
 
     def __post_init__(self) -> None:
         if isinstance(self.channels_last, bool):  # YAML's true/false
             object.__setattr__(self, "channels_last", str(self.channels_last).lower())
         self.validate()
+        entry = self.model_entry
+        given = frozenset(s for s in MODEL_SETTINGS if getattr(self, s) is not None)
+        object.__setattr__(self, "_given", given)
+        for name, default in entry.reads.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
 
     # ------------------------------------------------------------------------------
+    @property
+    def model_entry(self) -> ModelEntry:
+        """The registry's entry for ``model``."""
+        return get_model_entry(self.model)
+
     @property
     def resolved_channels(self) -> int:
         if self.channels is not None:
             return self.channels
         if dataset_info(self.dataset).channels == 3:
             return 3
-        return 1 if self.model == "fc" else 3
+        return self.model_entry.gray_channels
 
     @property
     def resolved_image_size(self) -> int:
         if self.image_size is not None:
             return self.image_size
         native = dataset_info(self.dataset).image_size or _IMAGEFOLDER_SIZE
-        return max(native, 32) if self.model == "vgg11" else native
+        return max(native, self.model_entry.min_image_size)
+
+    def model_settings(self) -> dict[str, Any]:
+        """The model settings that apply to this model, as its builder receives them."""
+        return {s: getattr(self, s) for s in self.model_entry.reads
+                if getattr(self, s) is not None}
 
     def replace(self, **changes: Any) -> TrainSpec:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (validated again). Model settings that were
+        resolved, not given, are resolved again for the new model."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in set(MODEL_SETTINGS) - self._given:
+            values.pop(name)
+        return TrainSpec(**{**values, **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings that applied: no model setting the model does not read, and the
+        channels used (``channels`` resolved)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in MODEL_SETTINGS:
+            if out[name] is None:
+                del out[name]
+        out["channels"] = self.resolved_channels
+        return out
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default; a model setting's is the value a model reading it uses."""
+        out = {f.name: f.default for f in dataclasses.fields(cls)}
+        out.update(MODEL_SETTINGS)
+        return out
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -151,67 +251,49 @@ class TrainSpec:
     def from_dict(cls, values: dict[str, Any]) -> TrainSpec:
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
+            close = [m for u in unknown for m in difflib.get_close_matches(
+                u, cls.field_names(), n=1)]
+            hint = f" Did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
             raise ConfigError(
-                f"Unknown training setting(s) {unknown}. Valid settings are "
+                f"Unknown training setting(s) {unknown}.{hint} Valid settings are "
                 f"{sorted(cls.field_names())}."
             )
         return cls(**values)
 
+    def notes(self) -> list[str]:
+        """One line per derivative outside the activation's subdifferential (allowed)."""
+        pairs = [("relu_prime_zero", self.relu_prime_zero),
+                 ("relu6_prime_six", self.relu6_prime_six)]
+        found = (derivative_note(n, v, self.activation, self.negative_slope) for n, v in pairs)
+        return [n for n in found if n]
+
     # ------------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the bad value, what is allowed, and the fix."""
-        check_model_name(self.model)
+        entry = get_model_entry(self.model)
         info = dataset_info(self.dataset)
-        _choice("activation", self.activation, ACTIVATION_NAMES)
-        _choice("kink_grad", self.kink_grad, KINK_GRAD_MODES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("device", self.device, DEVICES)
-        _choice(
-            "reduced_precision_reduction", self.reduced_precision_reduction,
-            REDUCED_PRECISION_REDUCTION,
-        )
+        _check_fields(self)
         if self.precision == "tf32" and self.device == "cpu":
             # device auto is checked where it is resolved (train, probe, each worker)
             raise ConfigError(f"{TF32_NEEDS_CUDA}, or set device: cuda (or auto).")
         self._validate_protocol()
-        _int("depth", self.depth, 1)
-        _int("width", self.width, 1)
-        _int("batch_size", self.batch_size, 1)
-        _int("val_size", self.val_size, 1)
-        _int("epochs", self.epochs, 1)
-        _int("seed", self.seed, 0)
-        _int("split_seed", self.split_seed, 0)
-        _bool("batch_norm", self.batch_norm)
-        _bool("normalize", self.normalize)
-        _bool("bn_recalibration", self.bn_recalibration)
-        if self.train_subset is not None:
-            _int("train_subset", self.train_subset, 1)
-        if self.channels is not None and self.channels not in (1, 3):
-            raise ConfigError(f"Invalid channels {self.channels!r}. Allowed: 1 or 3.")
         if self.channels == 1 and info.channels == 3 and info.image_size is not None:
             raise ConfigError(
                 f"channels=1 does not fit dataset {self.dataset!r}, whose images have 3 "
                 "channels; remove channels (or use an imagefolder: dataset, decoded to gray)."
             )
         _fits_dataset(info, self.val_size, self.train_subset)
-        if self.image_size is not None:
-            _int("image_size", self.image_size, 8)
-        _real("lr", self.lr, positive=True)
-        _real("width_mult", self.width_mult, positive=True)
-        _real("momentum", self.momentum)
-        _real("weight_decay", self.weight_decay)
-        _real("negative_slope", self.negative_slope)
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"Invalid momentum {self.momentum!r}: it must be in [0, 1).")
-        if self.weight_decay < 0:
-            raise ConfigError(f"Invalid weight_decay {self.weight_decay!r}: it must be >= 0.")
-        if self.adam_eps is not None:
-            _real("adam_eps", self.adam_eps, positive=True)
-        for name in ("relu_prime_zero", "relu6_prime_six"):
-            value = getattr(self, name)
-            if value is not None:
-                _real(name, value)
+        self._validate_pairs()
+        _check_model_settings(self, entry)
+        size = self.resolved_image_size
+        if size < entry.min_image_size:
+            raise ConfigError(
+                f"image_size={size} is too small for {self.model} ({entry.size_reason}); "
+                f"set image_size: {entry.min_image_size} or more."
+            )
+
+    def _validate_pairs(self) -> None:
+        """Settings that only apply with one activation or optimizer."""
         if self.relu6_prime_six is not None and self.activation != "relu6":
             raise ConfigError(
                 f"relu6_prime_six={self.relu6_prime_six} only applies to activation 'relu6', "
@@ -231,31 +313,8 @@ class TrainSpec:
             raise ConfigError(
                 f"adam_eps={self.adam_eps} only applies to optimizer 'adam'; remove it."
             )
-        defaults = _DEFAULTS
-        for name, models in MODEL_ONLY.items():
-            if self.model not in models and getattr(self, name) != defaults[name]:
-                raise ConfigError(
-                    f"{name}={getattr(self, name)!r} does not apply to model {self.model!r} "
-                    f"(only to {list(models)}); remove it."
-                )
-        if self.model == "vgg11" and self.resolved_image_size < 32:
-            raise ConfigError(
-                f"image_size={self.resolved_image_size} is too small for vgg11, whose five "
-                "max-pools need at least 32 pixels; set image_size: 32 or more."
-            )
-        if self.model in _MIN_28 and self.resolved_image_size < 28:
-            raise ConfigError(
-                f"image_size={self.resolved_image_size} is too small for {self.model}; "
-                "use 28 or more."
-            )
-
 
     def _validate_protocol(self) -> None:
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("augment", self.augment, AUGMENTATIONS)
-        _choice("channels_last", self.channels_last, CHANNELS_LAST)
-        _bool("nesterov", self.nesterov)
-        _real("lr_gamma", self.lr_gamma, positive=True)
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ConfigError(
                 "nesterov=true needs optimizer 'sgd' with momentum > 0; set optimizer: sgd "
@@ -267,7 +326,6 @@ class TrainSpec:
                     "lr_schedule 'step' needs lr_step_epochs (e.g. 30: lr * lr_gamma every "
                     "30 epochs); set it or use lr_schedule: cosine."
                 )
-            _int("lr_step_epochs", self.lr_step_epochs, 1)
         elif self.lr_step_epochs is not None or self.lr_gamma != 0.1:
             raise ConfigError(
                 f"lr_step_epochs/lr_gamma only apply to lr_schedule 'step', not "
@@ -275,7 +333,39 @@ class TrainSpec:
             )
 
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainSpec)}
+def derivative_note(
+    name: str, value: float | None, activation: str = "relu", negative_slope: float = 0.01
+) -> str | None:
+    """A one-line note when a derivative at a kink is outside the activation's
+    subdifferential there (any finite value is allowed; this only says so)."""
+    if value is None:
+        return None
+    if name == "relu_prime_zero" and activation == "leaky_relu":
+        low, high = sorted((negative_slope, 1.0))
+        where = f"leaky_relu (slope {negative_slope:g}) at 0"
+    else:
+        low, high = 0.0, 1.0
+        where = "relu6 at 6" if name == "relu6_prime_six" else f"{activation} at 0"
+    if low <= value <= high:
+        return None
+    return (f"{name}={value:g} is outside [{low:g}, {high:g}], so it is not a subgradient of "
+            f"{where}; the run uses it as given.")
+
+
+def _check_model_settings(spec: TrainSpec, entry: ModelEntry) -> None:
+    """A model setting given to a model that does not read it is an error."""
+    for name in MODEL_SETTINGS:
+        value = getattr(spec, name)
+        if value is None or name in entry.reads:
+            continue
+        reads = f"reads: {', '.join(entry.reads)}" if entry.reads else (
+            f"reads none of {', '.join(MODEL_SETTINGS)}")
+        raise ConfigError(
+            f"{name}={value!r} is not read by model {spec.model!r} (it {reads}); "
+            f"remove {name}."
+        )
+
+
 _IMAGEFOLDER_SIZE = 32  # default image_size of image folders, which have no native size
 
 
@@ -329,9 +419,15 @@ class TrainResult:
         return dataclasses.asdict(self)
 
 
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"Unknown {name} {value!r}. Valid values are {list(allowed)}.")
+def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value in allowed:
+        return
+    if not all(isinstance(a, str) for a in allowed):
+        shown = " or ".join(str(a) for a in allowed)
+        raise ConfigError(f"Invalid {name} {value!r}. Allowed: {shown}.")
+    close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"Unknown {name} {value!r}.{hint} Valid values are {list(allowed)}.")
 
 
 def _int(name: str, value: Any, minimum: int) -> None:
@@ -352,3 +448,51 @@ def _real(name: str, value: Any, positive: bool = False) -> None:
     if not ok:
         need = "a finite number > 0" if positive else "a finite number"
         raise ConfigError(f"Invalid {name} {value!r}: it must be {need}.")
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One row of the field table: a TrainSpec field's type and its metadata."""
+
+    name: str
+    kind: type  # bool, int, float or str
+    optional: bool  # None allowed (not given)
+    meta: typing.Mapping[str, Any]
+
+
+def _field_table() -> tuple[_Field, ...]:
+    hints = typing.get_type_hints(TrainSpec)
+    rows = []
+    for f in dataclasses.fields(TrainSpec):
+        args = typing.get_args(hints[f.name])
+        kind = next((a for a in args if a is not type(None)), hints[f.name])
+        rows.append(_Field(f.name, kind, type(None) in args, f.metadata))
+    return tuple(rows)
+
+
+FIELDS = _field_table()
+
+
+def _check_fields(spec: TrainSpec) -> None:
+    """Type, choices and bounds of every field, from the field table."""
+    for row in FIELDS:
+        value = getattr(spec, row.name)
+        if value is None and row.optional:
+            continue
+        meta = row.meta
+        if meta["choices"] is not None:
+            _choice(row.name, value, meta["choices"])
+        elif row.kind is bool:
+            _bool(row.name, value)
+        elif row.kind is int:
+            _int(row.name, value, meta["minimum"])
+        elif row.kind is float:
+            _real(row.name, value, positive=meta["positive"])
+            _bounds(row.name, value, meta["minimum"], meta["below"])
+
+
+def _bounds(name: str, value: float, minimum: float | None, below: float | None) -> None:
+    if below is not None and not minimum <= value < below:
+        raise ConfigError(f"Invalid {name} {value!r}: it must be in [{minimum:g}, {below:g}).")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"Invalid {name} {value!r}: it must be >= {minimum:g}.")

@@ -44,7 +44,8 @@ def batch_loss(model: nn.Module, xb: Tensor, yb: Tensor, precision: Precision) -
 
 
 def shape_for_model(spec: TrainSpec, x: Tensor) -> Tensor:
-    """A (N, 1, 28, 28) batch fitted to the model's input channels and size."""
+    """A batch of prepared images fitted to ``spec``'s model input channels and size (the
+    one place the training loop, the probe and the benchmarks shape a batch)."""
     return data_mod.shape_batch(
         x, channels=spec.resolved_channels, image_size=spec.resolved_image_size
     )

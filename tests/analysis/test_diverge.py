@@ -12,6 +12,7 @@ import torch
 from hpo.analysis.diverge import (
     DivergenceResult,
     alpha_key,
+    alpha_notes,
     l1_distance,
     plot_divergence,
     run_divergence,
@@ -57,10 +58,22 @@ def test_l1_rejects_mismatched_parameters():
 
 
 # --- inputs ---------------------------------------------------------------------------
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1, 1.5, True, "0.5"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), True, "0.5"])
 def test_bad_alphas_are_config_errors_naming_the_value(bad):
-    with pytest.raises(ConfigError, match=re.escape(repr(bad)) + r".*\[0, 1\]"):
+    with pytest.raises(ConfigError, match=re.escape(repr(bad)) + r".*finite number"):
         validate_alphas([0.5, bad])
+
+
+def test_any_finite_alpha_is_accepted_and_one_outside_0_1_is_noted():
+    # the published experiments use -0.5 to 50: as hpo train --relu-prime-zero, never refused
+    assert validate_alphas([-0.5, 0, 2, 50]) == (-0.5, 0.0, 2.0, 50.0)
+    notes = alpha_notes(TrainSpec(**TINY), [-0.5, 0, 0.5, 1, 2])
+    assert len(notes) == 2
+    assert notes[0].startswith("relu_prime_zero=-0.5 is outside [0, 1]")
+    assert "not a subgradient of relu at 0" in notes[1] and "\n" not in notes[1]
+    leaky = TrainSpec(**TINY, activation="leaky_relu", negative_slope=0.2)
+    assert alpha_notes(leaky, [0.2, 0.6, 1]) == []
+    assert "outside [0.2, 1]" in alpha_notes(leaky, [0.1])[0]
 
 
 def test_alphas_must_be_given_once_and_at_least_one():
@@ -82,8 +95,8 @@ def test_bad_inputs_fail_before_any_training(tmp_path):
         run_divergence(spec, alphas=[1], precisions=["float32", "float8"], data_dir=tmp_path)
     with pytest.raises(ConfigError, match="twice"):
         run_divergence(spec, alphas=[1], precisions=["float32", "float32"], data_dir=tmp_path)
-    with pytest.raises(ConfigError, match="2.0"):
-        run_divergence(spec, alphas=[2.0], data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="nan"):
+        run_divergence(spec, alphas=[float("nan")], data_dir=tmp_path)
     if not torch.cuda.is_available():  # float32 would train first, then tf32 fail: no
         with pytest.raises(ConfigError, match="precision 'tf32' needs a CUDA device"):
             run_divergence(spec.replace(device="auto"), alphas=[1.0],
@@ -213,6 +226,8 @@ def test_cli_prints_one_json_object_and_writes_the_plot(tmp_path, capsys):
     assert set(payload["kink_hits"]["bfloat16"]) == {"reference", "control", "0.5", "1"}
     assert payload["settings"]["depth"] == 1 and payload["settings"]["precision"] == "bfloat16"
     assert "relu_prime_zero" not in payload["settings"]
+    assert "width_mult" not in payload["settings"] and payload["settings"]["channels"] == 1
+    assert payload["notes"] == []
     assert payload["platform"]["num_threads"] == 1
     assert payload["platform_by_precision"]["bfloat16"] == payload["platform"]
     assert os.path.isfile(payload["plot"]) and payload["plot"].endswith(".html")

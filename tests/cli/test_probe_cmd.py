@@ -39,3 +39,27 @@ def test_tf32_on_a_cpu_exits_2_in_one_line(tmp_path):
     proc = _probe(tmp_path, "--precision", "tf32", "--inits", "2")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "precision 'tf32' needs a CUDA device" in proc.stderr
+
+
+def test_probe_flags_are_the_specs_minus_training_and_share_its_help():
+    import argparse
+
+    from hpo.cli import probe_cmd
+    from hpo.engine.spec import FIELDS
+
+    parser = argparse.ArgumentParser(prog="hpo")
+    probe_cmd.register(parser.add_subparsers(dest="command"))
+    probe = parser._subparsers._group_actions[0].choices["probe"]
+    flags = {a.dest: a for a in probe._actions}
+    for row in FIELDS:
+        expected = not row.meta["training"] and row.name != "relu_prime_zero"
+        assert (row.name in flags) == expected, row.name
+    assert flags["seed"].help.startswith(FIELDS[[r.name for r in FIELDS].index("seed")]
+                                         .meta["help"])
+    assert flags["depth"].default is None  # given or not: the model resolves it
+
+
+def test_probe_refuses_a_setting_the_model_does_not_read(tmp_path):
+    proc = _probe(tmp_path, "--model", "resnet18", "--width", "64", "--inits", "2")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "width=64 is not read by model 'resnet18'" in proc.stderr

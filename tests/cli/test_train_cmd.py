@@ -34,6 +34,13 @@ def build(num_classes, in_channels):
 
 def bad(num_classes):
     return nn.Linear(3, num_classes)
+
+class Clamped(Net):
+    def forward(self, x):
+        return self.fc(self.conv(x).clamp(min=0).mean((2, 3)))
+
+def clamped(num_classes, in_channels):
+    return Clamped(in_channels, num_classes)
 '''
 
 
@@ -112,3 +119,44 @@ def test_tf32_with_device_auto_on_a_cpu_machine_exits_2(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "needs a CUDA device" in proc.stderr and "device 'auto' is 'cpu'" in proc.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_setting_the_model_does_not_read_exits_2_naming_it(tmp_path):
+    proc = _hpo(tmp_path, "--model", "resnet18", "--width", "64")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "width=64 is not read by model 'resnet18' (it reads none of depth, width, " \
+        "batch_norm, width_mult); remove width." in proc.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.skipif(not DATA, reason="HPO_DATA_DIR is not set")
+def test_fc_with_its_default_width_and_any_finite_relu_prime_zero_runs(tmp_path):
+    proc = _hpo(tmp_path, "--model", "fc", "--width", "64", "--relu-prime-zero", "2",
+                "--train-subset", "256", "--val-size", "256", "--threads", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    spec = json.loads(proc.stdout)["spec"]
+    assert (spec["depth"], spec["width"], spec["channels"]) == (2, 64, 1)
+    assert "width_mult" not in spec and spec["relu_prime_zero"] == 2
+    assert "relu_prime_zero=2 is outside [0, 1], so it is not a subgradient of relu at 0" \
+        in proc.stderr
+
+
+def test_an_audit_failure_is_a_bad_model_exit_2(tmp_path):
+    # exit 2 needs ModelAuditError to be a usage error (hpo/errors.py, the config branch)
+    proc = _hpo(tmp_path, "--model", "mymod:clamped")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "mymod:clamped" in proc.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_every_training_setting_has_its_flag_with_its_help():
+    from hpo.engine.spec import FIELDS
+
+    proc = subprocess.run([sys.executable, "-m", "hpo", "train", "--help"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                          "COLUMNS": "200"}, check=True)
+    text = " ".join(proc.stdout.split())
+    for row in FIELDS:
+        assert "--" + row.name.replace("_", "-") in text, row.name
+    assert "--depth DEPTH fc: number of hidden layers (default: 2)" in text
+    assert "mobilenet_v3_small, mobilenet_v3_large: width multiplier (default: 1.0)" in text

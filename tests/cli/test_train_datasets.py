@@ -62,5 +62,6 @@ def test_train_on_cifar10_and_svhn(tmp_path, monkeypatch, capsys, dataset):
                  *SMALL])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["train_samples"] == 16 and out["test_accuracy"] is not None
-    assert (out["spec"]["channels"], out["spec"]["image_size"]) == (None, None)
+    # the channels used are recorded; image_size stays the dataset's (not given)
+    assert (out["spec"]["channels"], out["spec"]["image_size"]) == (3, None)
     assert not (tmp_path / "cache").exists()  # found in --data-dir: nothing downloaded

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hpo.engine.models import kinkscan
+from hpo.engine.spec import ACTIVATION_NAMES
 from hpo.errors import ConfigError
 
 __all__ = [
@@ -272,11 +273,9 @@ class LeakyReLU(KinkedActivation):
         return [f"negative_slope={self.negative_slope:g}"]
 
 
-ACTIVATIONS: dict[str, type[KinkedActivation]] = {
-    "relu": ReLU,
-    "relu6": ReLU6,
-    "leaky_relu": LeakyReLU,
-}
+_CLASSES = {cls.name: cls for cls in (ReLU, ReLU6, LeakyReLU)}
+# Keyed by TrainSpec's ACTIVATION_NAMES (a name without a class fails at import).
+ACTIVATIONS: dict[str, type[KinkedActivation]] = {n: _CLASSES[n] for n in ACTIVATION_NAMES}
 
 
 def create_activation(

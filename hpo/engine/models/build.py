@@ -1,29 +1,12 @@
-"""Model builders with the configured activation in every ReLU-family position.
+"""Build a :class:`~hpo.engine.spec.TrainSpec`'s model with the configured activation in
+every ReLU-family position, then audit it (:mod:`hpo.engine.models.audit`).
 
-:func:`build_model` turns a :class:`~hpo.engine.spec.TrainSpec` into a float32 CPU model
-with 10 outputs, then audits it (:mod:`hpo.engine.models.audit`): building fails with
-:class:`~hpo.errors.ModelAuditError` if any ReLU-family nonlinearity, module or functional,
-does not carry the configured derivatives. What a ``model:`` name means is decided by
-:mod:`hpo.engine.models.registry`:
-
-* ``fc`` is built here with the activation injected; ``vgg11`` and ``resnet18_cifar`` are
-  the paper's CIFAR networks (:mod:`hpo.engine.models.cifar`), the activation injected too.
-* ``resnet18``, ``resnet50``, ``mobilenet_v3_small`` and ``mobilenet_v3_large`` are
-  torchvision's (random init, ``num_classes=10``). torchvision hard-codes ``nn.ReLU``
-  (ResNet blocks, MobileNetV3's ``InvertedResidual`` and ``SqueezeExcitation``), so those
-  modules are swapped by :func:`replace_activations`, the one place that does module
-  surgery. MobileNetV3's Hardswish and Hardsigmoid are part of its design, are not
-  ReLU-family, and stay at PyTorch's convention; the audit counts them
-  (``AuditReport.other_kinked``).
-* Any other torchvision classification model by name (``torchvision.models.get_model(name,
-  weights=None, num_classes=10)``), and a user's ``package.module:factory``, get the same
-  module surgery and stem adaptation, and are wrapped in
-  :class:`~hpo.engine.models.routing.FunctionalRouting` so their functional ``F.relu`` calls run
-  with the configured derivatives (their parameters are then named ``model.*``).
-
-Initialisation draws from torch's global RNG in torchvision's order (the caller seeds it);
-replacing activations, adapting the stem, routing and auditing draw nothing, so with
-PyTorch's derivatives a built model is bitwise the stock one.
+Which builder makes a ``model:`` name, which settings it gets, and whether the activation
+is injected by the builder or swapped in afterwards (:func:`replace_activations`) is the
+table in :mod:`hpo.engine.models.registry`; the built-ins that are not the paper's CIFAR
+networks (:mod:`hpo.engine.models.cifar`) are built by the functions here. Models by name or
+import path are also wrapped in functional routing. Building draws from torch's global RNG
+in torchvision's order only. Why: docs/design.md#building-a-model
 """
 
 from __future__ import annotations
@@ -40,7 +23,7 @@ import torchvision
 from torch import Tensor, nn
 
 from hpo.engine.data.registry import dataset_info
-from hpo.engine.models import cifar, registry
+from hpo.engine.models import registry
 from hpo.engine.models.activations import create_activation
 from hpo.engine.models.audit import AuditReport, audit_model
 from hpo.engine.models.routing import FunctionalRouting
@@ -53,7 +36,12 @@ __all__ = [
     "adapt_input_channels",
     "build_model",
     "check_model",
+    "fc",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
     "replace_activations",
+    "resnet18",
+    "resnet50",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,28 +86,16 @@ def build_model(spec: TrainSpec, *, num_classes: int = NUM_CLASSES) -> BuiltMode
         kink_grad=spec.kink_grad,
     )
     channels, size = spec.resolved_channels, spec.resolved_image_size
-    kind = registry.model_kind(spec.model)
-    if spec.model == "fc":
-        model = _fc(channels * size * size, spec.depth, spec.width, spec.batch_norm, factory,
-                    num_classes)
-    elif spec.model in _CIFAR_BUILDERS:
-        model = _CIFAR_BUILDERS[spec.model](num_classes, spec.batch_norm, factory)
-        adapt_input_channels(model, channels)
-    else:
-        if kind == "builtin":
-            model = _CNN_BUILDERS[spec.model](spec, num_classes)
-            adapt = True
-        elif kind == "torchvision":
-            model = torchvision.models.get_model(spec.model, weights=None, num_classes=num_classes)
-            adapt = True
-        else:
-            model, adapt = _from_factory(spec.model, channels, size, num_classes)
+    entry = registry.get_model_entry(spec.model)
+    kind = entry.kind
+    model, adapt = _instantiate(entry, spec, factory, num_classes)
+    if entry.activations == "replaced":
         replaced = replace_activations(model, factory)
         logger.debug("%s: replaced %d activation module(s)", spec.model, replaced)
-        if adapt:
-            adapt_input_channels(model, channels)
-        if kind != "builtin":
-            model = FunctionalRouting(model, factory)
+    if adapt:
+        adapt_input_channels(model, channels)
+    if kind != "builtin":
+        model = FunctionalRouting(model, factory)
     model = model.float().train()
     # A private generator: the audit must not move the global RNG the caller seeded.
     example = torch.randn(
@@ -204,20 +180,11 @@ def replace_activations(model: nn.Module, factory: Callable[..., nn.Module]) -> 
 def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
     """Make a CNN take ``channels`` input channels, in place.
 
-    The stem is the first ``nn.Conv2d`` in module order (for every torchvision
-    classification model it is the one convolution with 3 input channels, and the first
-    layer the input reaches). When its ``in_channels`` differs from ``channels`` it is
-    replaced by a convolution with ``in_channels=channels`` and otherwise the same
-    hyperparameters, whose weight is derived from the old one as timm's ``adapt_input_conv``
-    does: summed over the input channels for 1 channel (so at initialisation the model
-    computes on a grayscale image what the RGB model computes on it repeated three times),
-    else repeated and rescaled. No RNG is consumed, so every other weight is drawn exactly
-    as torchvision draws it.
-
-    A model whose first layer is not a ``Conv2d`` (an MLP, a stem made of ``Conv3d`` or
-    ``Linear`` patches) is left as it is: a factory for such a model should accept
-    ``in_channels``. When the first ``Conv2d`` in module order is not the first layer the
-    input reaches, the example forward of :func:`build_model` fails with a shape error.
+    The stem (the first ``nn.Conv2d`` in module order) is replaced by one with
+    ``in_channels=channels``, its weight derived from the old one as timm's
+    ``adapt_input_conv`` does (summed for 1 channel, else repeated and rescaled); no RNG is
+    consumed. A model whose first layer is not a ``Conv2d`` is left as it is.
+    Why: docs/design.md#adapting-the-input-channels
 
     Returns:
         The new stem, or ``None`` when nothing was changed.
@@ -262,68 +229,79 @@ def adapt_input_channels(model: nn.Module, channels: int) -> nn.Conv2d | None:
     return new
 
 
-def _fc(
-    in_features: int, depth: int, width: int, batch_norm: bool, factory: Callable[..., nn.Module],
-    num_classes: int,
+def fc(
+    num_classes: int, in_channels: int, image_size: int, depth: int, width: int,
+    act: Callable[..., nn.Module], batch_norm: bool = False,
 ) -> nn.Sequential:
+    """The built-in ``fc``: ``depth`` hidden layers of ``width`` units, each followed by
+    batch norm (if ``batch_norm``) and the configured activation."""
+    in_features = in_channels * image_size * image_size
     layers: list[nn.Module] = [nn.Flatten()]
     for _ in range(depth):
         layers.append(nn.Linear(in_features, width))
         if batch_norm:
             layers.append(nn.BatchNorm1d(width))
         # In place is safe: neither Linear nor BatchNorm1d saves its output for backward.
-        layers.append(factory(inplace=True))
+        layers.append(act(inplace=True))
         in_features = width
     layers.append(nn.Linear(in_features, num_classes))
     return nn.Sequential(*layers)
 
 
-def _mobilenet(name: str) -> Callable[[TrainSpec, int], nn.Module]:
-    def build(spec: TrainSpec, num_classes: int) -> nn.Module:
-        # The builder's kwargs reach _mobilenet_v3_conf, which scales every channel count
-        # by width_mult (MobileNetV3.__init__ ignores the extra keyword).
-        # torchvision's MobileNetV3 uses batch-norm momentum 0.01 (tuned for long ImageNet
-        # runs): after the few hundred steps of an MNIST trial its running statistics are
-        # still near their initial values and eval-mode accuracy is at chance. We keep its
-        # eps and use PyTorch's default momentum (0.1), as ResNet and VGG do.
-        builder = getattr(torchvision.models, name)
-        norm = functools.partial(nn.BatchNorm2d, eps=0.001, momentum=0.1)
-        return builder(
-            weights=None, num_classes=num_classes, width_mult=spec.width_mult, norm_layer=norm
-        )
-
-    return build
+def _mobilenet(name: str, num_classes: int, width_mult: float) -> nn.Module:
+    # The builder's kwargs reach _mobilenet_v3_conf, which scales every channel count
+    # by width_mult (MobileNetV3.__init__ ignores the extra keyword).
+    # torchvision's MobileNetV3 uses batch-norm momentum 0.01 (tuned for long ImageNet
+    # runs): after the few hundred steps of an MNIST trial its running statistics are
+    # still near their initial values and eval-mode accuracy is at chance. We keep its
+    # eps and use PyTorch's default momentum (0.1), as ResNet and VGG do.
+    builder = getattr(torchvision.models, name)
+    norm = functools.partial(nn.BatchNorm2d, eps=0.001, momentum=0.1)
+    return builder(weights=None, num_classes=num_classes, width_mult=width_mult, norm_layer=norm)
 
 
-def _resnet(name: str) -> Callable[[TrainSpec, int], nn.Module]:
-    def build(spec: TrainSpec, num_classes: int) -> nn.Module:
-        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
-
-    return build
+def mobilenet_v3_small(num_classes: int, width_mult: float) -> nn.Module:
+    """torchvision's MobileNetV3-Small, batch-norm momentum 0.1."""
+    return _mobilenet("mobilenet_v3_small", num_classes, width_mult)
 
 
-_CNN_BUILDERS: dict[str, Callable[[TrainSpec, int], nn.Module]] = {
-    "mobilenet_v3_small": _mobilenet("mobilenet_v3_small"),
-    "mobilenet_v3_large": _mobilenet("mobilenet_v3_large"),
-    "resnet18": _resnet("resnet18"),
-    "resnet50": _resnet("resnet50"),
-}
-_CIFAR_BUILDERS: dict[str, Callable[[int, bool, Callable[..., nn.Module]], nn.Module]] = {
-    "vgg11": cifar.vgg11,
-    "resnet18_cifar": cifar.resnet18_cifar,
-}
+def mobilenet_v3_large(num_classes: int, width_mult: float) -> nn.Module:
+    """torchvision's MobileNetV3-Large, batch-norm momentum 0.1."""
+    return _mobilenet("mobilenet_v3_large", num_classes, width_mult)
 
 
-def _from_factory(
-    path: str, channels: int, size: int, num_classes: int
+def resnet18(num_classes: int) -> nn.Module:
+    """torchvision's ResNet18, random init."""
+    return torchvision.models.resnet18(weights=None, num_classes=num_classes)
+
+
+def resnet50(num_classes: int) -> nn.Module:
+    """torchvision's ResNet50, random init."""
+    return torchvision.models.resnet50(weights=None, num_classes=num_classes)
+
+
+def _instantiate(
+    entry: registry.ModelEntry, spec: TrainSpec, act: Callable[..., nn.Module],
+    num_classes: int,
 ) -> tuple[nn.Module, bool]:
-    """A user's model: (module, whether its stem still needs adapting)."""
-    factory = registry.load_factory(path)
-    values = {"num_classes": num_classes, "in_channels": channels, "image_size": size}
-    model, passed = registry.call_factory(path, factory, values)
+    """``entry``'s model, not yet adapted: (module, whether its stem still needs adapting).
+
+    The builder gets, by keyword, what it accepts of the sizes, ``act`` (built-ins only)
+    and the model settings ``spec`` applies (given, or the entry's default)."""
+    if entry.kind == "torchvision":
+        return entry.load_builder()(num_classes=num_classes), True
+    values: dict[str, Any] = {
+        "num_classes": num_classes,
+        "in_channels": spec.resolved_channels,
+        "image_size": spec.resolved_image_size,
+    }
+    if entry.kind == "builtin":
+        values["act"] = act
+    values.update(spec.model_settings())
+    model, passed = registry.call_factory(entry.name, entry.load_builder(), values)
     if not isinstance(model, nn.Module):
         raise ConfigError(
-            f"Model {path!r}: the factory returned {type(model).__name__} "
+            f"Model {entry.name!r}: the factory returned {type(model).__name__} "
             f"({_short(model)}), not a torch.nn.Module; return the network itself."
         )
     return model, "in_channels" not in passed

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hpo.engine.spec import PRECISIONS
 from hpo.errors import ConfigError
 
 __all__ = ["Precision", "resolve_adam_eps", "resolve_precision"]
@@ -32,7 +33,7 @@ class Precision:
         return self.autocast_dtype is torch.float16
 
 
-_PRECISIONS = {
+_DEFINED = {
     "float16": Precision("float16", torch.float16, None),
     "bfloat16": Precision("bfloat16", torch.bfloat16, None),
     "float32": Precision("float32", torch.float32, None),
@@ -41,6 +42,7 @@ _PRECISIONS = {
     "amp_float16": Precision("amp_float16", torch.float32, torch.float16),
     "amp_bfloat16": Precision("amp_bfloat16", torch.float32, torch.bfloat16),
 }
+_PRECISIONS = {name: _DEFINED[name] for name in PRECISIONS}  # the names are TrainSpec's
 
 
 def resolve_precision(name: str) -> Precision:

@@ -19,6 +19,7 @@ from hpo.engine.models.activations import kinked_modules
 from hpo.engine.models.build import build_model
 from hpo.engine.numerics.precision import Precision
 from hpo.engine.spec import TrainSpec
+from hpo.engine.step import shape_for_model
 
 __all__ = [
     "bits",
@@ -29,15 +30,7 @@ __all__ = [
     "rng_devices",
     "rng_state",
     "set_rng_state",
-    "shape_for",
 ]
-
-
-def shape_for(spec: TrainSpec, x: Tensor) -> Tensor:
-    """A batch of prepared images shaped for ``spec``'s model, as the training loop does."""
-    return data_mod.shape_batch(
-        x, channels=spec.resolved_channels, image_size=spec.resolved_image_size
-    )
 
 
 def init_models(spec: TrainSpec, k: int, alphas: tuple[float, ...]) -> list[nn.Module]:
@@ -62,7 +55,7 @@ def reference_init(
     compared = [compared_params(m, tracker.compare) for m in models]
     acts = kinked_modules(models[0])
     for b, idx in enumerate(batches):
-        xb, yb = shape_for(spec, data_mod.gather_rows(x, idx)), y.index_select(0, idx)
+        xb, yb = shape_for_model(spec, data_mod.gather_rows(x, idx)), y.index_select(0, idx)
         before = rng_state(device)  # both models must draw the same dropout masks
         for _, act in acts:
             act.reset_kink_hits()

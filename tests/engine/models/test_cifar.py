@@ -77,5 +77,5 @@ def test_cifar_nets_inject_the_configured_activation_and_adapt_to_one_channel():
 
 def test_batch_norm_applies_to_the_cifar_nets_only():
     TrainSpec(model="resnet18_cifar", batch_norm=True)
-    with pytest.raises(ConfigError, match=r"batch_norm=True does not apply to model 'mnasnet0_5'"):
+    with pytest.raises(ConfigError, match=r"batch_norm=True is not read by model 'mnasnet0_5'"):
         TrainSpec(model="mnasnet0_5", batch_norm=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 
@@ -104,3 +105,88 @@ def test_factory_gets_the_arguments_it_accepts(usermod):
         f"Model '{usermod}:boom': the factory raised ValueError: bad size when called as "
         "boom(num_classes=10); fix the factory or the settings it receives."
     )
+
+
+# --- the table ------------------------------------------------------------------------
+def test_one_entry_holds_a_models_facts():
+    assert registry.list_models() == list(MODELS)
+    fc, vgg, resnet = (registry.get_model_entry(n) for n in ("fc", "vgg11", "resnet18"))
+    assert dict(fc.reads) == {"depth": 2, "width": 64, "batch_norm": False}
+    assert (fc.activations, fc.gray_channels) == ("injected", 1)
+    assert (dict(vgg.reads), vgg.min_image_size, vgg.activations) == (
+        {"batch_norm": False}, 32, "injected")
+    assert (dict(resnet.reads), resnet.min_image_size, resnet.activations) == ({}, 28, "replaced")
+    assert dict(registry.get_model_entry("mobilenet_v3_large").reads) == {"width_mult": 1.0}
+    tv = registry.get_model_entry("mnasnet0_5")
+    assert (tv.kind, dict(tv.reads), tv.activations) == ("torchvision", {}, "replaced")
+    assert registry.readers_of("batch_norm") == ["fc", "resnet18_cifar", "vgg11"]
+
+
+def test_the_table_imports_no_torch():
+    code = ("import sys; import hpo.engine.models.registry as r; import hpo.engine.spec; "
+            "r.get_model_entry('vgg11'); assert 'torch' not in sys.modules, 'torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_registering_a_builtin_is_one_entry(monkeypatch):
+    monkeypatch.setattr(registry, "_BUILTINS", dict(registry.BUILTINS))
+    registry.register_model(registry.ModelEntry(
+        "tiny", "builtin", "hpo.engine.models.build:fc", {"depth": 1, "width": 4},
+        activations="injected", gray_channels=1,
+    ))
+    spec = TrainSpec(model="tiny")
+    assert (spec.depth, spec.width, spec.batch_norm) == (1, 4, None)
+    with pytest.raises(ConfigError, match="batch_norm=True is not read by model 'tiny'"):
+        TrainSpec(model="tiny", batch_norm=True)
+    from hpo.engine.models.build import build_model
+
+    sizes = [m.out_features for m in build_model(spec).model if hasattr(m, "out_features")]
+    assert sizes == [4, 10]
+    with pytest.raises(ValueError, match="unknown model settings"):
+        registry.register_model(registry.ModelEntry("bad", "builtin", "m:f", {"heads": 2}))
+
+
+def test_close_model_names_are_suggested_once_each():
+    with pytest.raises(ConfigError) as info:
+        TrainSpec(model="resnet")
+    hint = str(info.value).split("did you mean ")[1].split("?")[0]
+    names = [n.strip("' ") for n in hint.split(",")]
+    assert "resnet50" in names and len(names) == len(set(names))
+
+
+def test_a_dot_written_for_the_colon_is_pointed_out():
+    with pytest.raises(ConfigError, match=r"Unknown model 'mynet\.build': did you mean "
+                       r"'mynet:build' \(an import path puts a colon before the factory\)\?"):
+        TrainSpec(model="mynet.build")
+    with pytest.raises(ConfigError, match=r"did you mean 'a\.b:c'"):
+        TrainSpec(model="a.b.c")
+
+
+def test_an_import_path_reads_the_settings_its_factory_accepts(tmp_path, monkeypatch):
+    name = f"hpo_readsmod_{abs(hash(tmp_path)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent('''
+        from torch import nn
+        def net(num_classes, in_channels, image_size, width=12, depth=None):
+            depth = depth or 1
+            layers = [nn.Flatten(), nn.Linear(in_channels * image_size ** 2, width), nn.ReLU()]
+            layers += [nn.Linear(width, width), nn.ReLU()] * (depth - 1)
+            return nn.Sequential(*layers, nn.Linear(width, num_classes))
+        def anything(**kwargs):
+            return kwargs
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = f"{name}:net"
+    entry = registry.get_model_entry(path)
+    assert (entry.kind, dict(entry.reads)) == ("import", {"depth": None, "width": 12})
+    spec = TrainSpec(model=path)
+    assert spec.to_dict()["width"] == 12 and "depth" not in spec.to_dict()
+    with pytest.raises(ConfigError, match=rf"width_mult=0.5 is not read by model '{path}' "
+                       r"\(it reads: depth, width\)"):
+        TrainSpec(model=path, width_mult=0.5)
+    from hpo.engine.models.build import build_model
+
+    model = build_model(TrainSpec(model=path, width=5, depth=2)).model
+    assert [m.out_features for m in model.modules() if hasattr(m, "out_features")] == [5, 5, 10]
+    assert set(registry.get_model_entry(f"{name}:anything").reads) == set(
+        registry.MODEL_SETTINGS)
+    sys.modules.pop(name, None)
