@@ -55,8 +55,7 @@ TrainFn = Callable[..., "TrainResult"]
 
 # The metrics the objective can return (StudyConfig.metric), read from the result.
 _METRICS = ("val_accuracy",)
-#: Test hook: a folder; each trial writes ``<number>.held`` there and waits for ``<number>.go``
-#: or ``go`` before training (tests hold trials with it: tests/cli/test_study_cmds.py).
+#: Test hook: a folder where each trial writes <number>.held, then waits for <number>.go or go.
 HOLD_ENV = "HPO_TEST_HOLD_DIR"
 
 
