@@ -19,6 +19,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -54,6 +55,8 @@ TrainFn = Callable[..., "TrainResult"]
 
 # The metrics the objective can return (StudyConfig.metric), read from the result.
 _METRICS = ("val_accuracy",)
+#: Test hook: a folder where each trial writes <number>.held, then waits for <number>.go or go.
+HOLD_ENV = "HPO_TEST_HOLD_DIR"
 
 
 def suggest_params(
@@ -228,6 +231,7 @@ class Objective:
         attrs = trial.user_attrs  # one storage read
         # Written with the results (a baseline or a copy already has them: not rewritten).
         spec, inputs = self._inputs(trial, attrs, enqueue_twin=True)
+        _hold(trial.number)
         epochs: list[Any] = []
         platform: dict[str, Any] = {}  # read during the run, for a pruned trial's record
         # NopPruner never prunes: skip the storage read that asking it costs. Twins are never
@@ -262,6 +266,15 @@ class Objective:
         if not result.val_accuracy:
             raise RuntimeError("training finished without a validation accuracy")
         return float(result.val_accuracy[-1])
+
+
+def _hold(number: int) -> None:
+    """The :data:`HOLD_ENV` test hook (nothing when it is unset)."""
+    folder = os.environ.get(HOLD_ENV)
+    if folder:
+        (Path(folder) / f"{number}.held").touch()
+        while not any((Path(folder) / go).exists() for go in (f"{number}.go", "go")):
+            time.sleep(0.05)  # a stop signal interrupts this as it would a training run
 
 
 def make_objective(
