@@ -14,7 +14,14 @@ Rules (README "## Layout" and STYLE.md):
 * The engine imports nothing of ``hpo`` but :mod:`hpo.errors`.
 * No module in ``hpo/`` or ``bench/`` takes a private name (``from x import _y``) from another
   module; nothing in ``hpo/`` touches a private module or attribute of Optuna.
-* At most :data:`MAX_TOP_LEVEL` modules sit at ``hpo/``'s top level.
+* No two modules import each other, directly or through others (:func:`module_cycles`): every
+  import counts, as above, ``from package import module`` is an import of the submodule, and
+  a package's ``__init__`` importing its own submodules is an import like any other.
+* At most :data:`MAX_TOP_LEVEL` modules sit at ``hpo/``'s top level and at most
+  :data:`MAX_ENGINE_TOP_LEVEL` at ``hpo/engine/``'s (``__init__.py`` counts there).
+* Every package below ``hpo`` says what it offers: its ``__init__.py`` defines ``__all__``.
+* No function or method in ``hpo/`` is over :data:`MAX_FUNCTION_LINES` lines (``def`` line
+  to last line, decorators excluded).
 * Loading a study YAML imports neither SQLAlchemy nor the storage, study or worker layers.
 * The README's layout block lists exactly the packages and modules that exist.
 
@@ -41,6 +48,8 @@ LAYERS = (
 )
 TOP = "(top)"  # hpo/__init__.py, hpo/__main__.py: above every layer
 MAX_TOP_LEVEL = 4
+MAX_ENGINE_TOP_LEVEL = 6
+MAX_FUNCTION_LINES = 80
 # Attributes that only Optuna's objects have, private there (Study._storage, Trial._trial_id,
 # RDBStorage._get_trials, ...): no object of ours is allowed to spell them either.
 OPTUNA_PRIVATE_ATTRS = frozenset({
@@ -205,6 +214,91 @@ def package_cycles(root: Path) -> list[str]:
     return [" <-> ".join(g) for g in sorted(groups)]
 
 
+def module_cycles(root: Path) -> list[str]:
+    """Modules of ``hpo`` that import each other, directly or through others: one line per
+    group (strongly connected component), showing one cycle through it, with the lines."""
+    files = list(python_files(root, "hpo"))
+    known = {module_name(root, p) for p in files}
+    edges: dict[str, dict[str, Import]] = {m: {} for m in known}
+    for imp in all_imports(root):
+        if imp.target in known and imp.target != imp.module:
+            edges[imp.module].setdefault(imp.target, imp)
+    found = []
+    for group in _strongly_connected(edges):
+        if len(group) < 2:
+            continue
+        start = min(group)
+        path = _shortest_cycle(start, group, edges)
+        steps = [edges[a][b] for a, b in zip(path, path[1:])]
+        more = sorted(group - set(path))
+        also = f" (the group also holds {', '.join(more)})" if more else ""
+        found.append(" -> ".join(path) + also + "".join(f"\n    {s}" for s in steps))
+    return sorted(found)
+
+
+def _strongly_connected(edges: dict[str, dict[str, Import]]) -> list[set[str]]:
+    """Tarjan's algorithm, iterative (the import graph may be deep)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.add(member)
+                    if member == node:
+                        break
+                groups.append(group)
+    return groups
+
+
+def _shortest_cycle(start: str, group: set[str], edges: dict[str, dict[str, Import]]) -> list[str]:
+    """The shortest path from ``start`` back to itself inside ``group`` (breadth first)."""
+    came_from: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        nxt = []
+        for node in todo:
+            for child in sorted(edges[node]):
+                if child not in group:
+                    continue
+                if child == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return [*reversed(path), start]
+                if child not in came_from:
+                    came_from[child] = node
+                    nxt.append(child)
+        todo = nxt
+    raise AssertionError(f"{start} is in no cycle of {sorted(group)}")
+
+
 def engine_violations(root: Path) -> list[str]:
     return [
         f"{imp}: the engine imports nothing of hpo but hpo.errors"
@@ -254,6 +348,47 @@ def optuna_private_uses(root: Path) -> list[str]:
 
 def top_level_modules(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "hpo").glob("*.py"))
+
+
+def engine_top_level_modules(root: Path) -> list[str]:
+    """The modules directly in ``hpo/engine/`` (``__init__.py`` included)."""
+    return sorted(p.name for p in (root / "hpo" / "engine").glob("*.py"))
+
+
+def _defines_all(tree: ast.Module) -> bool:
+    for node in tree.body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign)
+            else [node.target] if isinstance(node, ast.AnnAssign | ast.AugAssign) else []
+        )
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            return True
+    return False
+
+
+def packages_without_all(root: Path) -> list[str]:
+    """The ``__init__.py`` of every package below ``hpo`` that does not define ``__all__``."""
+    return [
+        f"{path.relative_to(root)}: defines no __all__ (what does the package offer?)"
+        for path in python_files(root, "hpo")
+        if path.name == "__init__.py" and path.parent != root / "hpo"
+        and not _defines_all(parse(path))
+    ]
+
+
+def long_functions(root: Path) -> list[str]:
+    """Functions and methods over :data:`MAX_FUNCTION_LINES` lines, ``def`` to last line."""
+    found = []
+    for path in python_files(root, "hpo"):
+        for node in ast.walk(parse(path)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    found.append(
+                        f"{path.relative_to(root)}:{node.lineno}: {node.name} is {lines} lines "
+                        f"(at most {MAX_FUNCTION_LINES})"
+                    )
+    return found
 
 
 def layout_entries(readme: str) -> set[str]:
@@ -342,6 +477,23 @@ def test_few_top_level_modules():
     assert len(top_level_modules(ROOT)) <= MAX_TOP_LEVEL, top_level_modules(ROOT)
 
 
+def test_few_top_level_engine_modules():
+    found = engine_top_level_modules(ROOT)
+    assert len(found) <= MAX_ENGINE_TOP_LEVEL, found
+
+
+def test_no_cycles_between_modules():
+    assert module_cycles(ROOT) == [], _report(module_cycles(ROOT))
+
+
+def test_every_package_defines_all():
+    assert packages_without_all(ROOT) == [], _report(packages_without_all(ROOT))
+
+
+def test_no_long_functions():
+    assert long_functions(ROOT) == [], _report(long_functions(ROOT))
+
+
 def test_loading_a_study_yaml_imports_no_storage():
     code = (
         "import sys; from hpo.config import load_study_config; "
@@ -367,21 +519,27 @@ CLEAN = {
     "hpo/__init__.py": '"""top"""\n__version__ = "1"\n',
     "hpo/__main__.py": "from hpo.cli import main\nmain()\n",
     "hpo/errors.py": "class HpoError(Exception):\n    pass\n",
-    "hpo/engine/__init__.py": "",
+    "hpo/engine/__init__.py": '"""engine"""\nfrom .train import go\n__all__ = ["go"]\n',
     "hpo/engine/train.py": "from hpo.errors import HpoError\nfrom . import spec\n",
-    "hpo/engine/spec.py": "import torch\n",
-    "hpo/config/__init__.py": "",
+    "hpo/engine/spec.py": (  # a function of exactly MAX_FUNCTION_LINES lines, decorated
+        "import functools\nimport torch\n@functools.cache\n@staticmethod\ndef spec():\n"
+        + "    x = 1\n" * (MAX_FUNCTION_LINES - 2) + "    return x\n"
+    ),
+    "hpo/config/__init__.py": 'from hpo.config.study import load\n__all__ = ["load"]\n',
     "hpo/config/study.py": (
         "from typing import TYPE_CHECKING\nfrom hpo.engine.spec import spec\n"
         "from hpo.config import yamlfile\nif TYPE_CHECKING:\n    from hpo.errors import X\n"
     ),
     "hpo/config/yamlfile.py": "import yaml\nfrom hpo.errors import HpoError\n",
-    "hpo/storage/__init__.py": "",
+    "hpo/storage/__init__.py": "__all__: list[str] = []\n",
     "hpo/storage/rdb.py": (
         "import optuna\nfrom optuna.storages import RDBStorage\n"
         "def f(s):\n    from hpo.config.study import X\n    return s.get_trial(1)\n"
     ),
-    "hpo/cli/__init__.py": "from hpo.storage import rdb\nfrom hpo.config.study import load\n",
+    "hpo/cli/__init__.py": (
+        "from hpo.storage import rdb\nfrom hpo.config.study import load\n__all__ = ('main',)\n"
+        "def main():\n    pass\n"
+    ),
     "bench/run.py": "from bench.helpers import measure\nfrom hpo.engine.train import go\n",
     "bench/helpers.py": "def measure():\n    pass\n",
     "README.md": (
@@ -416,6 +574,10 @@ def test_a_clean_tree_passes_every_checker(clean):
     assert optuna_private_uses(clean) == []
     assert top_level_modules(clean) == ["__init__.py", "__main__.py", "errors.py"]
     assert layout_mismatch(clean) == []
+    assert module_cycles(clean) == []  # hpo.config imports its submodule hpo.config.study
+    assert engine_top_level_modules(clean) == ["__init__.py", "spec.py", "train.py"]
+    assert packages_without_all(clean) == []
+    assert long_functions(clean) == []  # spec() is MAX_FUNCTION_LINES long, decorators aside
 
 
 def test_imports_are_read_everywhere_and_resolved(clean):
@@ -529,3 +691,101 @@ def test_a_layout_out_of_date_is_found(clean):
         "in the README layout but not in the tree: bench/",
         "in the README layout but not in the tree: hpo/storage/rdb.py",
     ]
+
+
+@pytest.mark.parametrize("where, code, cycle", [
+    ("hpo/engine/spec.py", "import hpo.engine.train\n", "hpo.engine.spec -> hpo.engine.train"),
+    ("hpo/engine/spec.py", "from hpo.engine import train\n",  # the submodule, not the package
+     "hpo.engine.spec -> hpo.engine.train"),
+    ("hpo/engine/spec.py", "from .train import go\n", "hpo.engine.spec -> hpo.engine.train"),
+    ("hpo/engine/spec.py", "def f():\n    from hpo.engine.train import go\n",
+     "hpo.engine.spec -> hpo.engine.train"),
+    ("hpo/engine/spec.py",
+     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from hpo.engine.train import go\n",
+     "hpo.engine.spec -> hpo.engine.train"),
+    ("hpo/engine/spec.py", "from hpo.engine import go\n",  # the package's __init__ is a module
+     "hpo.engine -> hpo.engine.train -> hpo.engine.spec"),
+    ("hpo/config/yamlfile.py", "def f():\n    from hpo.config import load\n",
+     "hpo.config -> hpo.config.study -> hpo.config.yamlfile"),
+    ("hpo/errors.py", "def f():\n    import hpo.cli\n",  # across packages, four modules
+     "hpo.cli -> hpo.config.study -> hpo.errors"),
+])
+def test_a_cycle_between_modules_is_found(clean, where, code, cycle):
+    path = clean / where
+    path.write_text(path.read_text() + code)
+    found = module_cycles(clean)
+    assert len(found) == 1, found
+    members = cycle.split(" -> ")
+    assert found[0].splitlines()[0].split(" (")[0] == " -> ".join([*members, members[0]]), found
+    assert any(line.strip().startswith(where) for line in found[0].splitlines()[1:]), found
+
+
+def test_a_cycle_names_the_rest_of_its_group(clean):
+    path = clean / "hpo/errors.py"
+    path.write_text(path.read_text() + "def f():\n    import hpo.cli\n")
+    assert [f.splitlines()[0] for f in module_cycles(clean)] == [
+        "hpo.cli -> hpo.config.study -> hpo.errors -> hpo.cli"
+        " (the group also holds hpo.config.yamlfile, hpo.storage.rdb)"
+    ]
+
+
+def test_separate_module_cycles_are_reported_apart(clean):
+    # the two shapes of this repository's cycles before issue 19: three modules in a ring,
+    # and two modules, one importing the other inside a function
+    _tree(clean, {
+        "hpo/config/samplers.py": "from hpo.config.study import X\n",
+        "hpo/config/schema.py": "from hpo.config import samplers\n",
+        "hpo/config/study.py": "from hpo.config.schema import check\n",
+        "hpo/objective/__init__.py": "__all__ = []\n",
+        "hpo/objective/probe.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                  "    from hpo.objective.train import T\n",
+        "hpo/objective/train.py": "def f():\n    from hpo.objective.probe import p\n",
+    })
+    assert [f.splitlines()[0] for f in module_cycles(clean)] == [
+        "hpo.config.samplers -> hpo.config.study -> hpo.config.schema -> hpo.config.samplers",
+        "hpo.objective.probe -> hpo.objective.train -> hpo.objective.probe",
+    ]
+
+
+def test_the_engine_top_level_count(clean):
+    for name in ("a", "b", "c"):
+        (clean / f"hpo/engine/{name}.py").write_text("")
+    assert len(engine_top_level_modules(clean)) == MAX_ENGINE_TOP_LEVEL
+    (clean / "hpo/engine/d.py").write_text("")
+    (clean / "hpo/engine/sub").mkdir()
+    (clean / "hpo/engine/sub/__init__.py").write_text("__all__ = []\n")  # not at the top
+    assert len(engine_top_level_modules(clean)) == MAX_ENGINE_TOP_LEVEL + 1
+
+
+@pytest.mark.parametrize("where, text", [
+    ("hpo/storage/__init__.py", ""),
+    ("hpo/storage/__init__.py", '"""A docstring is not enough."""\n'),
+    ("hpo/storage/__init__.py", "def f():\n    __all__ = ['x']\n"),  # not at module level
+    ("hpo/engine/data/__init__.py", "from .idx import read\n"),  # a sub-package
+])
+def test_a_package_without_all_is_found(clean, where, text):
+    _tree(clean, {where: text})
+    assert packages_without_all(clean) == [
+        f"{where}: defines no __all__ (what does the package offer?)"
+    ]
+
+
+def test_the_top_package_needs_no_all(clean):
+    (clean / "hpo/__init__.py").write_text('"""top"""\n')
+    assert packages_without_all(clean) == []
+
+
+@pytest.mark.parametrize("code, name", [
+    ("def g():\n" + "    x = 1\n" * MAX_FUNCTION_LINES, "g"),
+    ("class C:\n    @property\n    def m(self):\n" + "        x = 1\n" * MAX_FUNCTION_LINES,
+     "m"),
+    ("async def a():\n" + "    x = 1\n" * MAX_FUNCTION_LINES, "a"),
+    ("def outer():\n    def inner():\n" + "        x = 1\n" * MAX_FUNCTION_LINES
+     + "    return inner\n", "inner"),
+])
+def test_a_long_function_is_found(clean, code, name):
+    path = clean / "hpo/storage/rdb.py"
+    path.write_text(path.read_text() + code)
+    found = [f for f in long_functions(clean) if f" {name} is " in f]
+    assert len(found) == 1 and found[0].startswith("hpo/storage/rdb.py:"), long_functions(clean)
+    assert f"is {MAX_FUNCTION_LINES + 1} lines" in found[0], found

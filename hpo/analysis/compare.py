@@ -1,19 +1,11 @@
 """Tuned kink derivatives against PyTorch's defaults, read from a study's trials.
 
-Per group (model, dataset, precision, activation): the baseline accuracy over seeds, the best
-tuned trial, and the paired difference *tuned minus default* over every completed tuned trial
-that has a default-derivative partner of the same run (see
-:func:`hpo.analysis.trials.pair_trials`). When several tuned trials share one default run
-(plain baseline mode: one baseline per seed), the tuned accuracies are averaged per default
-run first, so that the interval and the test count independent runs, not repeated uses of
-the same baseline. Each group also counts the pairs that are bitwise identical (same
-``params_sha256``: the derivative changed nothing) and the kink hits per trial; parameter
-importances are computed on the paired differences, never on raw accuracies of differently
-seeded trials (that would credit the seed noise to ReLU'(0)), and not at all when every
-pair is identical. Optionally a second study (e.g. the same search with ReLU'(0) fixed at 0)
-is compared trial distribution against trial distribution.
-
-Reads studies through Optuna only; the statistics live in :mod:`hpo.analysis.stats`.
+Per group (model, dataset, precision, activation): the baseline accuracy, the best tuned
+trial, and the paired difference tuned minus default (tuned accuracies averaged per default
+run first), bitwise-identical pairs, kink hits and parameter importances on the paired
+differences; optionally against a second study. Reads studies through Optuna only; the
+statistics are in :mod:`hpo.analysis.stats`.
+See docs/design.md#comparing-tuned-derivatives-with-pytorchs-defaults.
 """
 
 from __future__ import annotations

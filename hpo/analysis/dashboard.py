@@ -19,7 +19,7 @@ from hpo.storage.artifacts import open_artifact_store
 from hpo.storage.urls import mask_url
 from hpo.worker.lookup import open_existing_storage
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_port", "is_loopback", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 
-def check_port(host: str, port: int) -> None:
+def _check_port(host: str, port: int) -> None:
     """Fail early, with the fix, when ``host:port`` cannot be bound.
 
     Raises:
@@ -79,9 +79,9 @@ def serve(
     """
     import optuna_dashboard
 
-    check_port(host, port)  # before the storage is opened
+    _check_port(host, port)  # before the storage is opened
     storage = open_existing_storage(url)
-    local = is_loopback(host)
+    local = _is_loopback(host)
     if not local:
         log.warning(
             "the dashboard listens on %s, reachable from the network: anyone who can reach "
@@ -102,7 +102,7 @@ def serve(
         log.info("dashboard stopped")
 
 
-def is_loopback(host: str) -> bool:
+def _is_loopback(host: str) -> bool:
     """Whether every address ``host`` resolves to is a loopback address (this machine only)."""
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)

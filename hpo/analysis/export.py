@@ -1,30 +1,10 @@
 """Study trials -> CSV, one row per trial, from Optuna's ``Study.trials_dataframe``.
 
-Columns keep Optuna's names (``number``, ``state``, ``value``, ``params_<name>``,
-``user_attrs_<name>``) with three changes so a spreadsheet or ``pandas.read_csv`` reads
-them without parsing Python reprs:
-
-* ``duration`` (a timedelta) becomes ``duration_s``, seconds as a float;
-* a list of numbers per trial (``val_accuracy_per_epoch``, ``kink_hits_per_epoch``) becomes
-  one column per epoch, ``<column>_1``, ``<column>_2``, ... (empty where a trial stopped
-  earlier);
-* the ``platform`` user attribute (:func:`hpo.engine.numerics.platform.platform_record`, one
-dict per
-  trial) becomes one column per field, ``platform_<field>`` (``platform_torch``,
-  ``platform_cpu_model``, ``platform_cpu_capability``, ``platform_blas``,
-  ``platform_num_threads``, ``platform_cuda_device``, ``platform_cuda_capability``,
-  ``platform_cuda``, ``platform_cudnn``, ...), its numerics flags as
-  ``platform_flags_<flag>`` (``platform_flags_cuda_matmul_allow_tf32``,
-  ``platform_flags_fp16_reduced_precision_reduction``, ...), placed after the other columns;
-* any other list or dict becomes a JSON string;
-* the fields of a training trial's ``result`` attribute (:mod:`hpo.objective.attrs`) become
-  ``user_attrs_<field>`` columns, the same as older studies that stored them one by one;
-* ``fail_reason`` says why a FAIL trial failed (:func:`hpo.study.requeue.fail_reason`:
-  ``worker lost: ...`` for a trial that Optuna's heartbeat check failed, which carries no
-  reason of its own); empty for the others.
-
-The columns every analysis needs come first: number, state, value, baseline tag, seed, and
-in paired studies the twin links.
+Optuna's column names, readable without parsing Python reprs: ``duration_s``, one column per
+epoch for per-epoch lists, ``platform_<field>`` and ``platform_flags_<flag>`` columns, JSON
+for other lists and dicts, a training trial's ``result`` fields as ``user_attrs_<field>``,
+and ``fail_reason``. The columns every analysis needs come first.
+See docs/design.md#exported-csv-columns.
 """
 
 from __future__ import annotations
@@ -44,13 +24,13 @@ import pandas as pd
 from hpo.objective.attrs import RESULT_ATTR
 from hpo.study.requeue import fail_reason
 
-__all__ = ["ATTRS", "export_all", "export_study", "trials_frame"]
+__all__ = ["export_all", "export_study", "trials_frame"]
 
 log = logging.getLogger(__name__)
 
-PLATFORM_ATTR = "platform"  # the trial's platform record (hpo.objective)
+_PLATFORM_ATTR = "platform"  # the trial's platform record (hpo.objective)
 
-ATTRS = (
+_ATTRS = (
     "number",
     "state",
     "value",
@@ -88,9 +68,9 @@ def _inline_result(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """The study's trials as a flat table (see the module docstring for the columns)."""
+    """The study's trials as a flat table (columns: docs/design.md#exported-csv-columns)."""
     trials = study.get_trials(deepcopy=False)
-    df = study.trials_dataframe(attrs=ATTRS)
+    df = study.trials_dataframe(attrs=_ATTRS)
     with warnings.catch_warnings():  # metric_names is experimental in Optuna 4 and 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         names = study.metric_names
@@ -147,12 +127,12 @@ def _platform_columns(df: pd.DataFrame) -> pd.DataFrame | None:
     """Pop ``user_attrs_platform`` (a dict per trial, missing for trials that never ran)
     and return it flattened by ``pandas.json_normalize``: ``platform_<field>`` and
     ``platform_flags_<flag>`` (nested dicts joined with ``_``)."""
-    column = f"user_attrs_{PLATFORM_ATTR}"
+    column = f"user_attrs_{_PLATFORM_ATTR}"
     if column not in df:
         return None
     records = [v if isinstance(v, dict) else {} for v in df.pop(column)]
     flat = pd.json_normalize(records, sep="_")
-    flat.columns = [f"{PLATFORM_ATTR}_{c}" for c in flat.columns]
+    flat.columns = [f"{_PLATFORM_ATTR}_{c}" for c in flat.columns]
     flat.index = df.index
     return flat
 

@@ -1,5 +1,9 @@
 """Write a :class:`~hpo.analysis.compare.StudyComparison` out: text lines, CSV and one
-self-contained HTML report (plotly.js embedded once, so it opens offline)."""
+self-contained HTML report (plotly.js embedded once, so it opens offline).
+
+:func:`write_report` writes the files, :func:`format_text` the terminal lines;
+:func:`html_page` and :func:`html_table` also frame the Section 3 report.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,19 @@ import logging
 import math
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from hpo.analysis.compare import GroupSummary, StudyComparison
 from hpo.analysis.trials import group_label
 
 __all__ = [
-    "IMPORTANCE_LABEL",
     "closing_lines",
     "figures",
     "format_text",
+    "html_page",
+    "html_table",
     "pairs_line",
-    "write_csv",
-    "write_html",
     "write_report",
 ]
 
@@ -31,7 +35,7 @@ _DERIVATIVE_LABEL = {
     "relu6_prime_six": "ReLU6'(6): derivative used at 6 (dimensionless)",
 }
 _CSV_FLOAT = "%.6g"  # accuracies in % to 1e-4 pp; drops float noise such as 96.19999999
-IMPORTANCE_LABEL = "parameter importances for the paired difference (tuned - default)"
+_IMPORTANCE_LABEL = "parameter importances for the paired difference (tuned - default)"
 _METRIC_LABEL = {"test_accuracy": "test accuracy (%)", "val_accuracy": "validation accuracy (%)"}
 
 
@@ -72,9 +76,9 @@ def closing_lines(c: StudyComparison) -> list[tuple[str, str]]:
     none), then the platform warnings and the platform note."""
     out = []
     if c.importances:
-        out.append((IMPORTANCE_LABEL, ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())))
+        out.append((_IMPORTANCE_LABEL, ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())))
     if c.importance_note:
-        out.append((IMPORTANCE_LABEL, c.importance_note))
+        out.append((_IMPORTANCE_LABEL, c.importance_note))
     out += [("warning", w) for w in c.platform_warnings]
     if c.platform_note:
         out.append(("platform", c.platform_note))
@@ -87,7 +91,7 @@ def pairs_line(g: GroupSummary) -> str:
             f"{_fmt(g.kink_hits_per_trial, '.4g')} kink hits per trial")
 
 
-def write_csv(c: StudyComparison, out_dir: str | Path) -> list[Path]:
+def _write_csv(c: StudyComparison, out_dir: str | Path) -> list[Path]:
     """``compare_<study>.csv`` (one row per group) and, with another study,
     ``compare_<study>_vs_<other>.csv``."""
     out = Path(out_dir)
@@ -205,17 +209,13 @@ def figures(c: StudyComparison) -> list[go.Figure]:
     return figs
 
 
-def write_html(c: StudyComparison, out_dir: str | Path) -> Path:
+def _write_html(c: StudyComparison, out_dir: str | Path) -> Path:
     """``compare_<study>.html``: tables, verdicts and plots in one offline file."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"compare_{c.study}.html"
     title = f"ReLU'(0) comparison: {c.study}" + (f" vs {c.other}" if c.other else "")
     parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-        "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>",
         f"<p>Metric: {_METRIC_LABEL[c.metric]}; accuracies in %, differences in percentage "
         f"points (pp); 95% percentile bootstrap intervals (seed {c.seed}). Pairs: each tuned "
         "trial against the default-derivative run with the same seed and settings; tuned "
@@ -227,29 +227,43 @@ def write_html(c: StudyComparison, out_dir: str | Path) -> Path:
         *[f"<li><b>{html.escape(group_label(g.group))}</b>: {html.escape(g.paired.verdict)} "
           f"({html.escape(pairs_line(g))})</li>" for g in c.groups],
         "</ul><h2>Per group</h2>",
-        c.table().to_html(index=False, na_rep="n/a", float_format=lambda x: f"{x:.4g}"),
+        html_table(c.table()),
     ]
     if c.against:
         parts += [f"<h2>{html.escape(c.study)} vs {html.escape(str(c.other))}</h2><ul>",
                   *[f"<li><b>{html.escape(r.group)}</b>: {html.escape(r.result.verdict)}</li>"
                     for r in c.against],
-                  "</ul>", c.against_table().to_html(index=False, na_rep="n/a",
-                                                     float_format=lambda x: f"{x:.4g}")]
+                  "</ul>", html_table(c.against_table())]
     if c.importance_note:
-        parts.append(f"<p>{IMPORTANCE_LABEL.capitalize()}: "
+        parts.append(f"<p>{_IMPORTANCE_LABEL.capitalize()}: "
                      f"{html.escape(c.importance_note)}</p>")
     parts.append("<h2>Plots</h2>")
     for i, fig in enumerate(figures(c)):
         # plotly.js goes into the page once (no CDN: the report must open offline).
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    parts.append("</body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
+    path.write_text(html_page(title, parts), encoding="utf-8")
     return path
+
+
+def html_page(title: str, body: list[str]) -> str:
+    """One offline HTML page: ``title`` as its title and heading, then ``body``'s parts."""
+    head = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
+        "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>"
+    )
+    return "\n".join([head, *body, "</body></html>"])
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    """A report table: no index, ``n/a`` for missing values, 4 significant digits."""
+    return frame.to_html(index=False, na_rep="n/a", float_format=lambda x: f"{x:.4g}")
 
 
 def write_report(c: StudyComparison, out_dir: str | Path = "results") -> list[Path]:
     """Write the CSV file(s) and the HTML report into ``out_dir``; return their paths."""
-    paths = [*write_csv(c, out_dir), write_html(c, out_dir)]
+    paths = [*_write_csv(c, out_dir), _write_html(c, out_dir)]
     for p in paths:
         logger.info("wrote %s", p)
     return paths

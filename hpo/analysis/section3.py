@@ -1,14 +1,9 @@
 """The report of ``hpo reproduce section3``: our bifurcation fractions beside the paper's.
 
-Reads the trials of a Section 3 study (:mod:`hpo.config.section3`), sums each cell's
-slices (bifurcated inits out of probed inits) per precision, and puts every point of the
-three sweeps (the shared depth 3 / width 256 / batch 256 cell in all three) next to the
-paper's count out of 1000 initialisations, shipped as ``hpo/analysis/paper/section3.csv``
-(source: the authors' repository, deel-ai/relu-prime, ``paper_results/section_3/*.csv``).
-
-Intervals: 95% Clopper-Pearson (exact) binomial intervals,
-``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``: never narrower than 95%
-coverage, and defined at k = 0 and k = n, where our float16 and float64 cells sit.
+Each cell's bifurcated inits out of probed inits, per precision, beside the paper's count out
+of 1000 (``hpo/analysis/paper/section3.csv``, from deel-ai/relu-prime), with 95%
+Clopper-Pearson intervals (defined at k = 0 and k = n).
+See docs/design.md#section-3-report-sources-and-intervals.
 """
 
 from __future__ import annotations
@@ -30,10 +25,10 @@ from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 from scipy.stats import binomtest
 
+from hpo.analysis.report import html_page, html_table
 from hpo.config.section3 import Section3Plan, slice_size
 
 __all__ = [
-    "INTERVAL_METHOD",
     "Cell",
     "Section3Report",
     "binomial_ci",
@@ -45,8 +40,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INTERVAL_METHOD = "clopper-pearson"
-PAPER_SOURCE = (
+_INTERVAL_METHOD = "clopper-pearson"
+_PAPER_SOURCE = (
     "Bertoin et al., NeurIPS 2021, Section 3; github.com/deel-ai/relu-prime, "
     "paper_results/section_3/*.csv (counts out of 1000 initialisations)"
 )
@@ -103,8 +98,8 @@ class Section3Report:
                 "fc nets on MNIST, ToTensor inputs (no normalisation), one epoch without "
                 "updates, first-layer gradients compared bitwise between ReLU'(0) = 0 and 1"
             ),
-            "interval": f"95% {INTERVAL_METHOD} (scipy.stats.binomtest.proportion_ci)",
-            "paper_source": PAPER_SOURCE,
+            "interval": f"95% {_INTERVAL_METHOD} (scipy.stats.binomtest.proportion_ci)",
+            "paper_source": _PAPER_SOURCE,
             "platform": self.platform,
             "platform_source": self.platform_source,
             "cells": [asdict(c) for c in self.cells],
@@ -233,7 +228,7 @@ def _figure(r: Section3Report, sweep: str) -> go.Figure:
                          "linear", row=1, col=col)
     fig.update_yaxes(title_text="fraction of inits bifurcated", range=[-0.05, 1.05],
                      row=1, col=1)
-    fig.update_layout(title=f"{sweep} sweep: ours (95% {INTERVAL_METHOD}) vs the paper",
+    fig.update_layout(title=f"{sweep} sweep: ours (95% {_INTERVAL_METHOD}) vs the paper",
                       height=380)
     return fig
 
@@ -248,22 +243,16 @@ def write_report(r: Section3Report, out_dir: str | Path = "results") -> list[Pat
     title = f"Section 3 reproduction: {r.study}"
     sweeps = list(dict.fromkeys(c.sweep for c in r.cells))
     parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-        "collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>",
         f"<p>{r.trials_complete}/{r.trials_total} trials complete; {r.plan.inits} inits per "
-        f"cell, {r.train_samples} training images. Paper: {html.escape(PAPER_SOURCE)}. "
-        f"Intervals: 95% {INTERVAL_METHOD}.</p>",
+        f"cell, {r.train_samples} training images. Paper: {html.escape(_PAPER_SOURCE)}. "
+        f"Intervals: 95% {_INTERVAL_METHOD}.</p>",
         f"<p>Platform ({html.escape(r.platform_source)}): "
         f"{html.escape(_summary(r.platform))}</p>",
     ]
     for i, sweep in enumerate(sweeps):
         parts.append(_figure(r, sweep).to_html(full_html=False, include_plotlyjs=(i == 0)))
-    parts += ["<h2>Cells</h2>",
-              r.table().to_html(index=False, na_rep="n/a", float_format=lambda x: f"{x:.4g}"),
-              "</body></html>"]
-    html_path.write_text("\n".join(parts), encoding="utf-8")
+    parts += ["<h2>Cells</h2>", html_table(r.table())]
+    html_path.write_text(html_page(title, parts), encoding="utf-8")
     for path in (csv_path, html_path):
         logger.info("wrote %s", path)
     return [csv_path, html_path]

@@ -1,23 +1,10 @@
 """Pure statistics on plain arrays: bootstrap intervals, paired and two-sample tests, verdicts.
 
-Nothing here knows about Optuna. Accuracies come in percent, so differences are percentage
-points (pp). Every random draw goes through a seeded :class:`numpy.random.Generator`: the same
-inputs and seed give the same interval.
-
-Choices, and why:
-
-* Confidence intervals are percentile bootstraps (:func:`scipy.stats.bootstrap`, 10 000
-  resamples by default) of the mean paired difference, or of the difference in medians/IQRs
-  of two independent samples, each resampled on its own. They
-  need no normality assumption, which matters for accuracies piled up near 100 %.
-* The paired test is the Wilcoxon signed-rank test, except with fewer than
-  :data:`MIN_WILCOXON` non-zero differences or with ties among them, where the ranks carry
-  little information and its p-value is an approximation: then the exact two-sided sign test
-  (binomial, p = 0.5) is used. Zero differences are dropped by both tests (they say nothing
-  about the direction).
-* Two independent samples are compared with the two-sided Mann-Whitney U test.
-* A verdict claims a difference only when the interval excludes 0 *and* the test rejects at
-  ``alpha``; with fewer than :data:`MIN_N` units it says the evidence is insufficient.
+Nothing here knows about Optuna; accuracies are in percent, differences in percentage
+points; every draw comes from a seeded generator. Percentile bootstrap intervals, the
+Wilcoxon signed-rank test (the exact sign test for few or tied differences), Mann-Whitney U
+for independent samples; a verdict needs the interval to exclude 0 and the test to reject.
+See docs/design.md#statistics-bootstrap-intervals-tests-and-verdicts.
 """
 
 from __future__ import annotations

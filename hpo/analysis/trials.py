@@ -47,12 +47,9 @@ class TrialRecord:
         pair_key: the TrainSpec with the derivatives reset (equal keys: same run otherwise).
         relu_prime_zero / relu6_prime_six: effective derivatives (PyTorch's when unset).
         kink_rate: kink hits per training sample per epoch, else per trial (see
-            ``kink_rate_per_sample``), None when the trial recorded none.
-        kink_hits: the trial's recorded ``kink_hits`` (None when it recorded none).
-        params_sha256: the run's fingerprint (None for trials that did not record one).
-        platform: the trial's ``platform`` record
-        (:func:`hpo.engine.numerics.platform.platform_record`),
-            None for trials from before it was recorded.
+            ``kink_rate_per_sample``); kink_hits: the recorded ``kink_hits``.
+        params_sha256: the run's fingerprint; platform: the trial's ``platform`` record.
+        The last four are None for trials that did not record them.
     """
 
     number: int

@@ -1,8 +1,9 @@
 """The ``hpo`` command line: parse, delegate, and map errors to exit codes.
 
-Each sub-command lives in its own module exposing ``register(subparsers)``; the module's
-handler receives the parsed ``argparse.Namespace`` and returns an exit code. No training
-or study logic lives here.
+Shaped like Optuna's CLI: one :class:`~hpo.cli.base.Command` class per sub-command, listed
+in :data:`hpo.cli.commands.COMMANDS`; its ``take_action`` parses, makes one call of the
+Python API's layer (:mod:`hpo.worker.local`, :mod:`hpo.analysis.api`, the engine) and
+prints. No training or study logic lives here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hpo`` parser with every command of :data:`hpo.cli.commands.COMMANDS`."""
     from hpo.cli import commands
 
     parser = _Parser(
@@ -41,12 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in commands.MODULES:
-        module.register(sub)
+    for name, command in commands.COMMANDS.items():
+        command().register(sub, name)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hpo`` with ``argv`` (default: the process's); return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO

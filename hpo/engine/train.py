@@ -1,18 +1,9 @@
 """One training loop for every model: precision, seeding, per-epoch callback, divergence.
 
-Determinism: the model is initialised from ``torch.manual_seed(spec.seed)`` and the batch
-order comes from its own generator seeded with ``spec.seed``; the activation derivatives
-consume no randomness, so two runs that differ only in ReLU'(0) start from the same weights
-and see the same batches. The caller's global RNG state is restored afterwards.
-
-Divergence (a NaN or infinite loss) ends the run cleanly with ``diverged=True``; it never
-raises out of the loop. An exception raised by ``on_epoch_end`` (e.g. ``optuna.TrialPruned``)
-propagates unchanged.
-
-Numerics: the run's TF32 and reduced-precision-reduction flags are set for the whole run
-(data, steps, test accuracy) and put back afterwards, also when it raises
-(:func:`hpo.engine.numerics.flags.numerics`); ``TrainResult.platform`` is the platform record read
-inside them (:func:`hpo.engine.numerics.platform.platform_record`).
+The weights and the batch order come from ``spec.seed`` only (two runs that differ only in
+ReLU'(0) start alike); a NaN or infinite loss ends the run with ``diverged=True``; an
+exception from ``on_epoch_end`` propagates; the numerics flags hold for the whole run.
+See docs/design.md#the-training-loop-determinism-divergence-numerics.
 """
 
 from __future__ import annotations
@@ -22,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +23,7 @@ from hpo.engine.data import tensors as data_mod
 from hpo.engine.data.augment import CropFlip, black_pixel
 from hpo.engine.data.loading import load_splits
 from hpo.engine.data.splits import Split
-from hpo.engine.models.activations import kinked_modules
+from hpo.engine.models.activations import KinkedActivation, kinked_modules
 from hpo.engine.models.build import build_model
 from hpo.engine.numerics.flags import check_tf32_device, numerics
 from hpo.engine.numerics.platform import platform_record
@@ -168,15 +159,18 @@ def _fit(
     result: TrainResult,
     protocol: _Protocol | None = None,
 ) -> None:
-    protocol = protocol or _Protocol()
+    """Train ``spec.epochs`` epochs; stop early on divergence (or when a callback raises)."""
     activations = kinked_modules(model)
     for _, module in activations:
         module.reset_kink_hits()
-    layer_hits: dict[str, list[int]] = {name: [] for name, _ in activations}
-    result.kink_hits_per_layer = layer_hits
-    scaler = grad_scaler(precision, train_split.x.device)
+    result.kink_hits_per_layer = {name: [] for name, _ in activations}
+    device = train_split.x.device
+    loop = _Loop(
+        spec, model, optimizer, precision, train_split, val_split, result,
+        protocol or _Protocol(), activations, grad_scaler(precision, device),
+        _reads_loss_each_step(device), on_epoch_end, observe_model,
+    )
     n = len(train_split.y)
-    on_cpu = _reads_loss_each_step(train_split.x.device)
     # Many batches gathered at once into one buffer, reused for the run (batches.py).
     batches = train_split.batches(spec.batch_size)
     size = spec.resolved_image_size  # resize or 3 channels: shape_batch per batch
@@ -185,72 +179,15 @@ def _fit(
     for epoch in range(1, spec.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=batch_order).to(train_split.x.device)
-        # On CPU the loss is read every step (free there): summed as Python floats (float64,
-        # like the device-side sum used on GPUs, where a per-step read would synchronise).
-        loss_total = 0.0
-        loss_sum = torch.zeros((), dtype=torch.float64, device=train_split.x.device)
-        steps = 0
+        order = torch.randperm(n, generator=batch_order).to(device)
         epoch_batches = batches.epoch(order)
         if reshape:
             epoch_batches = ((shape_for_model(spec, xb), yb) for xb, yb in epoch_batches)
-        if protocol.augment is not None:
-            epoch_batches = protocol.augment.epoch(epoch_batches, len(order))
-        for step, (xb, yb) in enumerate(epoch_batches, start=1):
-            xb = xb.contiguous(memory_format=protocol.memory_format)
-            loss = batch_loss(model, xb, yb, precision)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            steps += 1
-            if on_cpu:
-                value = loss.item()
-                loss_total += value
-                if not math.isfinite(value):
-                    _mark_diverged(result, epoch, step, value)
-                    break
-            else:
-                loss_sum += loss.detach()
-                if step % _CUDA_CHECK_EVERY == 0 and not math.isfinite(loss.item()):
-                    _mark_diverged(result, epoch, step, loss.item())
-                    break
-        hits = 0
-        for name, module in activations:
-            layer = sum(module.kink_hits())
-            module.reset_kink_hits()
-            layer_hits[name].append(layer)
-            hits += layer
-        result.kink_hits_per_epoch.append(hits)
-        result.kink_hits += hits
-        mean_loss = (loss_total if on_cpu else loss_sum.item()) / max(steps, 1)
-        # After the reads: on a GPU they wait for the epoch's queued steps to finish.
-        result.train_time_s += time.perf_counter() - epoch_start
-        if not result.diverged and not math.isfinite(mean_loss):
-            _mark_diverged(result, epoch, steps, mean_loss)
-        if result.diverged:
+        if loop.protocol.augment is not None:
+            epoch_batches = loop.protocol.augment.epoch(epoch_batches, len(order))
+        loss, steps = loop.steps(epoch, epoch_batches)
+        if not loop.end_epoch(epoch, epoch_start, loss, steps):
             break
-        if protocol.scheduler is not None:
-            protocol.scheduler.step()  # the next epoch's learning rate
-        if spec.bn_recalibration:
-            _recalibrate_batch_norm(spec, model, train_split, precision)
-        val_acc = _accuracy(spec, model, val_split, precision)
-        result.val_accuracy.append(val_acc)
-        result.train_loss.append(mean_loss)
-        result.epochs_completed = epoch
-        seen = epoch * n
-        result.samples_per_second = seen / result.train_time_s if result.train_time_s else 0.0
-        log.debug("epoch %d: val_accuracy=%.4f loss=%.4f kink_hits=%d",
-                  epoch, val_acc, mean_loss, hits)
-        if observe_model is not None:
-            observe_model(epoch, model)
-        if on_epoch_end is not None:
-            on_epoch_end(EpochReport(epoch, val_acc, mean_loss, hits,
-                                     time.perf_counter() - epoch_start))
 
 
 @dataclass(frozen=True)
@@ -260,6 +197,101 @@ class _Protocol:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     augment: CropFlip | None = None
     memory_format: torch.memory_format = torch.contiguous_format
+
+
+@dataclass(frozen=True)
+class _Loop:
+    """What every epoch of one run uses: the steps of an epoch, then its end."""
+
+    spec: TrainSpec
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: Precision
+    train_split: Split
+    val_split: Split
+    result: TrainResult
+    protocol: _Protocol
+    activations: list[tuple[str, KinkedActivation]]
+    scaler: torch.amp.GradScaler | None
+    on_cpu: bool  # read the loss every step (see _reads_loss_each_step)
+    on_epoch_end: Callable[[EpochReport], None] | None
+    observe_model: Callable[[int, nn.Module], None] | None
+
+    def steps(self, epoch: int, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+              ) -> tuple[float | torch.Tensor, int]:
+        """One epoch's optimizer steps: the summed loss and the number of steps.
+
+        On CPU the loss is read every step (free there): summed as Python floats (float64,
+        like the device-side sum used on GPUs, where a per-step read would synchronise).
+        A non-finite loss marks the run diverged and ends the epoch.
+        """
+        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        loss_total = 0.0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.train_split.x.device)
+        steps = 0
+        for step, (xb, yb) in enumerate(batches, start=1):
+            xb = xb.contiguous(memory_format=self.protocol.memory_format)
+            loss = batch_loss(model, xb, yb, self.precision)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            steps += 1
+            if self.on_cpu:
+                value = loss.item()
+                loss_total += value
+                if not math.isfinite(value):
+                    _mark_diverged(self.result, epoch, step, value)
+                    break
+            else:
+                loss_sum += loss.detach()
+                if step % _CUDA_CHECK_EVERY == 0 and not math.isfinite(loss.item()):
+                    _mark_diverged(self.result, epoch, step, loss.item())
+                    break
+        return (loss_total if self.on_cpu else loss_sum), steps
+
+    def end_epoch(self, epoch: int, epoch_start: float, loss: float | torch.Tensor,
+                  steps: int) -> bool:
+        """Record the epoch (kink hits, loss, validation accuracy), call the callbacks;
+        False when the run diverged and must stop."""
+        spec, model, result = self.spec, self.model, self.result
+        hits = 0
+        for name, module in self.activations:
+            layer = sum(module.kink_hits())
+            module.reset_kink_hits()
+            result.kink_hits_per_layer[name].append(layer)
+            hits += layer
+        result.kink_hits_per_epoch.append(hits)
+        result.kink_hits += hits
+        mean_loss = (loss if self.on_cpu else loss.item()) / max(steps, 1)
+        # After the reads: on a GPU they wait for the epoch's queued steps to finish.
+        result.train_time_s += time.perf_counter() - epoch_start
+        if not result.diverged and not math.isfinite(mean_loss):
+            _mark_diverged(result, epoch, steps, mean_loss)
+        if result.diverged:
+            return False
+        if self.protocol.scheduler is not None:
+            self.protocol.scheduler.step()  # the next epoch's learning rate
+        if spec.bn_recalibration:
+            _recalibrate_batch_norm(spec, model, self.train_split, self.precision)
+        val_acc = _accuracy(spec, model, self.val_split, self.precision)
+        result.val_accuracy.append(val_acc)
+        result.train_loss.append(mean_loss)
+        result.epochs_completed = epoch
+        seen = epoch * len(self.train_split.y)
+        result.samples_per_second = seen / result.train_time_s if result.train_time_s else 0.0
+        log.debug("epoch %d: val_accuracy=%.4f loss=%.4f kink_hits=%d",
+                  epoch, val_acc, mean_loss, hits)
+        if self.observe_model is not None:
+            self.observe_model(epoch, model)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(EpochReport(epoch, val_acc, mean_loss, hits,
+                                          time.perf_counter() - epoch_start))
+        return True
 
 
 def _augmentation(

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 #: ``train(spec, *, data_dir=..., on_epoch_end=...) -> TrainResult`` (hpo.engine.train.train).
 TrainFn = Callable[..., "TrainResult"]
 
+#: Test hook: a folder where each trial writes <number>.held, then waits for <number>.go or go.
+HOLD_ENV = "HPO_TEST_HOLD_DIR"
 
 def record_result(
     trial: optuna.trial.BaseTrial,
@@ -158,6 +161,7 @@ class Objective:
         attrs = trial.user_attrs  # one storage read
         # Written with the results (a baseline or a copy already has them: not rewritten).
         spec, inputs = self._inputs(trial, attrs, enqueue_twin=True)
+        _hold(trial.number)
         epochs: list[Any] = []
         platform: dict[str, Any] = {}  # read during the run, for a pruned trial's record
         # NopPruner never prunes: skip the storage read that asking it costs. Twins are never
@@ -192,6 +196,15 @@ class Objective:
         if not result.val_accuracy:
             raise RuntimeError("training finished without a validation accuracy")
         return float(result.val_accuracy[-1])
+
+
+def _hold(number: int) -> None:
+    """The :data:`HOLD_ENV` test hook (nothing when it is unset)."""
+    folder = os.environ.get(HOLD_ENV)
+    if folder:
+        (Path(folder) / f"{number}.held").touch()
+        while not any((Path(folder) / go).exists() for go in (f"{number}.go", "go")):
+            time.sleep(0.05)  # a stop signal interrupts this as it would a training run
 
 
 def _record_pruned(

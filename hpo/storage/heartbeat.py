@@ -1,13 +1,10 @@
 """A running trial's heartbeat: ``storage.record_heartbeat`` every interval, through outages.
 
-Optuna's RDBStorage stores the beats and its public ``optuna.storages.fail_stale_trials``
-fails a trial whose last beat is older than the grace period; the beating is left to the
-caller (``Study.optimize`` runs a private thread for it). :class:`Heartbeat` is ours, on the
-public ``record_heartbeat``: the first beat is recorded at once in the worker's own thread
-(so it goes through the worker's storage retry, and a trial is never left without one for
-longer than it takes to write it), then a daemon thread beats every interval until the
-trial ends. A storage fault in the thread is logged once and the thread goes on, so a trial
-survives an outage shorter than the grace period (Optuna's thread stops at its first error).
+:class:`Heartbeat` records the first beat at once in the worker's thread (through its
+storage retry), then beats from a daemon thread until the trial ends; a storage fault there
+is logged once and the thread goes on, so a trial survives an outage shorter than the
+grace period (Optuna's own thread stops at its first error).
+See docs/design.md#heartbeats-through-storage-outages.
 """
 
 from __future__ import annotations

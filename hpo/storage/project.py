@@ -1,15 +1,10 @@
 """The project folder and its one default database, ``storage/hpo.db``.
 
-The *project folder* is the nearest folder, from the current directory upward, that holds a
-``storage/`` or a ``study_configs/`` folder (the way git finds its repository from any
-subfolder); where none does, the current directory itself. Every study created there
-without ``--storage``, ``$HPO_STORAGE`` or a ``storage:`` in its file goes into one SQLite
-database, ``<project>/storage/hpo.db``, so ``hpo status``, ``hpo export --all`` and
-``hpo dashboard`` see all of them from anywhere in the project.
-
-Earlier versions wrote one database per study (``storage/<study>.db``);
-:func:`other_databases` finds those so ``hpo status`` can say how to open them.
-Pure path functions: nothing is created here.
+The project folder is the nearest folder upward that holds ``storage/`` or
+``study_configs/`` (else the current directory); every study created without a storage
+URL goes into ``<project>/storage/hpo.db``. :func:`other_databases` finds the per-study
+databases of earlier versions. Pure path functions: nothing is created here.
+See docs/design.md#the-project-folder-and-its-default-database.
 """
 
 from __future__ import annotations
@@ -17,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "DEFAULT_DATABASE",
-    "PROJECT_MARKERS",
     "STORAGE_FOLDER",
     "default_database",
     "is_project_folder",
@@ -27,9 +20,9 @@ __all__ = [
 ]
 
 STORAGE_FOLDER = "storage"
-DEFAULT_DATABASE = "hpo.db"
+_DEFAULT_DATABASE = "hpo.db"
 #: A folder holding one of these (as a folder) is a project folder.
-PROJECT_MARKERS = (STORAGE_FOLDER, "study_configs")
+_PROJECT_MARKERS = (STORAGE_FOLDER, "study_configs")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
@@ -45,12 +38,12 @@ def project_folder(start: str | Path | None = None) -> Path:
 
 def is_project_folder(folder: str | Path) -> bool:
     """Whether ``folder`` holds a ``storage/`` or ``study_configs/`` folder."""
-    return any((Path(folder) / marker).is_dir() for marker in PROJECT_MARKERS)
+    return any((Path(folder) / marker).is_dir() for marker in _PROJECT_MARKERS)
 
 
 def default_database(start: str | Path | None = None) -> Path:
     """``<project folder>/storage/hpo.db`` (absolute; it may not exist yet)."""
-    return project_folder(start) / STORAGE_FOLDER / DEFAULT_DATABASE
+    return project_folder(start) / STORAGE_FOLDER / _DEFAULT_DATABASE
 
 
 def other_databases(start: str | Path | None = None, *, besides: str | Path | None = None
@@ -61,7 +54,7 @@ def other_databases(start: str | Path | None = None, *, besides: str | Path | No
     folder = project_folder(start) / STORAGE_FOLDER
     if not folder.is_dir():
         return []
-    skip = Path(besides if besides is not None else folder / DEFAULT_DATABASE).absolute()
+    skip = Path(besides if besides is not None else folder / _DEFAULT_DATABASE).absolute()
     found = []
     for path in sorted(folder.rglob("*")):
         if path.suffix in _SQLITE_SUFFIXES and path.is_file() and path.absolute() != skip:

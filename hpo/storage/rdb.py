@@ -1,26 +1,11 @@
 """Storage URL -> Optuna's own RDBStorage, set up for several workers and crashed workers.
 
-Only Optuna's public API (``optuna.storages.RDBStorage`` and its public methods) and
-SQLAlchemy's public event API are used here.
-
-* SQLite (the default, one machine): the parent folder is created, the file is switched to
-  WAL once (the mode persists in the file, so readers such as optuna-dashboard never block
-  the writers), and every connection waits up to 60 s for the write lock instead of failing
-  at once with "database is locked". Every transaction starts with ``BEGIN IMMEDIATE``
-  (SQLAlchemy's documented pysqlite recipe), so it holds the write lock before it reads:
-  Optuna's ``SELECT ... FOR UPDATE`` is a no-op on SQLite, and without this two workers
-  could both read a WAITING trial and both pop it. Commits are synced at WAL checkpoints
-  (``synchronous=NORMAL``; :mod:`hpo.storage.sqlite_file`).
-* PostgreSQL and other servers (several machines): a small connection pool per worker
-  (at most 4 connections: ``pool_size=2, max_overflow=2``), ``pool_pre_ping`` so a
-  restarted server or a dropped connection is not an error, and TCP timeouts so a vanished
-  server fails a query within a minute instead of hanging (the workers retry it:
-  :mod:`hpo.storage.retry`). ``FOR UPDATE`` makes Optuna's state changes atomic there.
-* Heartbeats: Optuna's ``heartbeat_interval`` and ``grace_period``, and a stale-trial
-  callback from the caller (:mod:`hpo.study.requeue` queues the copy of a dead worker's
-  trial). The beats themselves come from :class:`hpo.storage.heartbeat.Heartbeat`.
-* A malformed URL is a one-line UsageError before anything is written; a read-only or full
-  location is a one-line StorageError that says so.
+SQLite: WAL, a 60 s wait for the write lock, ``BEGIN IMMEDIATE`` transactions
+(:mod:`hpo.storage.sqlite_file`). PostgreSQL and other servers: a small pool with
+``pool_pre_ping`` and TCP timeouts. Optuna's heartbeats and a caller's stale-trial
+callback. A malformed URL is a one-line UsageError, a read-only or full location a
+one-line StorageError. Public Optuna and SQLAlchemy APIs only.
+See docs/design.md#opening-a-storage-for-many-workers.
 """
 
 from __future__ import annotations
@@ -81,8 +66,7 @@ def make_storage(
 
     Args:
         url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql://...``; a
-            ``postgresql://`` or ``postgres://`` URL opens with psycopg2:
-            :func:`hpo.storage.urls.engine_url`).
+            ``postgresql://`` or ``postgres://`` URL opens with psycopg2).
         heartbeat: worker liveness settings; ``None`` for a storage that only reads or
             creates studies (no trial runs through it).
         stale_trial_callback: run for each trial that ``optuna.storages.fail_stale_trials``
@@ -91,7 +75,7 @@ def make_storage(
     Raises:
         UsageError: the URL is malformed or names a database kind/driver that is not
             installed (nothing is written then).
-        StorageError: the database cannot be reached, created or read (password masked).
+        StorageError: the database cannot be reached, created or read.
     """
     parsed = parse_storage_url(url)
     backend = parsed.get_backend_name()

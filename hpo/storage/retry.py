@@ -1,19 +1,9 @@
 """Ride out a storage that is unreachable for a while; name the faults that waiting cannot fix.
 
-A worker talks to its storage several times per trial. When the PostgreSQL server restarts or
-the network drops, every call fails with a driver error; a worker that died at the first one
-would leave its trial to the heartbeat check and need restarting by hand. Here:
-
-* :func:`storage_fault` sorts an exception: ``unreachable``/``busy`` (retry), ``full``,
-  ``read-only``, ``I/O error`` (retrying cannot help) or ``None`` (not a storage fault: a bug
-  or bad data, raised as it is).
-* :class:`StorageRetry` retries a call with exponential back-off, logging one warning per
-  attempt with the URL masked, and gives up with a one-line :class:`~hpo.errors.StorageError`
-  after ``give_up_s`` seconds of failures in a row. A fault that waiting cannot fix becomes a
-  one-line StorageError at once. Database writes are transactions, so a failed call changed
-  nothing and the study stays intact.
-* The heartbeat thread (:mod:`hpo.storage.heartbeat`) uses :func:`storage_fault` to keep
-  beating through an outage.
+:func:`storage_fault` sorts an exception (unreachable, busy, full, read-only, I/O error,
+or not a storage fault); :class:`StorageRetry` retries a call with back-off and gives up
+with a one-line :class:`~hpo.errors.StorageError` after ``give_up_s`` seconds of failures,
+or at once for a fault that waiting cannot fix. See docs/design.md#riding-out-storage-outages.
 """
 
 from __future__ import annotations

@@ -96,23 +96,11 @@ def tune_sqlite_engine(engine: sqlalchemy.engine.Engine) -> None:
     """Every transaction takes SQLite's write lock first; WAL files commit with
     ``synchronous=NORMAL``.
 
-    ``BEGIN IMMEDIATE``: pysqlite opens a transaction only at the first write, and SQLite
-    ignores ``SELECT ... FOR UPDATE``, so Optuna's read-check-write of a trial's state (a
-    pop of a WAITING trial, a tell, a stale check) could run in two processes from the same
-    read and both win: two workers would run the same enqueued baseline. With the lock taken
-    at ``BEGIN`` the read and the write are one step, and the loser sees the new state. This
-    is SQLAlchemy's documented pysqlite recipe (driver-level autocommit, then our own
-    ``BEGIN`` in the ``begin`` event). Readers that only read wait for the lock too; every
-    wait is covered by the busy timeout.
-
-    ``synchronous=NORMAL``: with the default (FULL) every commit waits for an fsync of the
-    WAL, a few milliseconds with the write lock held, and a worker commits about ten times
-    per trial. In WAL mode NORMAL syncs at checkpoints only; the database stays consistent
-    whatever happens, and a crashed or killed process loses nothing. Only a power cut or an
-    OS crash can undo the last commits, and those of every worker on the machine alike: the
-    study is then as it was a moment earlier, and its RUNNING trials are re-queued by the
-    heartbeat check (https://www.sqlite.org/pragma.html#pragma_synchronous). A file left in
-    another journal mode (WAL unsupported, see :func:`prepare_sqlite`) keeps FULL.
+    ``BEGIN IMMEDIATE`` (SQLAlchemy's documented pysqlite recipe) makes Optuna's
+    read-check-write of a trial's state one step, so two workers cannot pop the same trial;
+    ``synchronous=NORMAL`` syncs the WAL at checkpoints only (a crash loses nothing; a power
+    cut only the last commits). A file in another journal mode keeps FULL.
+    See docs/design.md#sqlite-transactions-begin-immediate-and-synchronous-normal.
     """
     if engine.url.database in (None, "", ":memory:") or str(engine.url.database).startswith(
         "file:"

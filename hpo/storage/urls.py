@@ -1,16 +1,9 @@
 """Storage URLs: pick one, parse it, print it without its password.
 
-Pure functions over strings, parsed with SQLAlchemy's :func:`~sqlalchemy.engine.make_url`
-(no connection is made here). :func:`parse_storage_url` is what :func:`make_storage
-<hpo.storage.rdb.make_storage>` runs first, before anything is written: a malformed or
-unknown URL is one :class:`~hpo.errors.UsageError` line that names the masked value and the
-fix.
-
-PostgreSQL URLs as people write them, ``postgresql://`` and ``postgres://``, open with
-psycopg2, the driver this project depends on: :func:`engine_url` rewrites them to
-``postgresql+psycopg2://`` for SQLAlchemy and Optuna only (SQLAlchemy 2.1 reads a plain
-``postgresql://`` as psycopg 3, and no SQLAlchemy knows ``postgres://``). Messages show the
-URL as the user gave it, masked.
+Pure functions over strings (SQLAlchemy's ``make_url``; no connection is made). A
+malformed or unknown URL is one :class:`~hpo.errors.UsageError` line naming the masked
+value and the fix; ``postgresql://`` and ``postgres://`` open with psycopg2
+(:func:`engine_url`). See docs/design.md#storage-urls-and-the-psycopg2-driver.
 """
 
 from __future__ import annotations
@@ -28,7 +21,6 @@ from hpo.storage.project import default_database
 
 __all__ = [
     "ENV_VAR",
-    "EXAMPLES",
     "default_storage_url",
     "engine_url",
     "is_default_storage",
@@ -42,7 +34,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "HPO_STORAGE"
-EXAMPLES = "sqlite:///storage/hpo.db, postgresql://USER:PASSWORD@HOST:5432/DB"
+_EXAMPLES = "sqlite:///storage/hpo.db, postgresql://USER:PASSWORD@HOST:5432/DB"
 _PASSWORD_KEYS = ("password", "passwd", "pass", "pwd")
 # postgresql:// or postgres://, with or without a driver; group 1: "+driver" or None
 _POSTGRES = re.compile(r"^postgres(?:ql)?(\+[A-Za-z0-9_]+)?://", re.I)
@@ -116,12 +108,12 @@ def parse_storage_url(url: str) -> URL:
         fix = "correct the scheme" + (f" (did you mean {close[0]}://?)" if close else "")
         raise UsageError(
             f"storage: unknown database kind {kind!r} in URL (got {mask_url(url)!r}); "
-            f"allowed: sqlite, postgresql (or postgres), mysql (e.g. {EXAMPLES}); fix: "
+            f"allowed: sqlite, postgresql (or postgres), mysql (e.g. {_EXAMPLES}); fix: "
             f"{fix}."
         ) from exc
     except (sqlalchemy.exc.ArgumentError, ValueError) as exc:  # ValueError: a bad port
         raise UsageError(
-            f"storage: not a database URL (got {mask_url(url)!r}); allowed: {EXAMPLES}; "
+            f"storage: not a database URL (got {mask_url(url)!r}); allowed: {_EXAMPLES}; "
             "fix: write it as DIALECT[+DRIVER]://..."
         ) from exc
     return parsed

@@ -1,46 +1,10 @@
 """The study's budget: which trials count, and why the count is exact.
 
-Budget accounting (exact, whatever the number of workers and machines)
-----------------------------------------------------------------------
-The budget ``B`` (study user attr ``hpo_budget`` = search trials + baselines) is the number
-of trials that must end COMPLETE or PRUNED. A trial *holds a slot* while it is WAITING,
-RUNNING, COMPLETE or PRUNED; a FAIL trial holds none, so crashed, interrupted or errored
-trials never eat the budget (they are re-queued with the same parameters and seed instead).
-
-* Before asking, a worker stops when ``B`` trials are finished, and waits (without asking)
-  while all ``B`` slots are held by other workers' running trials: if one of them dies, its
-  heartbeat goes stale, it is failed and re-queued, and a waiting worker runs the copy.
-* After ``study.ask()`` the trial has its number. Optuna numbers trials under a lock on the
-  study row, so every trial with a lower number is already visible. The trial is *in budget*
-  when fewer than ``B`` slot-holding trials have a lower number. Two workers racing for the
-  last slot both ask, but only the lower number is in budget; the other is **discarded**:
-  told FAIL at once, before any parameter is sampled, with user attr
-  ``hpo_fail_reason="discarded: over budget"``. A discarded trial holds no slot and trains
-  nothing, so it never becomes an extra finished trial.
-* Why that is exact: suppose ``B + 1`` trials finished. When the highest-numbered of them
-  was checked, the ``B`` others already existed (lower numbers are committed first) and held
-  slots (a trial that ends finished never was FAIL), so its rank was ``B``: it would have
-  been discarded. This relies on Optuna numbering trials under the study-row lock
-  (Optuna's RDB storage inserts the trial before it counts the study's trials; on SQLite
-  every transaction holds the database's write lock from its start,
-  :func:`hpo.storage.sqlite_file.tune_sqlite_engine`).
-
-Duplicate copies of a failed trial (:func:`hpo.study.requeue.superseded`: two processes
-re-queued it at once) hold no slot either: every count here leaves them out, and a worker
-that pops one discards it (``"discarded: duplicate retry"``). The rule reads only stored
-trials, so every worker leaves out the same ones.
-
-Paired twins (``baseline: {mode: paired}``, :mod:`hpo.study.twins`) are outside ``B``: the
-study's total grows by one per tuned trial that gets a twin. Every count above leaves twins
-(user attr ``hpo_twin_of``, kept by their retries) out (:func:`budget_rank`); a popped twin
-runs only when no lower-numbered twin of the same tuned lineage (the trial and its retries)
-holds a slot (:func:`twin_rank`), else it is discarded (``"discarded: duplicate twin"``).
-The study is spent when ``B`` non-twin trials are finished and no twin waits or runs. Exact:
-the argument above bounds non-twin trials at ``B`` and, with a budget of 1 per lineage, each
-lineage at one finished twin; and none is missed: a tuned trial enqueues its twin after its
-budget check and before training, so before it can finish, and once ``B`` non-twin trials
-are finished no other one runs past its check (its rank would be ``B``), so every twin there
-will be already exists when the workers stop.
+The budget (study user attr ``hpo_budget``) is the number of trials that must end COMPLETE
+or PRUNED. A trial holds a slot while WAITING, RUNNING, COMPLETE or PRUNED; a trial asked
+for once all slots are held is discarded (told FAIL before sampling), as are duplicate
+retries and duplicate twins; paired twins are outside the budget.
+See docs/design.md#study-budget-exact-for-any-number-of-workers.
 """
 
 from __future__ import annotations
@@ -61,7 +25,6 @@ __all__ = [
     "DUPLICATE_RETRY",
     "DUPLICATE_TWIN",
     "FAIL_REASON_ATTR",
-    "FINISHED_STATES",
     "SLOT_STATES",
     "Admission",
     "admit",
@@ -82,7 +45,7 @@ DISCARDED = "discarded: over budget"
 DUPLICATE_TWIN = "discarded: duplicate twin"
 #: States of trials that hold a slot of the budget.
 SLOT_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+_FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def study_budget(study: optuna.Study) -> int:
@@ -109,7 +72,8 @@ def slot_holders(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def budget_rank(trials: list[FrozenTrial], number: int) -> int:
     """How many slot-holding trials come before trial ``number``; in budget when < budget.
-    Twins and duplicate copies are not counted (see the module docstring)."""
+    Twins and duplicate copies are not counted.
+    Why: docs/design.md#study-budget-exact-for-any-number-of-workers."""
     return sum(1 for t in slot_holders(trials) if t.number < number)
 
 
@@ -137,7 +101,7 @@ def study_spent(trials: list[FrozenTrial], budget: int) -> bool:
     left out)."""
     duplicates = superseded(trials)
     live = [t for t in trials if t.number not in duplicates]
-    finished = sum(t.state in FINISHED_STATES and not is_twin(t) for t in live)
+    finished = sum(t.state in _FINISHED_STATES and not is_twin(t) for t in live)
     return finished >= budget and not any(
         is_twin(t) and t.state in (TrialState.WAITING, TrialState.RUNNING) for t in live
     )
@@ -182,7 +146,8 @@ class Admission:
 
 def admit(trials: list[FrozenTrial], number: int, budget: int) -> Admission:
     """The verdict on trial ``number``, just asked, from ``trials`` read after the ask
-    (every lower-numbered trial is among them: see the module docstring).
+    (every lower-numbered trial is among them: see
+    docs/design.md#study-budget-exact-for-any-number-of-workers).
 
     A duplicate copy of a failed trial never runs (the lower copy does); a twin runs when it
     is the first of its tuned lineage to hold a slot; any other trial when fewer than

@@ -35,14 +35,12 @@ __all__ = [
     "ATTR_BASELINES_ENQUEUED",
     "ATTR_BUDGET",
     "ATTR_CONFIG",
-    "SEARCH_KEYS",
     "OpenStudy",
     "baseline_key",
     "create_study",
     "load_study",
     "name_metric",
     "open_study",
-    "open_storage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,7 +50,7 @@ ATTR_BUDGET = "hpo_budget"
 ATTR_BASELINES_ENQUEUED = "hpo_baselines_enqueued"  # set once every baseline is enqueued
 # Config keys that decide what the study's trials mean; the rest (n_trials, timeout,
 # sampler, pruner, heartbeat, storage, source) may change between runs.
-SEARCH_KEYS = (
+_SEARCH_KEYS = (
     "direction", "objective", "metric", "probe", "train", "search_space", "baseline", "cells",
 )
 # RDBStorage turns most driver errors into StorageInternalError; the rest surface as is.
@@ -109,7 +107,7 @@ class OpenStudy(NamedTuple):
     storage: BaseStorage
 
 
-def open_storage(url: str, cfg: StudyConfig) -> optuna.storages.RDBStorage:
+def _open_storage(url: str, cfg: StudyConfig) -> optuna.storages.RDBStorage:
     """The storage at ``url`` with the study's heartbeat settings and the stale-trial
     callback that queues a dead worker's trial again (:class:`StaleTrialRequeue`)."""
     return make_storage(url, cfg.heartbeat,
@@ -162,7 +160,7 @@ def open_study(name: str, storage: str | BaseStorage, *, seed_offset: int = 0) -
     if isinstance(storage, str):
         cfg = dataclasses.replace(cfg, storage=storage)
         probe.engine.dispose()
-        storage_obj: BaseStorage = open_storage(storage, cfg)  # with the study's heartbeat
+        storage_obj: BaseStorage = _open_storage(storage, cfg)  # with the study's heartbeat
     else:
         storage_obj = storage
     return OpenStudy(_open(cfg, storage_obj, seed_offset=seed_offset), cfg, storage_obj)
@@ -192,7 +190,7 @@ def baseline_key(params: Mapping[str, Any], seed: int) -> str:
 
 # ----------------------------------------------------------------------------------
 def _storage(storage: str | BaseStorage, cfg: StudyConfig) -> BaseStorage:
-    return open_storage(storage, cfg) if isinstance(storage, str) else storage
+    return _open_storage(storage, cfg) if isinstance(storage, str) else storage
 
 
 def _where(storage: str | BaseStorage) -> str:
@@ -231,7 +229,7 @@ def _write_config(study: optuna.Study, cfg: StudyConfig) -> None:
 
 def _search_differences(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     diffs = []
-    for key in SEARCH_KEYS:
+    for key in _SEARCH_KEYS:
         a, b = stored.get(key), new.get(key)
         if a == b:
             continue

@@ -1,31 +1,10 @@
 """Re-queue failed trials exactly once, from public Optuna calls that are reconciled.
 
-A trial that did not end by itself (its worker was interrupted, hit an error, or died) is
-failed and re-queued: a WAITING copy with the same parameters and seed (:func:`retry_template`;
-system attrs ``failed_trial`` and ``retry_history`` as Optuna's ``RetryFailedTrialCallback``
-writes them). Failing and queueing are two writes (``tell(FAIL)``, then ``add_trial``), so a
-crash between them is *repaired* instead of prevented:
-
-* **Reconciler** (:func:`reconcile`): every worker, once per loop, over the trials it reads
-  anyway, and ``hpo create``: a FAIL trial with retries left, no copy and no ``discarded:``
-  reason gets one. Only trials that ended more than :data:`RECONCILE_AFTER_S` ago: the
-  process that failed a trial queues its copy at once, and the reconciler is only there for
-  one that died before it could.
-* **Duplicates** (two reconcilers at once, or a reconciler and a slow failing worker):
-  among the copies of one failed trial the lowest-numbered one that is not discarded wins
-  (:func:`superseded`). A later one is discarded when it is popped (told FAIL with reason
-  :data:`DUPLICATE_RETRY`, never retried), and the budget rules never count it
-  (:mod:`hpo.study.budget`). That rule reads only stored trials, so every worker agrees.
-* **Dead workers**: Optuna's public ``optuna.storages.fail_stale_trials`` fails a trial whose
-  heartbeat stopped, and :class:`StaleTrialRequeue` (the storage's stale-trial callback)
-  queues its copy. A trial failed that way carries no :data:`FAIL_REASON_ATTR` (a finished
-  trial's attrs cannot be set through the public API): :func:`fail_reason` reads it as
-  :data:`STALE_REASON`, and its copy records the reason as :data:`RETRY_REASON_ATTR`.
-* **Orphans**: a worker killed between ``ask`` and its first heartbeat leaves a RUNNING
-  trial that Optuna's check never sees (no heartbeat row). A worker writes
-  :data:`WORKER_ATTR` (``host:pid``) right after its first beat; :func:`fail_orphans` fails a
-  RUNNING trial without it that started more than the grace period ago, through the public
-  ``storage.set_trial_state_values`` (atomic: of two processes failing it, one wins).
+A trial that did not end by itself is failed and re-queued as a WAITING copy with the same
+parameters and seed. Failing and queueing are two writes, so a crash between them is
+repaired (:func:`reconcile`), duplicates are discarded (:func:`superseded`), and dead or
+orphaned workers' trials are failed (:class:`StaleTrialRequeue`, :func:`fail_orphans`).
+See docs/design.md#re-queueing-failed-trials-exactly-once.
 """
 
 from __future__ import annotations
@@ -41,17 +20,14 @@ from hpo.storage.rdb import grace_period_s, is_finished_trial_error
 from hpo.study.twins import TWIN_ATTR, TWIN_OF_ATTR
 
 __all__ = [
-    "DISCARD_PREFIX",
     "DUPLICATE_RETRY",
     "FAIL_REASON_ATTR",
-    "INPUT_ATTRS",
     "ORPHAN_REASON",
     "RECONCILE_AFTER_S",
     "RETRY_REASON_ATTR",
     "STALE_REASON",
     "WORKER_ATTR",
     "StaleTrialRequeue",
-    "age_s",
     "copy_of",
     "fail_orphans",
     "fail_reason",
@@ -73,10 +49,10 @@ WORKER_ATTR = "hpo_worker"
 STALE_REASON = "worker lost: no heartbeat within the grace period"
 ORPHAN_REASON = "worker lost: it died before its first heartbeat"
 #: Reasons that start with this are never retried.
-DISCARD_PREFIX = "discarded:"
+_DISCARD_PREFIX = "discarded:"
 DUPLICATE_RETRY = "discarded: duplicate retry"
 #: User attrs that describe a trial's input (copied to a re-queued trial); the rest are results.
-INPUT_ATTRS = ("hpo_baseline", "hpo_seed", TWIN_OF_ATTR, TWIN_ATTR)
+_INPUT_ATTRS = ("hpo_baseline", "hpo_seed", TWIN_OF_ATTR, TWIN_ATTR)
 #: A FAIL trial is reconciled once it ended this long ago (its own worker queues the copy
 #: within milliseconds; a worker retrying through an outage may take longer, and a
 #: duplicate it then adds is discarded).
@@ -94,7 +70,7 @@ def fail_reason(trial: FrozenTrial) -> str | None:
 
 def is_discarded(trial: FrozenTrial) -> bool:
     """A trial told FAIL on purpose (over budget, a duplicate): never retried."""
-    return (fail_reason(trial) or "").startswith(DISCARD_PREFIX)
+    return (fail_reason(trial) or "").startswith(_DISCARD_PREFIX)
 
 
 def copy_of(trial: FrozenTrial) -> int | None:
@@ -103,7 +79,7 @@ def copy_of(trial: FrozenTrial) -> int | None:
     return int(history[-1]) if history else None
 
 
-def age_s(when: datetime, now: datetime | None = None) -> float:
+def _age_s(when: datetime, now: datetime | None = None) -> float:
     """Seconds since ``when``: a FrozenTrial's timestamp, naive local time in Optuna 4.0 and
     5.0 alike (5.0 stores UTC and converts it back to local time when it reads)."""
     if now is None:
@@ -117,7 +93,7 @@ def retry_template(trial: FrozenTrial, max_retry: int | None) -> FrozenTrial | N
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     if max_retry is not None and len(history) > max_retry:
         return None
-    user_attrs = {k: v for k, v in trial.user_attrs.items() if k in INPUT_ATTRS}
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k in _INPUT_ATTRS}
     reason = fail_reason(trial)
     if reason is not None:
         user_attrs[RETRY_REASON_ATTR] = reason
@@ -184,7 +160,7 @@ def reconcile(
             continue
         if is_discarded(t) or t.datetime_complete is None:
             continue
-        if age_s(t.datetime_complete) < min_age_s:
+        if _age_s(t.datetime_complete) < min_age_s:
             continue
         template = retry_template(t, max_retry)
         if template is None:
@@ -214,7 +190,7 @@ def fail_orphans(
     orphans = [
         t for t in trials
         if t.state == TrialState.RUNNING and WORKER_ATTR not in t.user_attrs
-        and t.datetime_start is not None and age_s(t.datetime_start) > grace
+        and t.datetime_start is not None and _age_s(t.datetime_start) > grace
     ]
     if not orphans:
         return []

@@ -1,32 +1,10 @@
 """Paired baselines (``baseline: {mode: paired}``): one default-derivative twin per tuned trial.
 
-A *tuned* trial is one whose ReLU-family derivatives (``relu_prime_zero``,
-``relu6_prime_six``) differ from PyTorch's (0; LeakyReLU'(0): ``negative_slope``). Its twin
-has the same parameters except those derivatives, at PyTorch's values, and the same seed, so
-it starts from the same initial weights and sees the same batch order (the engine derives
-both from the seed). A trial with PyTorch's derivatives already gets no twin.
-
-Seeds: in paired mode every search trial trains with its own seed, the training seed
-(``train: seed``, default 0) plus the number of the trial (of the original trial when it is
-a retry: Optuna's and :func:`hpo.study.budget.requeue` record it as system attr
-``failed_trial``), so pairs are independent replicates and a retry keeps its seed without
-any extra write. The seed is recorded as user attr ``hpo_seed``.
-
-Who enqueues a twin, and only once: the worker running the tuned trial, after its
-parameters are sampled and before training (so the twin can run on another worker at the
-same time, and it exists before its tuned trial can finish: see the budget proof in
-:mod:`hpo.worker.loop`). Re-running ``hpo create``/``hpo run`` and extra workers enqueue
-nothing. A retry of a tuned trial looks for a twin of any trial of its lineage (its own
-number and the ``retry_history`` of the trials it repeats) and enqueues none when one
-exists. A duplicate could then only come from two processes running the same lineage at
-once (a worker frozen for longer than the heartbeat grace, whose trial was re-queued); the
-workers discard such a duplicate when they pop it (:func:`hpo.study.budget.twin_rank`),
-so at most one twin per lineage ever runs.
-
-User attributes: the twin has ``hpo_baseline=True``, ``hpo_seed`` and ``hpo_twin_of`` (the
-number of the tuned trial that enqueued it); the tuned trial has ``hpo_twin`` (the
-``hpo_twin_of`` of its twin: its own number, or an earlier try's when it is a retry).
-Twins are never pruned: a pruned twin would leave its completed tuned trial unpaired.
+A tuned trial (ReLU-family derivatives other than PyTorch's) gets a twin with PyTorch's
+derivatives, the same other parameters and the same seed (the training seed plus the
+original trial's number). The worker running the tuned trial enqueues it once, before
+training; duplicates are discarded when popped. Twins are never pruned.
+See docs/design.md#paired-baselines-one-twin-per-tuned-trial.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """How a trial's end is stored: complete, pruned, or failed and re-queued.
 
-Every storage call goes through the worker's retrying ``call`` (:mod:`hpo.storage.retry`).
-A trial that another worker's stale-trial check failed first (its heartbeat was late) is
-never stored twice: its result is discarded and the re-queued copy runs again.
-
-Failing a trial is three public calls: its reason (``set_user_attr``), ``tell(FAIL)``, and
-its copy (``add_trial``). A crash between them leaves a FAIL trial without a copy, which
-the reconciler of every worker repairs (:mod:`hpo.study.requeue`).
-
-A run that raised (:meth:`TrialRecorder.error`): a storage fault during the run fails and
-re-queues the trial without counting against it; an error that will recur for every trial
-(:data:`FATAL_ERRORS`), or too many failures in a row, stops the worker after the trial is
-failed and re-queued.
-
-Out of memory (``torch.OutOfMemoryError``, ``MemoryError``, a CPU allocation failure) is an
-outcome of the parameters (width, batch size, precision) on this hardware, like divergence:
-the trial ends PRUNED with ``out_of_memory=True`` and the reason, counts against the budget,
-is not retried, and the worker frees the memory and goes on.
+Every storage call goes through the worker's retry; a trial another worker already failed
+is never stored twice. A failed run is failed and re-queued (a fatal error, or too many in
+a row, then stops the worker); out of memory is an outcome of the parameters: the trial
+ends PRUNED with ``out_of_memory=True`` and is not retried.
+See docs/design.md#how-a-trials-end-is-stored.
 """
 
 from __future__ import annotations
@@ -44,8 +32,6 @@ __all__ = [
     "OOM_REASON_ATTR",
     "TrialRecorder",
     "WorkerStats",
-    "is_out_of_memory",
-    "release_memory",
 ]
 
 log = logging.getLogger(__name__)
@@ -234,9 +220,9 @@ class TrialRecorder:
             self.fail(trial, f"error: storage {fault} during the run ({describe(error)})",
                       retry=True)
             return
-        if is_out_of_memory(error):
+        if _is_out_of_memory(error):
             reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-            release_memory(error)
+            _release_memory(error)
             log.warning("trial %d ran out of memory (%s); recorded as pruned", trial.number,
                         reason)
             self.consecutive_failures = 0
@@ -268,7 +254,7 @@ class TrialRecorder:
             # failed by another worker meanwhile: finish() says so
 
 
-def is_out_of_memory(error: BaseException) -> bool:
+def _is_out_of_memory(error: BaseException) -> bool:
     """torch's OutOfMemoryError (CUDA, or any device), Python's MemoryError, and torch's CPU
     allocator failing ("can't allocate memory")."""
     if isinstance(error, MemoryError):
@@ -282,7 +268,7 @@ def is_out_of_memory(error: BaseException) -> bool:
     )
 
 
-def release_memory(error: BaseException) -> None:
+def _release_memory(error: BaseException) -> None:
     """Free what the failed run held: its frames (their tensors), then the CUDA cache."""
     traceback.clear_frames(error.__traceback__)
     gc.collect()

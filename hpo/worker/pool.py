@@ -1,7 +1,8 @@
 """Worker processes: open one worker on a storage, or run N of them locally with progress.
 
-``hpo worker`` calls :func:`open_worker` and runs it. ``hpo run`` calls :func:`run_local`,
-which starts N ``python -m hpo worker`` processes (the same command a user starts on another
+``hpo worker`` runs :func:`open_worker`'s worker. :func:`run_local` (called by
+:func:`hpo.worker.local.run_study`, for ``hpo run`` and ``hpo reproduce``) starts N
+``python -m hpo worker`` processes (the same command a user starts on another
 machine), gives each its share of the CPU threads (and, when there are GPUs, one GPU each
 through ``CUDA_VISIBLE_DEVICES``, round-robin: more workers than GPUs share them),
 prints progress by polling the storage and forwards Ctrl-C/SIGTERM to the workers so they

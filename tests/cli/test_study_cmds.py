@@ -23,6 +23,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from hpo.objective.train import HOLD_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = os.environ.get("HPO_DATA_DIR")
 PG = os.environ.get("HPO_TEST_POSTGRES_URL")
@@ -132,35 +134,39 @@ def test_worker_command_and_status(study_setup, tmp_path) -> None:
 @needs_data
 def test_interrupted_run_leaves_nothing_running_and_resumes(tmp_path) -> None:
     name = f"cli-{uuid.uuid4().hex[:8]}"
-    config = tmp_path / "slow.yaml"
-    # A trial takes seconds and the budget is 5 trials on 2 workers, so once a trial is seen
-    # RUNNING the run is seconds from its end: the SIGINT below always lands mid-study.
-    config.write_text(STUDY.format(name=name, subset=5000, epochs=3))
+    config = tmp_path / "held.yaml"
+    config.write_text(STUDY.format(name=name, subset=500, epochs=1))
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    proc = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(config), "--workers", "2",
-                             "--storage", url, "--poll-interval", "0.5"],
-                            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    # Every trial holds before training until the test lets it go (the HOLD_ENV hook): one
+    # is let go and finishes, and the SIGINT lands while another is provably running.
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    env = {**_env(), HOLD_ENV: str(hold)}
+    err_path = tmp_path / "run.err"
+    with open(err_path, "w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(config), "--workers",
+                                 "2", "--storage", url, "--poll-interval", "0.5"],
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=err_file, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if (tmp_path / "studies.db").exists() and any(
-                t.state == TrialState.RUNNING for t in _safe_trials(url, name)
-            ):
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("no trial started running within 120 s")
+        first = _wait_held(hold, proc, err_path, skip=set())
+        (hold / f"{first}.go").touch()
+        _wait_until(lambda: any(t.number == first and t.state == TrialState.COMPLETE
+                                for t in _trials(url, name)), proc, err_path)
+        held = _wait_held(hold, proc, err_path, skip={first})
+        assert [t.state for t in _trials(url, name) if t.number == held] == [TrialState.RUNNING]
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         proc.kill()
+        proc.wait()
+    err = err_path.read_text()
     assert proc.returncode == 130, err  # interrupted, not finished
     trials = _trials(url, name)
     assert [t.number for t in trials if t.state == TrialState.RUNNING] == []
-    assert len(_finished(trials)) < BUDGET
+    assert [t.number for t in _finished(trials)] == [first]  # the one let go, no other
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert failed, "SIGINT interrupted no trial"
+    assert held in [t.number for t in failed], "SIGINT did not interrupt the held trial"
     assert {t.user_attrs["hpo_fail_reason"] for t in failed} == {"interrupted (SIGINT)"}
     copies = {f.number: _copies_of(f, trials) for f in failed}
     assert {n: [c.state for c in cs] for n, cs in copies.items()} == {
@@ -176,10 +182,12 @@ def test_interrupted_run_leaves_nothing_running_and_resumes(tmp_path) -> None:
         (copy,) = _copies_of(f, trials)
         assert copy.state == TrialState.COMPLETE
         # the same run again (a trial interrupted before its objective asked for its
-        # parameters has none yet: its copy gets the enqueued ones)
+        # parameters has none yet: its copy gets the enqueued ones; a search trial records
+        # its seed with its results, a baseline carries it from the start)
         assert f.params.items() <= copy.params.items()
         for attr in ("hpo_seed", "hpo_baseline"):
-            assert copy.user_attrs.get(attr) == f.user_attrs.get(attr), attr
+            if attr in f.user_attrs:
+                assert copy.user_attrs[attr] == f.user_attrs[attr], attr
     baselines = [t for t in _finished(trials) if t.user_attrs.get("hpo_baseline")]
     assert sorted(t.user_attrs["hpo_seed"] for t in baselines) == [0, 1]
 
@@ -190,11 +198,23 @@ def _copies_of(failed: optuna.trial.FrozenTrial, trials) -> list[optuna.trial.Fr
     return [t for t in trials if t.system_attrs.get("retry_history", [])[-1:] == [failed.number]]
 
 
-def _safe_trials(url: str, name: str):
-    try:
-        return _trials(url, name)
-    except Exception:  # noqa: BLE001 - the study may not exist yet
-        return []
+def _wait_until(ready, proc: subprocess.Popen, err: Path, timeout: float = 300) -> None:
+    """Block until ``ready()``; fail at once if ``proc`` exits first (``timeout`` only guards
+    against a hang: the test waits for states, never for a time)."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"hpo run exited ({proc.returncode}): {err.read_text()}"
+        assert time.monotonic() < deadline, f"still waiting after {timeout} s: {err.read_text()}"
+        time.sleep(0.1)
+
+
+def _wait_held(hold: Path, proc: subprocess.Popen, err: Path, skip: set[int]) -> int:
+    """The number of a trial held by the HOLD_ENV hook (not one of ``skip``), once one is."""
+    def held() -> list[int]:
+        return sorted(n for n in (int(p.stem) for p in hold.glob("*.held")) if n not in skip)
+
+    _wait_until(lambda: bool(held()), proc, err)
+    return held()[0]
 
 
 @needs_data

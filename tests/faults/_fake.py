@@ -1,4 +1,5 @@
-"""A fake training function: sleeps like a run, reports every epoch, returns a TrainResult.
+"""A fake training function: sleeps like a run, reports every epoch, returns a TrainResult;
+a closed gate holds each run at its end, so a test acts while a run is provably in progress.
 
 Light on purpose (no torch): worker processes that import it start in a fraction of a
 second. The accuracy is a smooth function of ReLU'(0), so samplers have something to find.
@@ -41,13 +42,18 @@ class FakeTrain:
             torch.OutOfMemoryError); ``oom-odd`` (only trials with an odd seed do).
         marker: a file that holds the running spec's ReLU'(0) and seed as JSON while a run
             is in progress, and is empty between runs.
+        gate: a file; once a run has trained (its epochs reported) it waits until the file
+            exists before it returns, so a test can act while the run is in progress.
+        gate_after: the number of this process's first runs that pass the gate unheld.
     """
 
-    def __init__(self, seconds: float = 0.5, mode: str = "ok", marker: Path | None = None
-                 ) -> None:
+    def __init__(self, seconds: float = 0.5, mode: str = "ok", marker: Path | None = None,
+                 gate: Path | None = None, gate_after: int = 0) -> None:
         self.seconds = seconds
         self.mode = mode
         self.marker = marker
+        self.gate = gate
+        self.gate_after = gate_after
         self.calls = 0
 
     def __call__(self, spec: Any, *, data_dir: Any = None, on_epoch_end: Any = None):
@@ -87,4 +93,7 @@ class FakeTrain:
                 on_epoch_end(_EpochReport(epoch, acc, 0.1, epoch, self.seconds / spec.epochs))
         result.test_accuracy = 0.85
         result.wall_time_s = self.seconds
+        if self.gate is not None and self.calls > self.gate_after:
+            while not self.gate.exists():  # a stop signal interrupts this like a real run
+                time.sleep(0.02)
         return result

@@ -1,7 +1,7 @@
 """A real ``hpo worker`` process whose training is a fake (a test fixture, run as a script).
 
     python tests/faults/_worker.py [--trial-seconds S] [--mode ok|nan|oom] [--max-pages N] \
-        [--marker-dir DIR] -- WORKER ARGS...
+        [--marker-dir DIR] [--gate FILE [--gate-after N]] -- WORKER ARGS...
 
 It runs ``hpo.cli.main(["worker", *WORKER_ARGS])``, so argument parsing, logging, signal
 handling, error lines and exit codes are the real ones; only the training function is
@@ -9,6 +9,8 @@ replaced, through the ``train_fn`` argument that :func:`hpo.worker.pool.open_wor
 offers for tests and benchmarks. ``--max-pages N`` caps every SQLite connection at N pages
 (``PRAGMA max_page_count``): writes past it fail with SQLITE_FULL, as on a full disk.
 ``--marker-dir DIR``: the file DIR/<pid> says which run the process is in (see FakeTrain).
+``--gate FILE``: each run, past the first ``--gate-after`` ones, waits at its end until FILE
+exists (see FakeTrain).
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--mode", default="ok")
     parser.add_argument("--max-pages", type=int)
     parser.add_argument("--marker-dir", type=Path)
+    parser.add_argument("--gate", type=Path)
+    parser.add_argument("--gate-after", type=int, default=0)
     parser.add_argument("worker_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.max_pages:
         _cap_sqlite_pages(args.max_pages)
     marker = None if args.marker_dir is None else args.marker_dir / str(os.getpid())
-    fake = FakeTrain(args.trial_seconds, args.mode, marker)
+    fake = FakeTrain(args.trial_seconds, args.mode, marker, args.gate, args.gate_after)
     pool.open_worker = functools.partial(pool.open_worker, train_fn=fake)
     worker_args = [a for a in args.worker_args if a != "--"]
     return main(["worker", *worker_args])

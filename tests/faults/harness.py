@@ -121,13 +121,19 @@ def start_worker(
     extra: tuple[str, ...] = (),
     max_pages: int | None = None,
     marker_dir: Path | None = None,
+    gate: Path | None = None,
+    gate_after: int = 0,
 ) -> subprocess.Popen[bytes]:
-    """A worker process (``hpo worker`` with the fake training), its output in ``log``."""
+    """A worker process (``hpo worker`` with the fake training), its output in ``log``;
+    with ``gate``, its runs past the first ``gate_after`` wait at their end until the file
+    ``gate`` exists (:class:`tests.faults._fake.FakeTrain`)."""
     cmd = [sys.executable, str(WORKER), "--trial-seconds", str(trial_s), "--mode", mode]
     if max_pages:
         cmd += ["--max-pages", str(max_pages)]
     if marker_dir is not None:
         cmd += ["--marker-dir", str(marker_dir)]
+    if gate is not None:
+        cmd += ["--gate", str(gate), "--gate-after", str(gate_after)]
     cmd += ["--", "--study", name, "--storage", url, *extra]
     if index is not None:
         cmd += ["--worker-index", str(index)]
@@ -506,8 +512,10 @@ def kill_scenario(
 ) -> dict[str, Any]:
     """Run a study with ``workers`` worker processes and SIGKILL one that is in the middle
     of a run ``kills`` times, at moments drawn from a seeded RNG, starting a replacement
-    each time (as a supervisor would). Checks the study (:func:`check_study`) and returns
-    the figures, including, per kill, when the lost trial was failed and re-run."""
+    each time (as a supervisor would). Until the last kill a closed gate holds every run at
+    its end, so each kill lands in a run and the study cannot end first, however slow the
+    machine. Checks the study (:func:`check_study`) and returns the figures, including, per
+    kill, when the lost trial was failed and re-run."""
     import random
     import signal
     from datetime import datetime
@@ -516,6 +524,7 @@ def kill_scenario(
                                 interval=1, grace=3, epochs=2, prefix="kill")
     markers = workdir / f"markers-{name}"
     markers.mkdir()
+    gate = workdir / f"gate-{name}"  # created after the last kill: the held runs end
     rng = random.Random(seed)
     procs: dict[int, subprocess.Popen[bytes]] = {}
     logs: list[Path] = []
@@ -524,7 +533,7 @@ def kill_scenario(
         index = len(logs)  # a fresh sampler seed offset: a replacement draws new points
         logs.append(workdir / f"{name}-worker-{index}.log")
         procs[index] = start_worker(url, name, logs[-1], trial_s=trial_s, index=index,
-                                    marker_dir=markers)
+                                    marker_dir=markers, gate=gate)
 
     def running(proc: subprocess.Popen[bytes]) -> dict[str, Any] | None:
         text = (markers / str(proc.pid)).read_text() if (markers / str(proc.pid)).exists() else ""
@@ -538,23 +547,24 @@ def kill_scenario(
         for _ in range(kills):
             time.sleep(rng.uniform(0.3, 1.5))
             victim = None
-            deadline = time.monotonic() + 30
-            while victim is None and time.monotonic() < deadline:
+            deadline = time.monotonic() + 120  # a hang guard: a worker in a run stays there
+            while victim is None:
                 busy = sorted(i for i, p in procs.items() if p.poll() is None and running(p))
                 if busy:
                     victim = rng.choice(busy)
                 else:
+                    assert time.monotonic() < deadline, "no worker in a run for 120 s:\n" + (
+                        "\n".join(p.read_text() for p in logs))
                     time.sleep(0.05)
-            if victim is None:
-                break  # the study ended before this kill
             proc = procs.pop(victim)
             time.sleep(rng.uniform(0.0, 0.3 * trial_s))  # somewhere inside the run
-            run = running(proc)  # None: the run just ended, the kill falls between trials
+            run = running(proc)  # the gate is closed: the run has not ended
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             done.append({"at": datetime.now(), "t": time.monotonic() - started,
                          "pid": proc.pid, "run": run})
             spawn()
+        gate.touch()
         codes = wait_all(list(procs.values()), 180)
         elapsed = time.monotonic() - started
         ts = trials(url, name)

@@ -90,10 +90,14 @@ def test_full_disk_is_one_line_and_the_study_stays_intact(tmp_path: Path) -> Non
         # Fallback: no page beyond what the database has now.
         cap = None if real else sqlite3.connect(db).execute("PRAGMA page_count").fetchone()[0]
         log = tmp_path / "worker.log"
-        proc = start_worker(url, name, log, trial_s=0.2, max_pages=cap)
+        # With a real disk to fill, the worker's third run holds at its end until the disk
+        # is full (the gate), so the study cannot finish before.
+        gate = tmp_path / "gate"
+        proc = start_worker(url, name, log, trial_s=0.2, max_pages=cap,
+                            gate=gate if real else None, gate_after=2)
         filler = disk / "filler"
         if real:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120  # a hang guard
             while sum(s[0] in FINISHED for s in _snapshot(url, name).values()) < 5:
                 assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
@@ -104,6 +108,7 @@ def test_full_disk_is_one_line_and_the_study_stays_intact(tmp_path: Path) -> Non
                         out.flush()
                 except OSError:
                     pass
+            gate.touch()
         code = proc.wait(timeout=120)
         line = _one_line_error(log)
         assert code == 1, log.read_text()

@@ -1,6 +1,9 @@
 """Ctrl-C (SIGINT) and SIGTERM on a worker and on ``hpo run``: the running trial is failed
 cleanly and re-queued with its parameters, nothing stays RUNNING, and the next run resumes
 to exactly the budget. (tests/cli/test_study_cmds.py covers SIGINT on ``hpo run``.)
+
+Each signal lands in a state the test waits for, never after a guessed time: a run held by
+the fake training's gate, or a trial held by the objective's HOLD_ENV hook.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from hpo.objective.train import HOLD_ENV
 from tests.faults.harness import (
     PG_URL,
     check_study,
@@ -47,8 +51,9 @@ def _wait_for_run(marker_dir: Path, proc: subprocess.Popen[bytes], timeout: floa
 def test_signal_on_a_worker_fails_and_requeues_its_trial(storage_url, signum, tmp_path) -> None:
     name, budget, _ = new_study(storage_url, tmp_path, n_trials=2, seeds=1)
     try:
-        proc = start_worker(storage_url, name, tmp_path / "first.log", trial_s=30,
-                            marker_dir=tmp_path)
+        # The gate never opens: the run cannot end before the signal lands.
+        proc = start_worker(storage_url, name, tmp_path / "first.log", trial_s=0.2,
+                            marker_dir=tmp_path, gate=tmp_path / "never")
         run = _wait_for_run(tmp_path, proc)
         started = time.monotonic()
         proc.send_signal(signum)
@@ -91,14 +96,17 @@ def test_signal_while_waiting_for_the_storage_stops_the_worker(tmp_path) -> None
     url = via_proxy(PG_URL, proxy.port)
     name, budget, _ = new_study(PG_URL, tmp_path, n_trials=3)
     try:
-        proc = start_worker(url, name, tmp_path / "w.log", trial_s=1.0, marker_dir=tmp_path)
-        _wait_for_run(tmp_path, proc)
+        gate = tmp_path / "gate"
+        proc = start_worker(url, name, tmp_path / "w.log", trial_s=0.2, marker_dir=tmp_path,
+                            gate=gate)
+        _wait_for_run(tmp_path, proc)  # held at its end: the study cannot finish first
         proxy.cut()
+        gate.touch()  # the run ends; storing its result meets the outage
         log = tmp_path / "w.log"
-        deadline = time.monotonic() + 30
-        while "retrying in" not in log.read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # a hang guard
+        while "retrying in" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        assert "retrying in" in log.read_text()
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
@@ -130,30 +138,33 @@ baseline: {{seeds: 2}}
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     cmd = [sys.executable, "-m", "hpo", "run", str(config), "--workers", "2", "--storage", url,
            "--poll-interval", "0.5"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    hold = tmp_path / "hold"  # every trial waits there before training (HOLD_ENV)
+    hold.mkdir()
+    err_path = tmp_path / "run.err"
+    with open(err_path, "w") as err_file:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env={**env(), HOLD_ENV: str(hold)},
+                                stdout=subprocess.DEVNULL, stderr=err_file)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if (tmp_path / "studies.db").exists() and any(
-                t.state == TrialState.RUNNING for t in _safe_trials(url, name)
-            ):
-                break
-            time.sleep(0.2)
+        deadline = time.monotonic() + 300  # a hang guard
+        while not list(hold.glob("*.held")):
+            assert proc.poll() is None and time.monotonic() < deadline, err_path.read_text()
+            time.sleep(0.1)
+        held = int(next(hold.glob("*.held")).stem)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
         stop_s = time.monotonic() - started
     finally:
         proc.kill()
-    assert proc.returncode in (0, 128 + signal.SIGTERM), err  # 0: budget spent meanwhile
-    if proc.returncode:
-        assert "stopped by SIGTERM; running trials were re-queued" in err
+        proc.wait()
+    err = err_path.read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM; running trials were re-queued" in err
     ts = trials(url, name)
     assert not [t for t in ts if t.state == TrialState.RUNNING]
     interrupted = [t for t in ts if t.state == TrialState.FAIL]
-    assert {t.user_attrs["hpo_fail_reason"] for t in interrupted} <= {
-        "interrupted (SIGTERM)", "discarded: over budget"}
+    assert held in [t.number for t in interrupted], err
+    assert {t.user_attrs["hpo_fail_reason"] for t in interrupted} == {"interrupted (SIGTERM)"}
     for log in (tmp_path / "logs" / name).glob("worker-*.log"):
         assert "Traceback" not in log.read_text()
     resumed = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True,
@@ -168,10 +179,3 @@ baseline: {{seeds: 2}}
     print(f"\nSIGTERM on hpo run: stopped {stop_s:.1f} s after the signal with "
           f"{len(interrupted)} trial(s) interrupted; the next run resumed to "
           f"{check.finished}/5")
-
-
-def _safe_trials(url: str, name: str):
-    try:
-        return trials(url, name)
-    except Exception:  # noqa: BLE001 - the study may not exist yet
-        return []

@@ -66,11 +66,17 @@ def test_workers_ride_out_a_server_outage(proxied, tmp_path: Path) -> None:
     name, budget, _ = new_study(PG_URL, tmp_path, n_trials=10, seeds=2, grace=30)
     logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
     try:
-        procs = [start_worker(url, name, logs[i], trial_s=0.5, index=i) for i in range(2)]
-        _wait(lambda: _finished(PG_URL, name) >= 3, 60, "3 finished trials")
+        # Each worker's third run holds at its end until the gate opens: exactly 4 trials
+        # finish before the outage, and the study cannot end before it.
+        gate = tmp_path / "gate"
+        procs = [start_worker(url, name, logs[i], trial_s=0.5, index=i, gate=gate,
+                              gate_after=2) for i in range(2)]
+        _wait(lambda: _finished(PG_URL, name) >= 4, 120, "4 finished trials")
         proxy.cut()
         cut_at = time.monotonic()
-        time.sleep(4)
+        gate.touch()  # both held runs end; storing their results meets the outage
+        _wait(lambda: all(log_lines([log], "retrying in") for log in logs), 120,
+              "both workers retrying")
         before = _finished(PG_URL, name)
         proxy.restore()
         restored_at = time.monotonic()
@@ -101,10 +107,13 @@ def test_worker_gives_up_after_storage_retry_and_the_study_recovers(proxied, tmp
     name, budget, _ = new_study(PG_URL, tmp_path, n_trials=4, grace=2)
     log = tmp_path / "worker.log"
     try:
-        proc = start_worker(url, name, log, trial_s=1.0, extra=("--storage-retry", "3"))
-        _wait(lambda: any(t.state == TrialState.RUNNING for t in trials(PG_URL, name)), 60,
-              "a running trial")
+        gate = tmp_path / "gate"  # the run holds at its end: the study cannot finish first
+        proc = start_worker(url, name, log, trial_s=0.2, extra=("--storage-retry", "3"),
+                            gate=gate, marker_dir=tmp_path)
+        marker = tmp_path / str(proc.pid)  # non-empty while the worker is in a run
+        _wait(lambda: marker.exists() and bool(marker.read_text()), 60, "a run")
         proxy.cut()
+        gate.touch()  # storing the run's result meets the outage
         started = time.monotonic()
         code = proc.wait(timeout=60)
         gave_up_s = time.monotonic() - started

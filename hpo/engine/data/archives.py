@@ -1,20 +1,9 @@
 """CIFAR-10 and SVHN from their official archives, as whole uint8 tensors (N, 3, 32, 32).
 
-File names, URLs and MD5 sums come from torchvision's own class attributes
-(``CIFAR10.filename/url/tgz_md5``, ``SVHN.split_list``) and are kept in :data:`FILES`, the
-one table of what each dataset expects (tests replace entries of it to read small files of
-the same formats). Every file is verified against its MD5 sum *before* anything parses it.
-Layout, as torchvision's ``root`` (see :mod:`hpo.engine.data.fetch` for the lookup order):
-``<root>/cifar-10-python.tar.gz``, ``<root>/train_32x32.mat`` / ``extra_32x32.mat`` /
-``test_32x32.mat``.
-
-* CIFAR-10's archive holds pickles (``cifar-10-batches-py/data_batch_1..5``, ``test_batch``)
-  of a dict with ``data``, uint8 (10000, 3072): per image the 1024 red, then green, then
-  blue values of a row-major 32x32 image, i.e. channel-first planes. They are read straight
-  from the archive (the data folder may be read-only) with an unpickler that resolves only
-  the three numpy names an array needs: an arbitrary pickle is never executed.
-* SVHN's ``.mat`` files (``scipy.io.loadmat``) hold ``X`` (32, 32, 3, N), height, width,
-  channel, image, and ``y`` (N, 1) with label 10 for the digit 0.
+:data:`FILES` holds each dataset's file names, URLs and MD5 sums (from torchvision's
+class attributes); every file is verified before anything parses it. CIFAR-10's pickles
+are read from the archive with an unpickler that resolves only numpy's array names;
+SVHN's ``.mat`` files with ``scipy.io.loadmat``. See docs/design.md#cifar-10-and-svhn-archives.
 """
 
 from __future__ import annotations
@@ -38,7 +27,7 @@ from hpo.engine.data.fetch import RemoteFile, find_or_download
 from hpo.engine.data.tensors import RawDataset
 from hpo.errors import ConfigError, DataError
 
-__all__ = ["FILES", "load_archive", "read_cifar10", "read_svhn_mat", "verify_archive"]
+__all__ = ["FILES", "load_archive", "read_cifar10", "verify_archive"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +75,7 @@ def _load(name: str, paths: tuple[Path, ...]) -> RawDataset:
     if name == "cifar10":
         (train_x, train_y), (test_x, test_y) = read_cifar10(paths[0])
     else:
-        (train_x, train_y), (test_x, test_y) = (read_svhn_mat(p) for p in paths)
+        (train_x, train_y), (test_x, test_y) = (_read_svhn_mat(p) for p in paths)
     return RawDataset(name, train_x, train_y, test_x, test_y)
 
 
@@ -184,7 +173,7 @@ def read_cifar10(path: str | os.PathLike) -> tuple[tuple[Tensor, Tensor], tuple[
 
 
 # ------------------------------------------------------------------------------------- SVHN
-def read_svhn_mat(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
+def _read_svhn_mat(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
     """Read one SVHN ``.mat`` file (already verified).
 
     Returns:

@@ -1,21 +1,10 @@
 """Training-time augmentation, batched on the data's device: no per-sample PIL.
 
-``crop_flip`` is the CIFAR recipe of torchvision's ``RandomCrop(32, padding=4)`` and
-``RandomHorizontalFlip()``: each image is padded by 4 pixels on every side, a window of its
-own size is cut at a random offset (0 to 8 in each direction), then it is mirrored left to
-right with probability 1/2.
-
-Padding value. torchvision's pipeline crops the uint8/PIL image *before* ``ToTensor`` and
-``Normalize``, so the padding is black (pixel 0) and becomes ``(0 - mean) / std`` after
-normalisation. Our splits are normalised once, when they are prepared, so we pad each
-channel with the prepared value of a black pixel (:func:`black_pixel`): the same numbers as
-torchvision's order of operations, not a zero that would be mid-grey once normalised.
-
-Randomness. :class:`CropFlip` draws every offset and flip of an epoch at once, on the CPU,
-from its own generator seeded from the run's seed, in the batch order; one copy per epoch
-moves them to the data's device (like the permutation), so no step waits for the host.
-The draws depend only on the seed and the number of rows: two runs that differ only in
-ReLU'(0) see the same augmented batches, and a run reproduces bitwise.
+``crop_flip`` is torchvision's ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip()``,
+padding with the prepared value of a black pixel (:func:`black_pixel`, as torchvision's
+order of operations gives). :class:`CropFlip` draws an epoch's offsets and flips at once
+from its own seeded generator: they depend only on the seed and the number of rows.
+See docs/design.md#batched-crop-and-flip-augmentation.
 """
 
 from __future__ import annotations
@@ -25,15 +14,15 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["PADDING", "CropFlip", "black_pixel", "crop_flip"]
+__all__ = ["CropFlip", "black_pixel", "crop_flip"]
 
-PADDING = 4
+_PADDING = 4
 # Offsets the augmentation generator from the batch-order generator seeded with the same seed.
 _SEED_OFFSET = 0x5EED_A06
 
 
 def crop_flip(
-    x: Tensor, offsets: Tensor, flips: Tensor, fill: Tensor, padding: int = PADDING
+    x: Tensor, offsets: Tensor, flips: Tensor, fill: Tensor, padding: int = _PADDING
 ) -> Tensor:
     """Random crops and flips of a batch, as given.
 
@@ -75,7 +64,7 @@ def black_pixel(
 class CropFlip:
     """Per-epoch draws of :func:`crop_flip`'s offsets and flips, from the run's seed."""
 
-    def __init__(self, seed: int, fill: Tensor, padding: int = PADDING) -> None:
+    def __init__(self, seed: int, fill: Tensor, padding: int = _PADDING) -> None:
         self.generator = torch.Generator().manual_seed(seed + _SEED_OFFSET)
         self.fill, self.padding = fill, padding
 

@@ -1,25 +1,9 @@
 """Training batches in a shuffled order, gathered many batches at a time.
 
-Gathering each step's 128 random rows with its own ``index_select`` cost about 20% of an
-fc 2x64 step (two threads): a parallel kernel started per step for 400 KB, and random rows
-read from the whole 157 MB float32 training tensor between two steps of a net whose
-weights and Adam state otherwise stay in the core's cache. Here one ``index_select``
-gathers a chunk of whole batches (about :data:`CHUNK_BYTES`; MNIST float32: 10 batches)
-into a buffer reused for the whole run, and each batch is a contiguous slice of it: a
-view, no copy.
-
-Why a chunk and not the whole epoch: the buffer is new memory in every run, which the
-kernel maps page by page on first write and which ``torch.use_deterministic_algorithms``
-fills with NaN when it is allocated: a 33 MB buffer took 12 ms, against 70 ms for the 100
-steps of fc 2x64 that used it, and a whole MNIST epoch in float32 is 157 MB. A 4 MiB
-chunk costs about 1.5 ms once per run, stays in the CPU's last-level cache between its
-gather and its steps, and keeps memory bounded instead of holding a second copy of the
-training set. Measured on fc 2x64 (one thread, CPU time, MNIST): 1, 2, 4 and 32 MiB chunks
-were within the noise of each other (248-252 ms an epoch at best).
-
-The batches hold the same rows, in the same order and with the same bytes, as the per-step
-gather (``order[start : start + batch_size]`` for ``start`` in steps of ``batch_size``), so
-the runs are bitwise the same. The same code runs on every device.
+One ``index_select`` gathers a chunk of whole batches (about :data:`CHUNK_BYTES`) into a
+buffer reused for the run; each batch is a view of it. The batches hold the same rows, in
+the same order and with the same bytes, as a per-step gather, so runs are bitwise the same.
+See docs/design.md#training-batches-gathered-a-chunk-at-a-time.
 """
 
 from __future__ import annotations

@@ -24,20 +24,15 @@ from torchvision.datasets.utils import calculate_md5, download_url
 from hpo.errors import ChecksumError, DataError
 
 __all__ = [
-    "DOWNLOAD_TIMEOUT_S",
     "RemoteFile",
-    "cache_dir",
-    "data_root",
     "find_or_download",
-    "socket_timeout",
-    "verify_md5",
 ]
 
 logger = logging.getLogger(__name__)
 
 # torchvision's download_url opens URLs without a timeout: on a network that silently drops
 # packets each mirror would wait for the OS connect timeout (minutes).
-DOWNLOAD_TIMEOUT_S = 60.0
+_DOWNLOAD_TIMEOUT_S = 60.0
 
 # (resolved path, size, mtime_ns) -> md5 of a file already hashed in this process, so that
 # many trials in one worker hash the large files once.
@@ -53,20 +48,20 @@ class RemoteFile:
     urls: tuple[str, ...]
 
 
-def cache_dir() -> Path:
+def _cache_dir() -> Path:
     """The writable cache: ``HPO_CACHE_DIR``, else ``~/.cache/reluprime-hpo/datasets``."""
     env = os.environ.get("HPO_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "reluprime-hpo" / "datasets"
 
 
-def data_root(data_dir: str | os.PathLike | None) -> Path | None:
+def _data_root(data_dir: str | os.PathLike | None) -> Path | None:
     """The read-only data folder: ``data_dir``, else ``HPO_DATA_DIR``, else ``None``."""
     if data_dir is None:
         data_dir = os.environ.get("HPO_DATA_DIR") or None
     return None if data_dir is None else Path(data_dir).expanduser()
 
 
-def verify_md5(path: Path, expected: str) -> None:
+def _verify_md5(path: Path, expected: str) -> None:
     """Raise :class:`~hpo.errors.ChecksumError` unless the MD5 of ``path`` is ``expected``
     (memoised per file)."""
     st = path.stat()
@@ -83,7 +78,7 @@ def verify_md5(path: Path, expected: str) -> None:
 
 
 @contextlib.contextmanager
-def socket_timeout(seconds: float) -> Iterator[None]:
+def _socket_timeout(seconds: float) -> Iterator[None]:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
     try:
@@ -112,8 +107,8 @@ def find_or_download(
         DataError: ``data_dir`` does not exist, a file has a wrong checksum, or a missing
             file cannot be downloaded.
     """
-    root = data_root(data_dir)
-    cache = cache_dir() / subfolder if subfolder else cache_dir()
+    root = _data_root(data_dir)
+    cache = _cache_dir() / subfolder if subfolder else _cache_dir()
     candidates = [cache]
     if root is not None:
         if not root.is_dir():
@@ -133,7 +128,7 @@ def find_or_download(
     # Present files are checked before any download, so a corrupt file fails fast offline.
     for f in files:
         if f.filename in found:
-            verify_md5(found[f.filename], f.md5)
+            _verify_md5(found[f.filename], f.md5)
     missing = [f for f in files if f.filename not in found]
     if missing:
         _download(dataset, missing, cache, root, subfolder)
@@ -155,7 +150,7 @@ def _download(
             logger.debug("downloading %s into %s", url, cache)
             try:
                 # download_url checks the MD5 of what it fetched before we rename it.
-                with socket_timeout(DOWNLOAD_TIMEOUT_S):
+                with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
                     download_url(url, cache, tmp.name, f.md5)
                 os.replace(tmp, cache / f.filename)
                 logger.info("downloaded %s into %s", url, cache)

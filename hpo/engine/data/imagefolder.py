@@ -1,22 +1,11 @@
 """Bring your own images: torchvision's ImageFolder layout, read into uint8 tensors.
 
-``imagefolder:PATH`` names a folder laid out as torchvision's ``ImageFolder`` expects, one
-sub-folder per class::
-
-    PATH/train/<class>/<image>      required; the classes are these folder names, sorted
-    PATH/test/<class>/<image>       required; the same class folders
-    PATH/val/<class>/<image>        optional; without it validation is split off train/
-
-Images (``.jpg``, ``.jpeg``, ``.png``, ``.webp``, found recursively and in sorted order, as
-torchvision's ``make_dataset``) are decoded with ``torchvision.io.decode_image`` to RGB (or
-gray for ``channels: 1``) and resized to the run's square ``image_size`` (bilinear,
-antialiased). When the decoded images and their prepared copy fit in the memory budget
-(:func:`memory_budget`, ``HPO_IMAGE_MEMORY_GIB``, default 4 GiB) they are decoded once per
-process into one uint8 tensor (N, C, S, S); otherwise batches are decoded from disk as they
-are needed (:mod:`hpo.engine.data.streamed`), with the same values.
-
-A bad layout (no ``train/``, classes that differ between splits, a class without images) is
-a :class:`ConfigError`: the user named the folder, and the message says how to fix it.
+``imagefolder:PATH`` names a folder with ``train/<class>/`` and ``test/<class>/`` (and
+optionally ``val/<class>/``). Images are decoded to RGB (or gray) and resized to the run's
+``image_size``; within the memory budget (:func:`memory_budget`) once per process into one
+tensor, else batch by batch from disk (:mod:`hpo.engine.data.streamed`), with the same
+values. A bad layout is a :class:`ConfigError` that says how to fix it.
+See docs/design.md#image-folders-layout-decoding-memory-budget.
 """
 
 from __future__ import annotations
@@ -38,8 +27,6 @@ from hpo.engine.data.tensors import RawDataset
 from hpo.errors import ConfigError, DataError
 
 __all__ = [
-    "DEFAULT_MEMORY_GIB",
-    "IMAGE_EXTENSIONS",
     "MEMORY_ENV",
     "FolderSplit",
     "ImageFolderIndex",
@@ -52,9 +39,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 MEMORY_ENV = "HPO_IMAGE_MEMORY_GIB"
-DEFAULT_MEMORY_GIB = 4.0
+_DEFAULT_MEMORY_GIB = 4.0
 _LAYOUT = "PATH/train/<class>/<image> and PATH/test/<class>/<image> (torchvision's ImageFolder)"
 
 
@@ -159,18 +146,18 @@ def _files(name: str, folder: Path, classes: Sequence[str], require_each: bool) 
             Path(dirpath) / f
             for dirpath, _, files in sorted(os.walk(folder / cls, followlinks=True))
             for f in sorted(files)
-            if f.lower().endswith(IMAGE_EXTENSIONS)
+            if f.lower().endswith(_IMAGE_EXTENSIONS)
         ]
         if require_each and not found:
             raise ConfigError(
                 f"dataset {name!r}: {str(folder / cls)!r} holds no images "
-                f"({', '.join(IMAGE_EXTENSIONS)}); add images to it or remove the folder."
+                f"({', '.join(_IMAGE_EXTENSIONS)}); add images to it or remove the folder."
             )
         paths += found
         labels += [index] * len(found)
     if not paths:
         raise ConfigError(
-            f"dataset {name!r}: {str(folder)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+            f"dataset {name!r}: {str(folder)!r} holds no images ({', '.join(_IMAGE_EXTENSIONS)}); "
             "add images to its class folders."
         )
     return FolderSplit(tuple(paths), torch.tensor(labels, dtype=torch.int64))
@@ -212,7 +199,7 @@ def memory_budget() -> int:
     """
     raw = os.environ.get(MEMORY_ENV, "").strip()
     if not raw:
-        return int(DEFAULT_MEMORY_GIB * 2**30)
+        return int(_DEFAULT_MEMORY_GIB * 2**30)
     try:
         gib = float(raw)
     except ValueError:
@@ -220,7 +207,7 @@ def memory_budget() -> int:
     if not (math.isfinite(gib) and gib >= 0):
         raise ConfigError(
             f"Invalid {MEMORY_ENV}={raw!r}: it must be a number of GiB >= 0 (0: always decode "
-            f"from disk); unset it for the default {DEFAULT_MEMORY_GIB:g}."
+            f"from disk); unset it for the default {_DEFAULT_MEMORY_GIB:g}."
         )
     return int(gib * 2**30)
 

@@ -1,20 +1,9 @@
 """The dataset registry: name -> what a run needs to know without loading any data.
 
-Channels, native image size, number of classes, sizes of the official splits and the
-per-channel normalisation constants live here, in one table, so that the engine (to prepare
-images and build models) and the config layer (to reject a ``train_subset`` larger than the
-dataset before any study is written) read the same numbers. Importing this module imports
-nothing heavy (no torch): the config layer loads it to validate a YAML file.
-
-Names:
-
-* ``mnist``, ``fashion_mnist``: the official IDX files (:mod:`hpo.engine.data.tensors`).
-* ``cifar10``: the official python archive (:mod:`hpo.engine.data.archives`).
-* ``svhn``: SVHN's ``train`` split for training; ``svhn_extra``: its ``extra`` split (531,131
-  images, what the paper trains on). Both test on SVHN's ``test`` split.
-* ``imagefolder:PATH``: torchvision's ImageFolder layout, ``PATH/train/<class>/*.png`` and
-  ``PATH/test/<class>/...`` (optionally ``PATH/val/<class>/...``); its number of classes is
-  only known once the folder is read (:mod:`hpo.engine.data.imagefolder`).
+One table of channels, image size, classes, official split sizes and normalisation
+constants, read by the engine and by the config layer (which imports this module, so it
+imports no torch). Names: ``mnist``, ``fashion_mnist``, ``cifar10``, ``svhn``,
+``svhn_extra`` and ``imagefolder:PATH``. See docs/design.md#the-dataset-registry.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Splits of an image folder too large for memory: batches decoded from disk as needed.
 
-A :class:`StreamedSplit` is a :class:`hpo.engine.data.splits.Split` whose rows are image files:
-its ``batches`` decode the files of each training batch's indices, ``rows`` those of an
-evaluation slice, and both prepare them with :func:`hpo.engine.data.tensors.prepare_images`,
-which works
-value by value. So a batch holds exactly the values the in-memory path gathers from its
-prepared tensor, for the same indices, and a run gives the same weights either way.
-``x`` is an empty (0, C, S, S) tensor of the run's dtype and device: it tells the loop the
-row shape, dtype and device, and holds no images.
+A :class:`StreamedSplit` is a ``Split`` whose rows are image files, decoded and prepared
+value by value per batch, so a batch holds exactly what the in-memory path gathers;
+its ``x`` is an empty tensor telling the loop the row shape, dtype and device.
+See docs/design.md#streamed-image-folder-splits.
 """
 
 from __future__ import annotations

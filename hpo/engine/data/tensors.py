@@ -59,22 +59,15 @@ def split_indices(
     split_seed: int,
     own_validation: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Split ``n`` official training images into training and validation indices.
+    """Split ``n`` official training images into ``(train_indices, val_indices)`` (int64).
 
     A seeded permutation of ``range(n)``: validation is its first ``val_size`` entries,
-    training the rest, cut to its first ``train_subset`` entries when given (so a smaller
+    training the rest, cut to its first ``train_subset`` entries when given (a smaller
     subset is a prefix of a larger one). The official test set is never part of it.
-
-    Args:
-        own_validation: the dataset has a validation set of its own (an image folder's
-            ``val/``): ``val_size`` is not used, training is the permutation's first
-            ``train_subset`` entries (all when ``None``) and the validation indices are empty.
-
-    Returns:
-        ``(train_indices, val_indices)``, int64 tensors.
-
-    Raises:
-        ConfigError: ``val_size`` or ``train_subset`` do not fit in ``n``.
+    With ``own_validation`` (an image folder's ``val/``), ``val_size`` is not used,
+    training is the permutation's first ``train_subset`` entries (all when ``None``) and
+    the validation indices are empty. Raises ConfigError when ``val_size`` or
+    ``train_subset`` do not fit in ``n``.
     """
     if own_validation:
         if train_subset is not None and not 1 <= train_subset <= n:

@@ -1,29 +1,11 @@
 """ReLU-family activations whose derivative at each kink is a setting.
 
-In exact arithmetic any value in [0, 1] is a valid subgradient of ReLU at 0; in floating
-point, pre-activations land exactly on 0 and the value chosen changes backpropagation.
-PyTorch uses ReLU'(0) = 0, ReLU6'(0) = ReLU6'(6) = 0 and LeakyReLU'(0) = negative_slope.
-
-Each activation here is an explicit :class:`torch.autograd.Function` wrapped in an
-``nn.Module`` with the constructor shape of the built-in. Forward calls the very same
-PyTorch kernel as the built-in and backward calls the very same ATen backward kernel, so
-with the derivatives at PyTorch's values both are bitwise identical to ``nn.ReLU`` /
-``nn.ReLU6`` / ``nn.LeakyReLU`` in every precision. Only inputs exactly on a kink are then
-changed:
-
-* ``kink_grad="multiply"`` (default, the chain rule): grad_in = grad_out * derivative;
-* ``kink_grad="set"`` (what the original paper's code does): grad_in = derivative.
-
-Kink hits (inputs exactly on a kink during a backward pass) are counted per module. On
-CPU the positions are found once in forward and kept as a sparse index (kinks are rare, so
-this costs almost no memory); on other devices a boolean mask is kept and counts accumulate
-in a device tensor, so counting never forces a device-to-host synchronisation per step.
-
-On CPU, a forward whose input has no value on a kink (the usual case in float32) skips the
-autograd Function and returns PyTorch's own op with its own backward node: the result is
-the same to the bit, and the Python backward's overhead is saved. The search is the
-cheapest PyTorch test measured for it (``kinkscan.py``); positions are only looked for
-when it finds a hit.
+Each is an explicit ``torch.autograd.Function`` in an ``nn.Module`` shaped like the
+built-in, calling PyTorch's own forward and backward kernels: at PyTorch's derivatives it is
+bitwise ``nn.ReLU`` / ``nn.ReLU6`` / ``nn.LeakyReLU``; only inputs exactly on a kink change
+(``kink_grad`` "multiply" or "set"). Kink hits are counted per module without a host
+synchronisation per step.
+See docs/design.md#kinked-activations-pytorchs-kernels-a-chosen-derivative.
 """
 
 from __future__ import annotations

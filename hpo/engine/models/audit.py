@@ -1,36 +1,10 @@
 """Prove that every ReLU-family nonlinearity of a model carries the configured derivatives.
 
-A study of ReLU'(0) is meaningless if part of the model silently keeps PyTorch's derivative:
-a hard-coded ``nn.ReLU`` that was not replaced, an ``nn.PReLU``, or a functional
-``F.relu`` inside some ``forward``. :func:`audit_model` runs two checks and raises
-:class:`~hpo.errors.ModelAuditError` when either fails:
-
-1. **Module scan.** Every module that is an instance of one of :data:`RELU_FAMILY_MODULES`
-   (``nn.ReLU``, ``nn.ReLU6``, ``nn.LeakyReLU``, ``nn.Hardtanh`` of any bounds, ``nn.PReLU``,
-   ``nn.RReLU``, ``nn.Threshold`` and their subclasses) is an error: only
-   :class:`~hpo.engine.models.activations.KinkedActivation` modules may remain.
-2. **Graph scan.** One forward pass (eval mode, gradients on, the input requiring grad,
-   no backward) builds the autograd graph. Every node of it is attributed to the module
-   whose ``forward`` was running when it was made (forward pre/post hooks walk the graph
-   from each module's inputs and outputs, public ``grad_fn``/``next_functions`` only). The
-   ReLU-family nodes (:data:`RELU_FAMILY_NODES`: relu, hardtanh (so relu6), leaky_relu,
-   threshold, prelu, rrelu, and ``clamp``/``clamp_min`` with a lower bound of 0, read from
-   the node's documented ``_saved_min``) must each be the output node of a configured
-   activation: a module's output, or a call routed by
-   :class:`~hpo.engine.models.routing.FunctionalRouting`. Any other is an escape, named with the
-   op and the module whose forward made it.
-
-The graph scan sees what backpropagation sees, whatever the spelling (``F.relu``,
-``torch.ops.aten.relu``, a C++ extension's relu with PyTorch's autograd), and nothing that
-cannot change a gradient. Not detected: ReLU spelt with other ops (``torch.maximum(x, 0)``,
-``x * (x > 0)``, ``torch.where``), ReLU inside a custom ``autograd.Function`` or custom op
-with its own backward (the graph shows only that node), and ops on tensors that do not
-depend on the input or a parameter. Node names are PyTorch's (checked on torch 2.14; a test
-pins each one).
-
-Hardswish, Hardsigmoid, Hardshrink and Softshrink also have kinks but are not ReLU-family:
-where an architecture uses them by design (MobileNetV3) they are kept and counted in
-:attr:`AuditReport.other_kinked`, so a report says what was left at PyTorch's convention.
+:func:`audit_model` raises :class:`~hpo.errors.ModelAuditError` on a ReLU-family module
+that is not a configured activation (module scan), or on a ReLU-family node of the autograd
+graph of one forward pass that no configured activation made (graph scan: ``F.relu``,
+``clamp(min=0)``...). Other kinked ops (Hardswish...) are kept and reported.
+See docs/design.md#the-model-audit-proof-that-every-kink-is-configured.
 """
 
 from __future__ import annotations
@@ -48,7 +22,6 @@ from hpo.engine.models.routing import FunctionalRouting
 from hpo.errors import ModelAuditError
 
 __all__ = [
-    "OTHER_KINKED_MODULES",
     "RELU_FAMILY_MODULES",
     "RELU_FAMILY_NODES",
     "AuditReport",
@@ -66,7 +39,7 @@ RELU_FAMILY_MODULES: tuple[type[nn.Module], ...] = (
     nn.RReLU,
     nn.Threshold,
 )
-OTHER_KINKED_MODULES: tuple[type[nn.Module], ...] = (
+_OTHER_KINKED_MODULES: tuple[type[nn.Module], ...] = (
     nn.Hardswish,
     nn.Hardsigmoid,
     nn.Hardshrink,
@@ -136,7 +109,8 @@ def audit_model(
     name: str | None = None,
     expected: KinkedActivation | None = None,
 ) -> AuditReport:
-    """Check that every ReLU-family nonlinearity of ``model`` is a configured activation.
+    """Check that every ReLU-family nonlinearity of ``model`` is a configured activation;
+    return an :class:`AuditReport`.
 
     Args:
         model: the model; its training mode is restored afterwards and no RNG is consumed.
@@ -144,9 +118,6 @@ def audit_model(
         name: how errors name the model (default: its class name).
         expected: when given, every ``KinkedActivation`` must have its type and settings
             (derivatives, kink_grad, negative_slope).
-
-    Returns:
-        An :class:`AuditReport`.
 
     Raises:
         ModelAuditError: a ReLU-family module or functional op that does not carry the
@@ -169,7 +140,7 @@ def audit_model(
             "torch.ops.aten calls are not) or an injected activation (create_activation)."
         )
     other = Counter(
-        type(m).__name__ for m in model.modules() if isinstance(m, OTHER_KINKED_MODULES)
+        type(m).__name__ for m in model.modules() if isinstance(m, _OTHER_KINKED_MODULES)
     )
     report = AuditReport(
         len(scan.modules),

@@ -1,25 +1,9 @@
 """Which inputs of an activation are exactly on a kink, found with PyTorch ops.
 
-The activations must know this before PyTorch's (possibly in-place) kernel runs, and on
-every forward: it is the only work ours does beyond ``nn.ReLU``'s, so it is kept to the
-cheapest test there is, and the positions are only looked for when the test finds a hit.
-
-The test. ``x - k`` is exactly 0 only when ``x == k`` (IEEE subtraction with gradual
-underflow; for ``k = 0`` it is ``x`` itself), so "is ``x`` off kink ``k``" is the cast
-``(x - k).bool()``: +0 and -0 are on the kink, subnormals are not, NaN never is. Its
-byte-wise ``min`` is 0 exactly when some input is on the kink. Measured with PyTorch
-2.14 on an AVX-512 CPU (batch-128 activations of 32K to 6M values, float32, bfloat16 and
-float64), cast and ``min`` together took 0.25-0.45x the time of ``torch.all(x)``, which
-needs no temporary but whose reduction does not vectorise there (nor do ``any`` and
-``count_nonzero``; the cast and the uint8 ``min`` do), and 0.3-0.6x that of
-``(x != 6).view(torch.uint8).min()`` for ReLU6's 6 up to 128x1024. The cast's 1-byte
-temporary per input is freed when the forward returns unless a hit keeps its positions.
-
-The positions. Kinks are rare, so the positions of the hits are kept as a sparse index
-(almost no memory); where they are not rare (e.g. a zero bias on blank image regions) the
-mask itself is kept. This needs the count on the host, so it is done on the CPU only: on
-other devices :meth:`Scanner.masks` gives dense masks without any test, and the counts stay
-on the device (no host synchronisation per step).
+The test is the cheapest measured: ``(x - k).bool()`` and its byte-wise ``min`` (0 exactly
+when some input is on kink ``k``); positions are only looked for on a hit, and kept as a
+sparse index on the CPU; other devices get dense masks and on-device counts.
+See docs/design.md#finding-inputs-on-a-kink-cheaply.
 """
 
 from __future__ import annotations

@@ -1,37 +1,11 @@
 """Functional ReLU-family calls inside a model's ``forward``, run with the configured
 derivatives.
 
-Module surgery (:func:`hpo.engine.models.build.replace_activations`) cannot reach a ``forward``
-that calls ``F.relu`` itself (torchvision's DenseNet, GoogLeNet and Inception do; so do
-many users' networks). :class:`FunctionalRouting` wraps such a model: while its forward runs,
-a public :class:`torch.overrides.TorchFunctionMode` routes these calls to a configured
-activation module (:mod:`hpo.engine.models.activations`), exactly as ``replace_activations`` does
-for modules, so the configured activation rules the whole model:
-
-==========================================================  =============================
-routed call                                                 becomes
-==========================================================  =============================
-``F.relu(x)``, ``F.relu(x, inplace=True)``, ``torch.relu``,  ``factory()`` /
-``torch.relu_``, ``F.relu_``, ``Tensor.relu``,               ``factory(inplace=True)``
-``Tensor.relu_``, ``F.relu6(x[, inplace])``,
-``F.leaky_relu(x[, slope, inplace])``, ``F.leaky_relu_``,
-``F.hardtanh(x, 0, 6[, inplace])``, ``F.hardtanh_(x, 0, 6)``
-==========================================================  =============================
-
-A *site* is one (module whose ``forward`` made the call, source line, op) triple: each gets
-its own activation module, created on first use and kept in :attr:`FunctionalRouting.sites`
-(so it counts its kink hits like any other layer, and moves with ``.to()``). A module
-applied twice shares its sites, as a shared ``nn.ReLU`` module does.
-
-Not routed, left for the audit (:mod:`hpo.engine.models.audit`) to reject: ``torch.clamp(x, 0)``
-and ``clamp_min`` (their derivative at the bound is 1, not ReLU's 0, so routing them would
-not be PyTorch at PyTorch's values: write ``F.relu``), ``F.hardtanh`` with other bounds,
-``F.threshold``, ``F.prelu``, ``F.rrelu``, ``torch.ops.aten.*`` called directly, and custom
-ops. Calls made inside :mod:`hpo.engine.models.activations` (a configured activation's own kernel)
-pass through untouched. Every other torch call passes through unchanged, so at PyTorch's
-derivatives a routed model is bitwise the stock one; the price is one Python call per torch
-function in the forward, which is why the built-ins (audited free of functional calls) are
-not wrapped.
+:class:`FunctionalRouting` wraps a model whose ``forward`` calls ``F.relu`` and the like
+(which module surgery cannot reach): a ``torch.overrides.TorchFunctionMode`` routes each
+call site to its own configured activation module, kept in ``.sites``. ``clamp``, other
+``hardtanh`` bounds, ``threshold``, ``prelu``, ``rrelu`` are not routed: the audit rejects
+them. See docs/design.md#functional-routing-of-frelu-calls.
 """
 
 from __future__ import annotations
@@ -49,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 from hpo.engine.models import activations
 from hpo.engine.models.activations import KinkedActivation
 
-__all__ = ["ROUTED_FUNCTIONS", "FunctionalRouting"]
+__all__ = ["FunctionalRouting"]
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _OURS = activations.__file__
@@ -69,7 +43,7 @@ _RULES: dict[Callable[..., Any], _Rule] = {
     F.hardtanh: ("hardtanh", (3, "inplace"), ((1, "min_val"), (2, "max_val"))),
     F.hardtanh_: ("hardtanh_", True, ((1, "min_val"), (2, "max_val"))),
 }
-ROUTED_FUNCTIONS: tuple[str, ...] = (
+_ROUTED_FUNCTIONS: tuple[str, ...] = (
     "F.relu", "torch.relu", "torch.relu_/F.relu_", "Tensor.relu", "Tensor.relu_", "F.relu6",
     "F.leaky_relu", "F.leaky_relu_", "F.hardtanh(x, 0, 6)", "F.hardtanh_(x, 0, 6)",
 )  # fmt: skip
@@ -103,7 +77,7 @@ class FunctionalRouting(nn.Module):
         return lambda: self._observers.remove(fn)
 
     def extra_repr(self) -> str:
-        return f"routes: {', '.join(ROUTED_FUNCTIONS)}"
+        return f"routes: {', '.join(_ROUTED_FUNCTIONS)}"
 
     # -- used by _RoutingMode -----------------------------------------------------------
     def _site(self, frame: Any, op: str, inplace: bool) -> tuple[str, KinkedActivation]:

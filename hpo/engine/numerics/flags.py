@@ -1,26 +1,10 @@
 """The numerics flags of one run: TF32 and reduced-precision reductions, set and put back.
 
-On Ampere and later GPUs PyTorch may run float32 matrix products and convolutions as TF32
-(cuDNN convolutions do by default), and float16/bfloat16 GEMMs may reduce in reduced
-precision. :func:`numerics` makes a run's precision mean what it says:
-
-* every precision except ``tf32`` turns TF32 off for CUDA matmuls and cuDNN (float16,
-  bfloat16 and float64 runs and the amp modes run float32 ops too: the loss, and under
-  autocast every op autocast keeps in float32); ``tf32`` turns it on (float32 storage,
-  TF32 math);
-* ``reduced_precision_reduction`` ``on``/``off`` sets both of cuBLAS's float16 and
-  bfloat16 reduced-precision-reduction switches; ``default`` leaves PyTorch's setting,
-  which the platform record then shows.
-
-Every flag is put back when the run ends, also when it raises.
-
-Which API: PyTorch 2.9+ documents ``torch.backends.cuda.matmul.fp32_precision`` and
-``torch.backends.cudnn.{conv,rnn}.fp32_precision`` as the way to control TF32 and says
-``allow_tf32`` / ``set_float32_matmul_precision`` will be deprecated; reading a legacy
-flag after setting a new one raises ("mix of the legacy and new APIs"). So where this
-torch has the new attributes only they are used and read (also by
-:mod:`hpo.engine.numerics.platform`); older torch (the declared lower bound is 2.4) gets the legacy
-flags. These are plain process settings, so the logic runs (and is tested) without a GPU.
+:func:`numerics` turns TF32 off for every precision except ``tf32`` (which turns it on),
+sets cuBLAS's reduced-precision-reduction switches when asked (``default`` leaves
+PyTorch's), and puts every flag back when the run ends, also when it raises. Where torch
+has the ``fp32_precision`` attributes only they are used; older torch gets the legacy ones.
+See docs/design.md#tf32-and-reduced-precision-flags-of-a-run.
 """
 
 from __future__ import annotations

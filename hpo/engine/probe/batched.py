@@ -1,25 +1,9 @@
 """The probe's fast path: many fully connected inits at once with batched matmuls.
 
-The weights of the surviving inits are stacked (``W``: inits x out x in) and every linear
-layer is one ``torch.baddbmm(b, h, W^T)`` for a chunk of them; the first layer reads the
-shared mini-batch through a stride-0 ``expand`` (no copy). Per mini-batch:
-
-1. a forward pass without gradients through the hidden layers (the output layer has no
-   activation, so it cannot hit a kink) finds, per init, whether any activation input is
-   exactly 0 (a byte-wise min of ``z != 0`` per init);
-2. only the inits with a hit are re-run with autograd, once per alpha, through the same
-   batched kernels and the engine's activation modules (so the derivative at the kink is
-   applied by :mod:`hpo.engine.models.activations` itself), with the training loop's loss,
-   ``F.cross_entropy(logits.float(), y)`` per init;
-3. the compared gradients are tested bitwise per init; inits that differ are dropped from
-   the stacks.
-
-One ``baddbmm`` slice computes the same product as one ``F.linear`` call, but the BLAS may
-pick another kernel for it: on one CPU here MKL gave bitwise the single-threaded
-``F.linear``, on another (an AVX-512 EPYC) float32 results differed in the last bits.
-That does not touch what the probe measures: both alphas go through the same kernels, so
-their bitwise comparison is valid (tested: the batched path finds a bifurcation exactly
-where the engine's model does).
+The surviving inits' weights are stacked and every linear layer is one ``torch.baddbmm``;
+a forward pass without gradients finds the inits with an activation input exactly on 0, and
+only those are re-run with autograd once per alpha, through the engine's activation modules,
+and their gradients compared bitwise. See docs/design.md#the-probes-batched-fast-path.
 """
 
 from __future__ import annotations
@@ -38,13 +22,13 @@ from hpo.engine.models.activations import create_activation
 from hpo.engine.numerics.precision import Precision
 from hpo.engine.spec import TrainSpec
 
-__all__ = ["MEMORY_BUDGET", "run", "supports"]
+__all__ = ["run", "supports"]
 
 log = logging.getLogger(__name__)
 
 # Bytes of stacked weights and activations one group of inits may use; larger K is probed
 # in groups of inits, one after the other.
-MEMORY_BUDGET = 1 << 30
+_MEMORY_BUDGET = 1 << 30
 # Inits per forward chunk: about 16 keeps one layer's activations (16 x batch x width) in
 # cache; measured 1.3x faster than all 100 inits at once for the 3x256 net, batch 256.
 _CHUNK = 16
@@ -77,7 +61,7 @@ def run(
     dims = [in_features] + [spec.width] * spec.depth + [10]
     per_init = elsize * (sum(i * o + o for i, o in zip(dims, dims[1:]))
                          + 2 * spec.batch_size * spec.width * (spec.depth + 1))
-    group = max(1, min(inits, MEMORY_BUDGET // per_init))
+    group = max(1, min(inits, _MEMORY_BUDGET // per_init))
     for start in range(0, inits, group):
         ids = torch.arange(start, min(start + group, inits))
         built = time.perf_counter()

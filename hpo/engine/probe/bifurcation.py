@@ -1,40 +1,10 @@
 """Bifurcation probe: how often do two values of ReLU'(0) give different gradients?
 
-For each of K initialisations (init ``k`` has the weights ``hpo train --seed <seed + k>``
-starts from), two networks with identical parameters, one with ReLU'(0) = ``alphas[0]`` and
-one with ``alphas[1]``, go through one epoch of mini-batches of the training set *without
-parameter updates* (the batch order is that of ``hpo train --seed <seed>``'s first epoch,
-shared by all inits). After each mini-batch their gradients are compared bitwise (those of
-the first parameterised layer, as in the paper, or of all parameters); an init stops at its
-first difference (a *bifurcation*). Reported: the fraction of inits that bifurcated within
-the epoch, the per-mini-batch hazard (bifurcations / mini-batches examined) and the number of
-samples seen up to and including the bifurcating mini-batch.
-
-Why most mini-batches need no backward pass: the two networks run the same forward pass
-(the derivative at a kink is used only in backward), and the engine's activations run the
-very same backward kernel for both values except at inputs exactly on 0 (see
-:mod:`hpo.engine.models.activations`). Other kinks (ReLU6 at 6) carry the same derivative in both
-networks. So a mini-batch whose forward pass puts no activation input exactly on 0 gives
-bitwise identical gradients; only mini-batches with such a kink hit need both backward passes
-computed and compared. A kink hit is necessary, not sufficient: the gradient arriving at the
-kink may be 0, or the difference may not reach the compared layer.
-
-Two methods (``method="auto"`` picks ``batched`` where it applies):
-
-* ``batched`` (fully connected nets without batch norm, pure precisions): the surviving
-  inits' weights are stacked and every layer is one ``torch.baddbmm`` for many of them; a
-  forward pass without gradients finds the inits with a kink hit, and only those get both
-  backward passes (autograd through the same batched kernels and the engine's activation
-  modules). The probe's gradients are therefore computed with batched kernels. On MKL, one
-  ``baddbmm`` slice is bitwise one single-threaded ``F.linear`` (tests check the probe
-  against the per-model path); whatever the BLAS, both alphas share every kernel, so the
-  bitwise comparison between them is valid.
-* ``reference`` (any model): per init, two engine models (:func:`build_model`), gradients by
-  ``loss.backward()`` as in training; the second model runs only when the first one's
-  backward pass counted a kink hit at 0.
-
-Spec settings of the optimiser (``optimizer``, ``lr``, ``epochs`` ...) are not used: there
-are no updates.
+For each of K inits, two networks with the same weights, ReLU'(0) = ``alphas[0]`` and
+``alphas[1]``, see one epoch of mini-batches without updates; an init stops at its first
+bitwise gradient difference (a bifurcation). Only a mini-batch with an activation input
+exactly on 0 can differ, so only those need both backward passes. Methods: ``batched``
+(fully connected nets) and ``reference`` (any model). See docs/design.md#the-bifurcation-probe.
 """
 
 from __future__ import annotations
@@ -140,23 +110,17 @@ def run_probe(
     """Probe how often ReLU'(0) = ``alphas[0]`` and ``alphas[1]`` give different gradients.
 
     Args:
-        spec: model, data, precision, batch size, sample size (``train_subset``) and base
-            ``seed``; ``relu_prime_zero`` must be unset (the alphas replace it).
+        spec: model, data, precision, batch size, sample size and base ``seed``;
+            ``relu_prime_zero`` must be unset (the alphas replace it).
         inits: number of initialisations (seeds ``spec.seed`` .. ``spec.seed + inits - 1``).
-        alphas: the two derivatives at 0 to compare.
-        compare: ``first`` (gradients of the first parameterised layer), ``first_weight``
-            (that layer's weight gradient only, as the paper's Section 3) or ``all``.
-        data_dir: dataset folder (default ``HPO_DATA_DIR``).
-        progress: called after each examined mini-batch; an exception it raises propagates.
-        method: ``auto``, ``batched`` or ``reference`` (see the module docstring).
-        train_set: ``split`` (the training split of ``hpo train``: ``val_size`` images held
-            out) or ``all`` (every official training image, ``val_size`` unused; with
-            ``train_subset``, the first ``train_subset`` of them).
+        compare: ``first`` (the first parameterised layer's gradients), ``first_weight``
+            (its weight gradient only, as the paper's Section 3) or ``all``.
+        progress: called after each examined mini-batch; what it raises propagates.
+        method: ``auto``, ``batched`` or ``reference``.
+        train_set: ``split`` (the training split of ``hpo train``) or ``all`` (every
+            official training image).
 
-    Raises:
-        ConfigError: bad ``inits``, ``alphas``, ``compare``, ``method``, ``train_set`` or
-            settings.
-        DataError: the dataset cannot be found or read.
+    Raises ConfigError on bad arguments or settings, DataError when the data cannot be read.
     """
     started = time.perf_counter()
     alphas = _check_args(spec, inits, alphas, compare, method)

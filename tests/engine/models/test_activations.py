@@ -13,6 +13,7 @@ from hpo.engine.models.activations import (
     create_activation,
     kinked_modules,
 )
+from hpo.engine.spec import ACTIVATION_NAMES
 from hpo.errors import ConfigError
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -239,6 +240,14 @@ def test_factory_builds_configured_modules():
     assert module.derivatives == (0.5, 1.0) and module.inplace
     assert create_activation("leaky_relu", negative_slope=0.2)().derivatives == (0.2,)
     assert create_activation("relu")().is_pytorch_default
+
+
+def test_the_activation_table_has_exactly_trainspecs_activations():
+    """TrainSpec's names (torch-free) and the classes here are the same set, each class
+    under its own ``name``."""
+    assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
+    for name, cls in ACTIVATIONS.items():
+        assert cls.name == name
 
 
 def test_unknown_activation_lists_valid_names():
