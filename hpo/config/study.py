@@ -26,6 +26,7 @@ from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError
 
 __all__ = [
+    "DICT_SOURCE",
     "BaselineConfig",
     "HeartbeatConfig",
     "ProbeConfig",
@@ -213,7 +214,7 @@ def load_study_config(
             a dict, or any setting is invalid.
     """
     if isinstance(config, Mapping):
-        source, raw = DICT_SOURCE, config
+        source, raw = DICT_SOURCE, _plain(config, "")
     elif isinstance(config, (str, os.PathLike)):
         source, raw = str(config), read_yaml(config)
     else:
@@ -226,3 +227,23 @@ def load_study_config(
     values = config_schema.validate(raw, source=source, storage_override=storage_override)
     # Validated values take the stored records' way in: one reader for both.
     return from_record(StudyConfig, {**to_json(values), "source": source})
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A dict's ``value`` as its YAML file would hold it (tuples as lists, a float subclass
+    such as NumPy's as a float), or a one-line error naming the key of a value that is not
+    plain data."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    for kind in (bool, int, float, str):  # subclasses too (np.float64 is a float)
+        if isinstance(value, kind):
+            return kind(value)
+    if value is None:
+        return None
+    raise ConfigError(
+        f"{DICT_SOURCE}: {where or '(top level)'}: not plain data (got {value!r} of type "
+        f"{type(value).__module__}.{type(value).__qualname__}); allowed: str, int, float, "
+        "bool, None, lists and dicts of them; fix: convert it (e.g. float(x) for a NumPy number)."
+    )

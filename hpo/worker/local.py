@@ -13,17 +13,15 @@ import dataclasses
 import logging
 import os
 import signal
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 import optuna
-import yaml
 
-from hpo.config.study import StudyConfig, load_study_config
-from hpo.errors import ConfigError, UsageError
+from hpo.config.study import DICT_SOURCE, StudyConfig, load_study_config
+from hpo.errors import UsageError
 from hpo.storage.rdb import make_storage
 from hpo.storage.urls import mask_url, resolve_storage_url, warn_password_in_file
 from hpo.study.create import create_study
@@ -50,7 +48,6 @@ log = logging.getLogger(__name__)
 StudySource = str | os.PathLike | Mapping[str, Any] | StudyConfig
 """A study file's path, a dict laid out as a study file, or a loaded :class:`StudyConfig`."""
 
-DICT_SOURCE = "<dict>"  # what messages and the stored config call a study given as a dict
 _YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -73,7 +70,7 @@ def load_config(
         cfg = source
         url = resolve_storage_url(cfg.storage, storage)
     else:
-        cfg = _from_mapping(source) if isinstance(source, Mapping) else load_study_config(source)
+        cfg = load_study_config(source)
         url = resolve_storage_url(cfg.storage, storage)
         if url == cfg.storage:  # the study's own storage: (the default holds no password)
             warn_password_in_file(url, cfg.source)
@@ -84,42 +81,6 @@ def load_config(
                              "e.g. n_trials=10.")
         cfg = dataclasses.replace(cfg, n_trials=n_trials)
     return cfg
-
-
-def _from_mapping(doc: Mapping[str, Any]) -> StudyConfig:
-    """A dict checked by the very code that checks study files, through a temporary file.
-
-    Why: :func:`hpo.config.study.load_study_config` reads paths only; this bridge uses it
-    unchanged, and messages name ``<dict>`` instead of the temporary file.
-    """
-    text = yaml.safe_dump(_plain(doc, ""), sort_keys=False)
-    with tempfile.TemporaryDirectory(prefix="hpo-study-") as folder:
-        path = Path(folder) / "study.yaml"
-        path.write_text(text, encoding="utf-8")
-        try:
-            cfg = load_study_config(path)
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace(str(path), DICT_SOURCE)) from None
-    return dataclasses.replace(cfg, source=DICT_SOURCE)
-
-
-def _plain(value: Any, where: str) -> Any:
-    """``value`` as safe YAML writes it (tuples as lists), or a one-line error naming the
-    key of a value that is not plain data (e.g. a NumPy number)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    for kind in (bool, int, float, str):  # subclasses too (np.float64 is a float)
-        if isinstance(value, kind):
-            return kind(value)
-    if value is None:
-        return None
-    raise ConfigError(
-        f"{DICT_SOURCE}: {where or '(top level)'}: not plain data (got {value!r} of type "
-        f"{type(value).__module__}.{type(value).__qualname__}); allowed: str, int, float, "
-        "bool, None, lists and dicts of them; fix: convert it (e.g. float(x) for a NumPy number)."
-    )
 
 
 class StudyRef(NamedTuple):
