@@ -199,7 +199,7 @@ CASES = [
          config(train={"model": "resnet18", "train_subset": 100, "val_size": 100},
                 search_space__width={"type": "int", "low": 16, "high": 64})),
     Case("create-audit-failure", ("create", "{cfg}", "--storage", DB), 2,
-         ("clamp(min=0)", "clampnet:build"),
+         ("study.yaml: train.model: ", "clamp(min=0)", "clampnet:build"),
          config(train={"model": "clampnet:build", "train_subset": 100, "val_size": 100}),
          setup="clamp_model"),
     create(config(search_space__relu6_prime_six={"type": "float", "low": 0.0, "high": 1.0}),

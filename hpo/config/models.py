@@ -19,7 +19,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from hpo.config.yamlfile import Checker, one_line
 from hpo.engine.models.registry import model_kind
 from hpo.engine.spec import TrainSpec
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, ModelAuditError
 
 __all__ = ["check_models"]
 
@@ -44,6 +44,6 @@ def check_models(
 
         try:
             check_model(spec)
-        except ConfigError as exc:
+        except (ConfigError, ModelAuditError) as exc:  # both bad input: exit 2
             # the engine's message already names the fix
             raise checker.error(key, one_line(exc), name) from exc
