@@ -22,6 +22,7 @@ from hpo.config.records import from_record, stored, to_json, to_record
 from hpo.config.samplers import PrunerConfig, SamplerConfig, make_pruner, make_sampler
 from hpo.config.search_space import expand_baseline, parse_search_space
 from hpo.config.yamlfile import read_yaml
+from hpo.engine.models.registry import MODEL_SETTINGS, get_model_entry
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError
 
@@ -188,12 +189,38 @@ class StudyConfig:
                     f"reluprime-hpo reads format {CONFIG_FORMAT}; fix: create a new study "
                     "(new name) or use the matching reluprime-hpo version."
                 )
-            return from_record(cls, d, ignore=("format",))
+            return from_record(cls, _drop_unread_defaults(d), ignore=("format",))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
                 f"stored study config is incomplete or corrupt ({type(exc).__name__}: {exc}); "
                 "fix: create the study again under a new name."
             ) from exc
+
+
+def _drop_unread_defaults(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A record stored before unread settings were refused may fix a setting its model does
+    not read at that setting's default (the only value accepted then, e.g. ``resnet18`` with
+    ``width: 64``): it never applied, so it is dropped on reading, with a warning, and the
+    study still loads."""
+    fixed = record.get("train")
+    model = fixed.get("model", "fc") if isinstance(fixed, Mapping) else None
+    if not isinstance(model, str):
+        return record
+    try:
+        reads = get_model_entry(model).reads
+    except ConfigError:
+        return record
+    unread = [
+        k for k, default in MODEL_SETTINGS.items()
+        if k in fixed and k not in reads and fixed[k] == default
+    ]
+    if not unread:
+        return record
+    logger.warning(
+        "study %r: stored train settings %s are not read by model %r; they never applied "
+        "and are ignored", record.get("name"), ", ".join(unread), model,
+    )
+    return {**record, "train": {k: v for k, v in fixed.items() if k not in unread}}
 
 
 # ----------------------------------------------------------------------------------

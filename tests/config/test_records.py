@@ -152,3 +152,25 @@ def test_a_new_field_is_written_and_read_from_its_declaration_alone() -> None:
 def test_the_format_is_written_first() -> None:
     cfg = section3.section3_config(section3.plan(quick=True), "sqlite:///x.db")
     assert next(iter(cfg.to_dict().items())) == ("format", CONFIG_FORMAT)
+
+
+def test_an_old_record_with_an_unread_default_setting_still_loads(monkeypatch, caplog) -> None:
+    """Before unread settings were refused, ``model: resnet18`` with ``width: 64`` (the
+    default, so accepted then) was stored; it never applied: the study still loads, without
+    it, and says so."""
+    monkeypatch.chdir(ROOT)
+    record = json.loads(json.dumps(GOLDEN["study_configs/quickstart.yaml"]["record"]))
+    record["train"] = {**record["train"], "model": "resnet18", "width": 64, "depth": 2}
+    record["search_space"] = {
+        k: v for k, v in record["search_space"].items() if k not in ("width", "depth")
+    }
+    with caplog.at_level("WARNING"):
+        cfg = StudyConfig.from_dict(record)
+    assert "width" not in cfg.fixed and "depth" not in cfg.fixed
+    assert cfg.fixed["model"] == "resnet18"
+    assert "depth, width are not read by model 'resnet18'" in caplog.text
+    # a value away from the default was never accepted: it is not silently dropped
+    record["train"]["width"] = 32
+    assert StudyConfig.from_dict(record).fixed["width"] == 32  # kept: train_spec refuses it
+    with pytest.raises(ConfigError, match="width=32 is not read by model 'resnet18'"):
+        StudyConfig.from_dict(record).train_spec({})
