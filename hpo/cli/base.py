@@ -9,13 +9,16 @@ is :data:`hpo.cli.commands.COMMANDS`.
 from __future__ import annotations
 
 import argparse
-from types import ModuleType
+import json
+import sys
+from collections.abc import Callable
 from typing import ClassVar
 
 __all__ = [
     "STORAGE_HELP",
+    "add_run_arguments",
+    "emit",
     "Command",
-    "RegisteredCommand",
     "int_arg",
     "non_negative_float",
     "non_negative_int",
@@ -49,17 +52,24 @@ class Command:
         return parser
 
 
-class RegisteredCommand(Command):
-    """A command whose module adds itself with ``module.register(sub)`` (``hpo train``,
-    ``probe``, ``diverge``: their flags are generated from TrainSpec's fields there)."""
 
-    module: ClassVar[ModuleType]
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every command that runs the engine shares: data folder, threads, JSON."""
+    parser.add_argument("--data-dir", metavar="DIR", help="folder with the dataset files in "
+                        "torchvision's layout (default: $HPO_DATA_DIR)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (default: all cores)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
-    def register(self, sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
-        self.module.register(sub)
-        if name not in sub.choices:
-            raise RuntimeError(f"{self.module.__name__}.register added no command {name!r}")
-        return sub.choices[name]
+
+def emit(payload: dict, as_json: bool, human: Callable[[], None]) -> int:
+    """Print ``payload`` as one JSON line, or call ``human`` to print it for people."""
+    if as_json:
+        json.dump(payload, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        human()
+    return 0
 
 
 def int_arg(text: str) -> int:

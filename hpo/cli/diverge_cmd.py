@@ -9,37 +9,39 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from hpo.cli.base import Command, add_run_arguments, emit
 from hpo.cli.spec_flags import add_spec_arguments, spec_from_args
 
-__all__ = ["register"]
+__all__ = ["Diverge"]
 
 DEFAULT_OUTPUT = "diverge"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "diverge",
-        help="L1 distance between weights trained with different ReLU'(0)",
-        description="Train runs from identical weights and batch order that differ only in "
+class Diverge(Command):
+    help = "L1 distance between weights trained with different ReLU'(0)"
+    description = (
+        "Train runs from identical weights and batch order that differ only in "
         "ReLU'(0) and report, after each epoch, the L1 distance of their parameters from "
-        "the ReLU'(0)=0 run, with a second ReLU'(0)=0 run as control.",
+        "the ReLU'(0)=0 run, with a second ReLU'(0)=0 run as control."
     )
-    parser.add_argument("--alphas", type=float, nargs="+", required=True, metavar="ALPHA",
-                        help="ReLU'(0) values to compare with ReLU'(0)=0 (any finite "
-                        "value; outside [0, 1] is noted as not a subgradient)")
-    parser.add_argument("--precisions", nargs="+", metavar="PRECISION",
-                        help="run each of these precisions (default: --precision)")
-    add_spec_arguments(parser, exclude=("relu_prime_zero",))
-    parser.add_argument("--output", "-o", metavar="DIR", default=DEFAULT_OUTPUT,
-                        help=f"folder for the HTML plot and JSON (default: ./{DEFAULT_OUTPUT})")
-    parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: $HPO_DATA_DIR)")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(handler=_run, relu_prime_zero=None)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--alphas", type=float, nargs="+", required=True, metavar="ALPHA",
+                            help="ReLU'(0) values to compare with ReLU'(0)=0 (any finite "
+                            "value; outside [0, 1] is noted as not a subgradient)")
+        parser.add_argument("--precisions", nargs="+", metavar="PRECISION",
+                            help="run each of these precisions (default: --precision)")
+        add_spec_arguments(parser, exclude=("relu_prime_zero",))
+        parser.add_argument("--output", "-o", metavar="DIR", default=DEFAULT_OUTPUT,
+                            help=f"folder for the HTML plot and JSON (default: ./{DEFAULT_OUTPUT})")
+        add_run_arguments(parser)
+        parser.set_defaults(relu_prime_zero=None)
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -58,12 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     plot = plot_divergence(result, out / f"{stem}.html")
     payload = {**result.to_dict(), "plot": str(plot), "json": str(out / f"{stem}.json")}
     (out / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    if args.json:
-        json.dump(payload, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        _print_human(result, payload)
-    return 0
+    return emit(payload, args.json, lambda: _print_human(result, payload))
 
 
 def _print_human(result: Any, payload: dict[str, Any]) -> None:

@@ -9,56 +9,55 @@ no parameter updates.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 import time
 from typing import Any
 
+from hpo.cli.base import Command, add_run_arguments, emit
 from hpo.cli.spec_flags import add_spec_arguments, spec_from_args
 from hpo.engine.spec import derivative_note
 
-__all__ = ["register"]
+__all__ = ["Probe"]
 
 log = logging.getLogger(__name__)
 
 _PROGRESS_EVERY_S = 10.0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``probe`` sub-command to ``sub``."""
-    parser = sub.add_parser(
-        "probe",
-        help="measure how often two values of ReLU'(0) give different gradients",
-        description="For K initialisations, go through one epoch of mini-batches without "
+class Probe(Command):
+    help = "measure how often two values of ReLU'(0) give different gradients"
+    description = (
+        "For K initialisations, go through one epoch of mini-batches without "
         "parameter updates and compare, bitwise, the gradients of two networks that differ "
         "only in ReLU'(0); report the fraction of inits that bifurcated, the per-mini-batch "
-        "hazard and the samples seen before the first difference.",
+        "hazard and the samples seen before the first difference."
     )
-    add_spec_arguments(parser, exclude=("relu_prime_zero",), training=False, notes={
-        "model": "fc is batched and fast; CNNs are probed one by one",
-        "relu6_prime_six": "the same in both networks",
-        "seed": "init k uses seed + k",
-    })
-    parser.add_argument("--inits", type=int, default=100, help="initialisations (default: 100)")
-    parser.add_argument(
-        "--alphas", type=float, nargs=2, default=[0.0, 1.0], metavar=("A", "B"),
-        help="the two values of ReLU'(0) to compare (default: 0 1)",
-    )
-    parser.add_argument(
-        "--compare", choices=("first", "first_weight", "all"), default="first",
-        help="compare the first layer's gradients, its weight gradient alone (as the paper's "
-        "Section 3) or all (default: first)",
-    )
-    parser.add_argument(
-        "--method", choices=("auto", "batched", "reference"), default="auto",
-        help="batched: all fc inits at once; reference: the engine's models one init at a "
-        "time (default: auto)",
-    )
-    parser.add_argument("--data-dir", help="folder with the IDX .gz files (or HPO_DATA_DIR)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(handler=_run)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_spec_arguments(parser, exclude=("relu_prime_zero",), training=False, notes={
+            "model": "fc is batched and fast; CNNs are probed one by one",
+            "relu6_prime_six": "the same in both networks",
+            "seed": "init k uses seed + k",
+        })
+        parser.add_argument("--inits", type=int, default=100, help="initialisations (default: 100)")
+        parser.add_argument(
+            "--alphas", type=float, nargs=2, default=[0.0, 1.0], metavar=("A", "B"),
+            help="the two values of ReLU'(0) to compare (default: 0 1)",
+        )
+        parser.add_argument(
+            "--compare", choices=("first", "first_weight", "all"), default="first",
+            help="compare the first layer's gradients, its weight gradient alone (as the paper's "
+            "Section 3) or all (default: first)",
+        )
+        parser.add_argument(
+            "--method", choices=("auto", "batched", "reference"), default="auto",
+            help="batched: all fc inits at once; reference: the engine's models one init at a "
+            "time (default: auto)",
+        )
+        add_run_arguments(parser)
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -78,12 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, progress=_progress_logger(), method=args.method,
     )
     payload = result.to_dict()
-    if args.json:
-        json.dump(payload, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        _print_human(payload)
-    return 0
+    return emit(payload, args.json, lambda: _print_human(payload))
 
 
 def _progress_logger() -> Any:

@@ -8,27 +8,26 @@ be accepted and then silently dropped.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
+from hpo.cli.base import Command, add_run_arguments, emit
 from hpo.cli.spec_flags import add_spec_arguments, spec_from_args
 
-__all__ = ["register"]
+__all__ = ["Train"]
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "train",
-        help="train one model and report accuracy and kink hits",
-        description="Train one model with a chosen ReLU'(0) and report per-epoch validation "
-        "accuracy, test accuracy and how often backward passes hit a kink.",
+class Train(Command):
+    help = "train one model and report accuracy and kink hits"
+    description = (
+        "Train one model with a chosen ReLU'(0) and report per-epoch validation "
+        "accuracy, test accuracy and how often backward passes hit a kink."
     )
-    add_spec_arguments(parser)
-    parser.add_argument("--data-dir", help="folder with the dataset files in torchvision's "
-                        "layout (or HPO_DATA_DIR)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(handler=_run)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_spec_arguments(parser)
+        add_run_arguments(parser)
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -44,12 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     check_model(spec)  # a model that does not build or run fails before data is touched
     result = train(spec, data_dir=args.data_dir)
     payload = {"spec": spec.to_dict(), **result.to_dict()}
-    if args.json:
-        json.dump(payload, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        _print_human(payload)
-    return 0
+    return emit(payload, args.json, lambda: _print_human(payload))
 
 
 def _print_human(p: dict[str, Any]) -> None:

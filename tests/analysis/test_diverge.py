@@ -199,7 +199,7 @@ def test_plot_is_self_contained_log_scaled_html_with_the_data(tmp_path):
 # --- the CLI handler ------------------------------------------------------------------
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hpo")
-    diverge_cmd.register(parser.add_subparsers(dest="command"))
+    diverge_cmd.Diverge().register(parser.add_subparsers(dest="command"), "diverge")
     return parser.parse_args(argv)
 
 

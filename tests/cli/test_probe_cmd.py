@@ -48,7 +48,7 @@ def test_probe_flags_are_the_specs_minus_training_and_share_its_help():
     from hpo.engine.spec import FIELDS
 
     parser = argparse.ArgumentParser(prog="hpo")
-    probe_cmd.register(parser.add_subparsers(dest="command"))
+    probe_cmd.Probe().register(parser.add_subparsers(dest="command"), "probe")
     probe = parser._subparsers._group_actions[0].choices["probe"]
     flags = {a.dest: a for a in probe._actions}
     for row in FIELDS:

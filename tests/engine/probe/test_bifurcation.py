@@ -308,7 +308,7 @@ def test_progress_is_reported_and_may_stop_the_probe():
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hpo")
-    probe_cmd.register(parser.add_subparsers())
+    probe_cmd.Probe().register(parser.add_subparsers(), "probe")
     return parser.parse_args(["probe", *argv])
 
 
