@@ -44,6 +44,9 @@ from hpo.errors import ConfigError, did_you_mean, one_line
 
 __all__ = ["validate"]
 
+# a TrainSpec message that ends with its own fix ("...; remove width.", "...; set image_size")
+_SPEC_FIX = re.compile(r"; (remove|set|use) [^;]*\.?$")
+
 logger = logging.getLogger(__name__)
 
 TOP_KEYS = (
@@ -158,12 +161,17 @@ class _Checker(Checker):
         try:
             TrainSpec(**fixed)
         except (ConfigError, TypeError, ValueError) as exc:
-            key, _ = _culprit(fixed, {}, one_line(exc))
+            message = one_line(exc)
+            key, _ = _culprit(fixed, {}, message)
+            fix = "correct the setting (see hpo/engine/spec.py)"
+            own = _SPEC_FIX.search(message)  # TrainSpec's message says what to do: its fix
+            if own:
+                message, fix = message[: own.start()], message[own.start() + 2 :].rstrip(".")
             raise self.error(
                 f"train.{key}" if key else "train",
-                one_line(exc),
+                message,
                 fixed.get(key, fixed) if key else fixed,
-                fix="correct the setting (see hpo/engine/spec.py)",
+                fix=fix,
             ) from exc
         return fixed
 

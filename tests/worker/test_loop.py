@@ -22,6 +22,7 @@ from hpo.config.study import HeartbeatConfig
 from hpo.storage.rdb import make_storage
 from hpo.study.budget import BUDGET_ATTR, DISCARDED, FAIL_REASON_ATTR, budget_rank, requeue
 from hpo.study.requeue import STALE_REASON, StaleTrialRequeue
+from hpo.worker import loop as loop_module
 from hpo.worker.loop import Worker
 from hpo.worker.outcomes import TrialRecorder, WorkerStats
 from tests._race import InTheWindow
@@ -337,14 +338,29 @@ def test_interrupted_trial_failed_meanwhile_by_a_stale_check_is_requeued_once(
     assert [(t.params, t.user_attrs.get("hpo_seed")) for t in finished] == [({"x": 0.25}, 0)]
 
 
-def test_timeout_stops_before_the_budget(storage_url: str) -> None:
+class _Clock:
+    """The worker's clock, moved only by the test: a timeout decided by states, not speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def test_timeout_stops_before_the_budget(storage_url: str, monkeypatch) -> None:
     study = _study(storage_url, budget=50)
+    clock = _Clock()
+    monkeypatch.setattr(loop_module, "time", clock)
 
     def slow(trial: optuna.Trial) -> float:
-        time.sleep(0.3)
+        clock.now += 1.0  # the trial takes 1 s of the worker's clock, past its 0.5 s
         return _objective(trial)
 
-    stats = _worker(study, slow, timeout=0.1).run(handle_signals=False)
+    stats = _worker(study, slow, timeout=0.5).run(handle_signals=False)
     assert stats.stopped_by == "timeout" and stats.completed == 1
 
 
