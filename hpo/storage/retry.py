@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import sqlalchemy.exc
 
-from hpo.errors import HpoError, StorageError
+from hpo.errors import HpoError, StorageError, one_line
 from hpo.storage.urls import sqlite_path
 
 __all__ = [
@@ -96,8 +96,8 @@ def describe(exc: BaseException) -> str:
     """The driver's message behind ``exc``, on one line."""
     for err in _chain(exc):
         if isinstance(err, sqlalchemy.exc.DBAPIError):
-            return " ".join(str(err.orig).split())[:200]
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
+            return one_line(err.orig, limit=200)
+    return one_line(exc, limit=200)
 
 
 def permanent_error(kind: str, exc: BaseException, where: str) -> StorageError:

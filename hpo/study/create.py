@@ -26,7 +26,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from hpo.config.study import StudyConfig, make_pruner, make_sampler
-from hpo.errors import ConfigError, StorageError, StudyNotFoundError
+from hpo.errors import ConfigError, StorageError, StudyNotFoundError, one_line
 from hpo.storage.rdb import make_storage
 from hpo.storage.urls import mask_url
 from hpo.study.requeue import StaleTrialRequeue, reconcile
@@ -92,7 +92,7 @@ def create_study(
             reconcile(study, study.get_trials(deepcopy=False), cfg.heartbeat.max_retry)
     except _STORAGE_ERRORS as exc:
         raise StorageError(
-            f"storage {_where(storage)}: {' '.join(str(exc).split())[:300]}; fix: check that "
+            f"storage {_where(storage)}: {one_line(exc, limit=300)}; fix: check that "
             "the database is reachable and writable."
         ) from exc
     return study
@@ -148,7 +148,7 @@ def open_study(name: str, storage: str | BaseStorage, *, seed_offset: int = 0) -
         attrs = probe.get_study_user_attrs(probe.get_study_id_from_name(name))
     except _STORAGE_ERRORS as exc:
         raise StorageError(
-            f"storage {_where(storage)}: {' '.join(str(exc).split())[:300]}"
+            f"storage {_where(storage)}: {one_line(exc, limit=300)}"
         ) from exc
     if ATTR_CONFIG not in attrs:
         raise StudyNotFoundError(

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.errors import DataError, HpoError, ModelAuditError, StorageError
+from hpo.errors import DataError, HpoError, ModelAuditError, StorageError, one_line
 from hpo.storage.rdb import is_finished_trial_error
 from hpo.storage.retry import PERMANENT, describe, permanent_error, storage_fault
 from hpo.study.budget import FAIL_REASON_ATTR, requeue
@@ -221,7 +221,7 @@ class TrialRecorder:
                       retry=True)
             return
         if _is_out_of_memory(error):
-            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            reason = f"{type(error).__name__}: {one_line(error, limit=300)}"
             _release_memory(error)
             log.warning("trial %d ran out of memory (%s); recorded as pruned", trial.number,
                         reason)

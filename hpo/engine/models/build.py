@@ -28,7 +28,7 @@ from hpo.engine.models.activations import create_activation
 from hpo.engine.models.audit import AuditReport, audit_model
 from hpo.engine.models.routing import FunctionalRouting
 from hpo.engine.spec import TrainSpec
-from hpo.errors import ConfigError, ModelAuditError
+from hpo.errors import ConfigError, ModelAuditError, one_line
 
 __all__ = [
     "NUM_CLASSES",
@@ -332,7 +332,7 @@ def _forward(model: nn.Module, x: Tensor, name: str) -> Any:
 
 def _forward_error(name: str, x: Tensor, exc: Exception) -> ConfigError:
     b, c, h, _ = x.shape
-    message = " ".join(str(exc).split())[:300]
+    message = one_line(exc, limit=300)
     return ConfigError(
         f"Model {name!r} fails on a ({b}, {c}, {h}, {h}) example input: "
         f"{type(exc).__name__}: {message}; make it accept {c}-channel {h}x{h} images "
