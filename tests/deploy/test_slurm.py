@@ -1,9 +1,9 @@
 """The shipped Slurm array script (``deploy/slurm/hpo-worker.sbatch``) on a real one-node
 cluster (``deploy/slurm/local-cluster.sh``, started by ``.ci/run``) against PostgreSQL: two
 array tasks train a small fc net on real MNIST; one task is cancelled (``scancel``) and the
-other requeued (as on preemption) while they train, and the study still ends with exactly
-its budget, nothing RUNNING, both trials failed as interrupted and their re-queued copies
-completed.
+other requeued (as on preemption) while their trials are held at a known point, and the
+study still ends with exactly its budget, nothing RUNNING, both trials failed as
+interrupted and their re-queued copies completed.
 
 Without a cluster the test is skipped, unless ``CI`` is set: then it fails.
 """
@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import time
 import uuid
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -23,6 +22,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.config.study import load_study_config
+from hpo.objective.train import HOLD_ENV
 from hpo.storage.rdb import make_storage
 from hpo.study.budget import FAIL_REASON_ATTR
 from hpo.study.create import create_study
@@ -40,7 +40,7 @@ n_trials: {n_trials}
 sampler: {{name: random, seed: 0}}
 pruner: {{name: none}}
 heartbeat: {{interval: 1, grace: 5}}
-train: {{model: fc, depth: 2, width: 64, train_subset: 10000, val_size: 1000, epochs: 5}}
+train: {{model: fc, depth: 2, width: 64, train_subset: 2000, val_size: 1000, epochs: 1}}
 search_space:
   relu_prime_zero: {{type: float, low: 0.0, high: 1.0}}
 baseline: {{seeds: {seeds}}}
@@ -98,17 +98,16 @@ def _job_field(job: str, field: str) -> str:
     return ""
 
 
-def _fresh_trial(name: str, skip_task: str | None, deadline: float):
-    """A trial that started under a second ago in a worker of an array task other than
-    ``skip_task`` (trials last 2 s or more: a signal sent now lands while it trains, not
-    between two trials), with that task's id; (None, None) at the deadline."""
+def _held_trial(name: str, hold: Path, skip_task: str | None, deadline: float):
+    """A RUNNING trial held at its start (:data:`hpo.objective.train.HOLD_ENV`) in a worker
+    of an array task other than ``skip_task``, with that task's id: a signal sent now lands
+    while it runs, whatever the machine's speed; (None, None) at the deadline."""
     storage = make_storage(PG_URL)  # one connection pool for the whole poll: fast polls
     try:
         study = optuna.load_study(study_name=name, storage=storage)
         while time.monotonic() < deadline:
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if (WORKER_ATTR in t.user_attrs
-                        and datetime.now() - t.datetime_start < timedelta(seconds=1)):
+                if WORKER_ATTR in t.user_attrs and (hold / f"{t.number}.held").exists():
                     task = _array_task_of(t.user_attrs[WORKER_ATTR])
                     if task is not None and task != skip_task:
                         return t, task
@@ -138,7 +137,9 @@ def test_a_cancelled_and_a_requeued_task_requeue_their_trials_and_the_budget_is_
     storage.engine.dispose()
     job = None
     try:
-        job_env = {**env(), "HPO_STORAGE": PG_URL}
+        hold = tmp_path / "hold"  # every trial waits at its start until hold/go exists
+        hold.mkdir()
+        job_env = {**env(), "HPO_STORAGE": PG_URL, HOLD_ENV: str(hold)}
         submit = subprocess.run(
             ["sbatch", "--parsable", "--array=0-1", f"--output={tmp_path}/task-%a.log",
              str(SCRIPT), name],
@@ -146,10 +147,10 @@ def test_a_cancelled_and_a_requeued_task_requeue_their_trials_and_the_budget_is_
         assert submit.returncode == 0, submit.stderr
         job = submit.stdout.strip().split(";")[0]
 
-        cancelled, x = _fresh_trial(name, None, time.monotonic() + 90)
+        cancelled, x = _held_trial(name, hold, None, time.monotonic() + 90)
         assert cancelled is not None, "no trial ever ran:\n" + _logs(tmp_path)
         _slurm("scancel", f"{job}_{x}")
-        requeued, y = _fresh_trial(name, x, time.monotonic() + 60)
+        requeued, y = _held_trial(name, hold, x, time.monotonic() + 60)
         assert requeued is not None, "the other task never ran a trial:\n" + _logs(tmp_path)
         _slurm("scontrol", "requeue", f"{job}_{y}")
         # Slurm holds a requeued job for ~2 minutes (its EligibleTime); release it now.
@@ -158,6 +159,7 @@ def test_a_cancelled_and_a_requeued_task_requeue_their_trials_and_the_budget_is_
             assert time.monotonic() < deadline, _job_field(f"{job}_{y}", "JobState")
             time.sleep(0.2)
         _slurm("scontrol", "update", f"JobId={job}_{y}", "StartTime=now")
+        (hold / "go").touch()  # both signals landed in held trials: let the rest run
 
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
