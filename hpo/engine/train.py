@@ -226,12 +226,13 @@ class _Loop:
         A non-finite loss marks the run diverged and ends the epoch.
         """
         model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        precision, on_cpu, memory_format = self.precision, self.on_cpu, self.protocol.memory_format
         loss_total = 0.0
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.train_split.x.device)
         steps = 0
         for step, (xb, yb) in enumerate(batches, start=1):
-            xb = xb.contiguous(memory_format=self.protocol.memory_format)
-            loss = batch_loss(model, xb, yb, self.precision)
+            xb = xb.contiguous(memory_format=memory_format)
+            loss = batch_loss(model, xb, yb, precision)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -241,7 +242,7 @@ class _Loop:
                 loss.backward()
                 optimizer.step()
             steps += 1
-            if self.on_cpu:
+            if on_cpu:
                 value = loss.item()
                 loss_total += value
                 if not math.isfinite(value):
@@ -252,7 +253,7 @@ class _Loop:
                 if step % _CUDA_CHECK_EVERY == 0 and not math.isfinite(loss.item()):
                     _mark_diverged(self.result, epoch, step, loss.item())
                     break
-        return (loss_total if self.on_cpu else loss_sum), steps
+        return (loss_total if on_cpu else loss_sum), steps
 
     def end_epoch(self, epoch: int, epoch_start: float, loss: float | torch.Tensor,
                   steps: int) -> bool:
