@@ -1,16 +1,9 @@
 """Weight divergence: how far ReLU'(0) alone moves the weights.
 
-Runs that differ only in ReLU'(0) start from the same weights and see the same batches
-(:mod:`hpo.engine.train`), so any difference in their parameters comes from backward passes
-that hit a kink. For each precision this trains a reference (ReLU'(0) = 0), a control (a
-second ReLU'(0) = 0 run, which must stay at distance exactly 0 on CPU: it measures the
-run-to-run noise), and one run per alpha, and records after every epoch (and at epoch 0,
-the initial weights) the L1 distance ``sum |theta_alpha - theta_0|`` over every parameter
-element, in float64 from the exact parameter values.
-
-Runs are trained one after the other through the engine's :func:`~hpo.engine.train.train`;
-the reference keeps a CPU copy of its parameters per epoch (in their own dtype, so
-``(epochs + 1) * n_params * itemsize`` bytes), the other runs are compared as they go.
+Per precision: a ReLU'(0) = 0 reference, a second one as control (distance exactly 0 on
+CPU), one run per alpha; after every epoch the L1 distance ``sum |theta_alpha - theta_0|``
+in float64 over every parameter element.
+See docs/design.md#weight-divergence-runs.
 """
 
 from __future__ import annotations
@@ -83,8 +76,7 @@ class DivergenceResult:
         reference_l1_norm: ``||theta_0||_1`` per precision and epoch, to read ``l1`` against.
         n_params: parameter elements compared.
         runs: every run, with its kink hits.
-        platform: per precision, the platform record of its reference run (read inside
-            that run's numerics flags; the TF32 flags differ between float32 and tf32).
+        platform: per precision, the platform record of its reference run.
     """
 
     spec: TrainSpec

@@ -1,30 +1,10 @@
 """The pull loop: run trials until the study's budget is spent, across every worker.
 
-Budget accounting is exact whatever the number of workers and machines: see
-:mod:`hpo.study.budget` for the rules and the argument.
-
-Stopping: SIGINT/SIGTERM during training interrupt it; the trial is told FAIL
-(``hpo_fail_reason="interrupted (SIGTERM)"``) and re-queued, so nothing stays RUNNING and the
-next run resumes it. Between storage calls a signal only sets a flag that the loop checks, so
-a storage write is never cut in half.
-
-Faults (tested in ``tests/faults``):
-
-* The storage unreachable for a while (a database server restarting, a network drop): every
-  storage call retries with exponential back-off, logging ``storage URL unreachable while
-  ...; retrying in X s (attempt n ...)`` with the password masked, and gives up with a
-  one-line StorageError after ``storage_retry_s`` (``hpo worker --storage-retry``). A trial
-  whose reports could not be stored is failed and re-queued once the storage is back. A
-  full or read-only storage is a one-line StorageError at once: the failed write was rolled
-  back, the stored trials are intact (:mod:`hpo.storage.retry`).
-* A worker killed outright (SIGKILL, power loss): its trial's heartbeat stops, and after
-  ``heartbeat.grace`` seconds another worker's stale check (Optuna's public
-  ``fail_stale_trials``) fails it and re-queues a copy with the same parameters. A trial
-  killed before its first heartbeat has no ``hpo_worker`` marker and is failed by the
-  orphan check; a FAIL trial whose copy was never queued (its worker died between the two
-  writes) gets one from the reconciler (:mod:`hpo.study.requeue`).
-* A run out of memory, or an objective returning NaN or an infinity, ends PRUNED with its
-  reason (:mod:`hpo.worker.outcomes`); the worker goes on.
+Budget accounting is exact (:mod:`hpo.study.budget`). A stop signal during a trial fails
+and re-queues it; between storage calls it only sets a flag, so no write is cut in half.
+Storage outages are retried, a killed worker's trial is re-queued by another's stale check,
+and a run out of memory or returning NaN ends PRUNED.
+See docs/design.md#the-pull-loop-stopping-and-faults.
 """
 
 from __future__ import annotations

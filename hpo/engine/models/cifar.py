@@ -1,24 +1,10 @@
 """The CIFAR networks of the paper (Bertoin et al., 2021), sized for 32x32 inputs.
 
 Both take the activation as a factory (``factory(inplace=...)``), so no module surgery is
-needed, and both initialise as torchvision's ImageNet versions do.
-
-``vgg11`` differs from ``torchvision.models.vgg11`` in its head: torchvision pools to 7x7 and
-classifies with Linear(25088, 4096)-ReLU-Dropout-Linear(4096, 4096)-ReLU-Dropout-
-Linear(4096, classes); the CIFAR version pools globally (after five max-pools a 32x32 image
-is 1x1) and classifies with one Linear(512, classes). The feature extractor is
-torchvision's configuration "A" (the paper's VGG11 cfg ``[64, M, 128, M, 256, 256, M, 512,
-512, M, 512, 512, M]``), 3x3 convolutions with bias, an optional BatchNorm2d after each.
-
-``resnet18_cifar`` differs from ``torchvision.models.resnet18`` in its stem and its convs:
-a 3x3 stride-1 convolution and no max-pool (torchvision: 7x7 stride 2 and a 3x3 stride-2
-max-pool, which leave a 32x32 image 8x8 before the first block); no convolution has a bias
-(as in torchvision), and with ``batch_norm=False`` every BatchNorm2d, the shortcut's too,
-is ``nn.Identity`` (torchvision always normalises). BasicBlocks [2, 2, 2, 2] of 64, 128,
-256, 512 channels, strides 1, 2, 2, 2, a 1x1 stride-2 convolution (+ norm) on the shortcut
-when the shape changes, global average pooling and Linear(512, classes). Each block has
-two activation modules (after the first norm and after the addition); torchvision's
-BasicBlock applies one module twice.
+needed, and both initialise as torchvision's ImageNet versions do; ``vgg11`` has a global
+pool and one Linear head, ``resnet18_cifar`` a 3x3 stride-1 stem without max-pool and
+optional BatchNorm.
+See docs/design.md#the-papers-cifar-networks-and-torchvisions.
 """
 
 from __future__ import annotations
