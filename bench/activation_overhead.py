@@ -80,7 +80,8 @@ from hpo.engine.data import tensors as data_mod
 from hpo.engine.models.activations import ReLU, kinked_modules
 from hpo.engine.models.build import build_model
 from hpo.engine.numerics.precision import resolve_precision
-from hpo.engine.spec import TrainResult, TrainSpec
+from hpo.engine.result import TrainResult
+from hpo.engine.spec import TrainSpec
 from hpo.engine.step import batch_loss, make_optimizer, shape_for_model
 
 # Issue 10's targets are the step's time and memory, what a trial sees. The activation

@@ -84,7 +84,8 @@ from hpo.engine.data import tensors as data_mod
 from hpo.engine.models.activations import KinkedActivation
 from hpo.engine.models.build import build_model
 from hpo.engine.numerics.precision import resolve_precision
-from hpo.engine.spec import TrainResult, TrainSpec
+from hpo.engine.result import TrainResult
+from hpo.engine.spec import TrainSpec
 from hpo.engine.step import deterministic, make_optimizer
 from hpo.engine.train import EpochReport, train
 

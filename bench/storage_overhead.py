@@ -52,7 +52,7 @@ class SleepTrain:
         self.slept = 0.0
 
     def __call__(self, spec, *, data_dir=None, on_epoch_end=None):
-        from hpo.engine.spec import TrainResult
+        from hpo.engine.result import TrainResult
         from hpo.engine.train import EpochReport
 
         result = TrainResult(device="cpu", precision=spec.precision, torch_version="bench",

@@ -21,9 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hpo.engine.checks import derivative_note
 from hpo.engine.numerics.flags import check_tf32_device
 from hpo.engine.numerics.precision import resolve_precision
-from hpo.engine.spec import TrainSpec, derivative_note
+from hpo.engine.spec import TrainSpec
 from hpo.engine.train import resolve_device, train
 from hpo.errors import ConfigError
 

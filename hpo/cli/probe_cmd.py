@@ -15,7 +15,7 @@ from typing import Any
 
 from hpo.cli.base import Command, add_run_arguments, emit
 from hpo.cli.spec_flags import add_spec_arguments, spec_from_args
-from hpo.engine.spec import derivative_note
+from hpo.engine.checks import derivative_note
 
 __all__ = ["Probe"]
 

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpo.engine.data.registry import DATASETS, DatasetInfo, dataset_info
+from hpo.engine.checks import (
+    check_bool,
+    check_bounds,
+    check_choice,
+    check_fits_dataset,
+    check_int,
+    check_real,
+    derivative_note,
+)
+from hpo.engine.data.registry import DATASETS, dataset_info
 from hpo.engine.models.registry import (
     BUILTIN_MODELS,
     BUILTINS,
@@ -36,10 +44,8 @@ __all__ = [
     "PRECISIONS",
     "REDUCED_PRECISION_REDUCTION",
     "TF32_NEEDS_CUDA",
-    "TrainResult",
     "FIELDS",
     "TrainSpec",
-    "derivative_note",
 ]
 
 # The built-ins (for help texts). ``TrainSpec.model`` also accepts any torchvision
@@ -282,7 +288,7 @@ class TrainSpec:
                 f"channels=1 does not fit dataset {self.dataset!r}, whose images have 3 "
                 "channels; remove channels (or use an imagefolder: dataset, decoded to gray)."
             )
-        _fits_dataset(info, self.val_size, self.train_subset)
+        check_fits_dataset(info, self.val_size, self.train_subset)
         self._validate_pairs()
         _check_model_settings(self, entry)
         size = self.resolved_image_size
@@ -333,25 +339,6 @@ class TrainSpec:
             )
 
 
-def derivative_note(
-    name: str, value: float | None, activation: str = "relu", negative_slope: float = 0.01
-) -> str | None:
-    """A one-line note when a derivative at a kink is outside the activation's
-    subdifferential there (any finite value is allowed; this only says so)."""
-    if value is None:
-        return None
-    if name == "relu_prime_zero" and activation == "leaky_relu":
-        low, high = sorted((negative_slope, 1.0))
-        where = f"leaky_relu (slope {negative_slope:g}) at 0"
-    else:
-        low, high = 0.0, 1.0
-        where = "relu6 at 6" if name == "relu6_prime_six" else f"{activation} at 0"
-    if low <= value <= high:
-        return None
-    return (f"{name}={value:g} is outside [{low:g}, {high:g}], so it is not a subgradient of "
-            f"{where}; the run uses it as given.")
-
-
 def _check_model_settings(spec: TrainSpec, entry: ModelEntry) -> None:
     """A model setting given to a model that does not read it is an error."""
     for name in MODEL_SETTINGS:
@@ -367,87 +354,6 @@ def _check_model_settings(spec: TrainSpec, entry: ModelEntry) -> None:
 
 
 _IMAGEFOLDER_SIZE = 32  # default image_size of image folders, which have no native size
-
-
-def _fits_dataset(info: DatasetInfo, val_size: int, train_subset: int | None) -> None:
-    """Reject a validation or training set larger than a dataset of known size (image
-    folders are checked when they are read)."""
-    n = info.train_size
-    if n is None:
-        return
-    if val_size >= n:
-        raise ConfigError(
-            f"val_size={val_size} does not fit the {n} training images of {info.name!r}; "
-            f"allowed 1 to {n - 1}; lower val_size."
-        )
-    if train_subset is not None and train_subset > n - val_size:
-        raise ConfigError(
-            f"train_subset={train_subset} with val_size={val_size} needs more than the {n} "
-            f"training images of {info.name!r}; allowed train_subset: 1 to {n - val_size} "
-            "(or lower val_size)."
-        )
-
-
-@dataclass
-class TrainResult:
-    """What a run reports. ``val_accuracy`` has one value per completed epoch."""
-
-    val_accuracy: list[float] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    test_accuracy: float | None = None
-    kink_hits: int = 0
-    kink_hits_per_epoch: list[int] = field(default_factory=list)
-    kink_hits_per_layer: dict[str, list[int]] = field(default_factory=dict)
-    configured_activations: int = 0
-    diverged: bool = False
-    divergence_reason: str | None = None
-    epochs_completed: int = 0
-    params_sha256: str = ""
-    device: str = "cpu"
-    precision: str = "float32"
-    optimizer_eps: float | None = None
-    torch_version: str = ""
-    wall_time_s: float = 0.0
-    train_time_s: float = 0.0
-    samples_per_second: float = 0.0
-    train_samples: int = 0
-    threads: int = 0  # torch CPU threads: some CPU kernels' bits depend on it
-    # hpo.engine.numerics.platform.platform_record, read inside the run's numerics flags
-    platform: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
-    if value in allowed:
-        return
-    if not all(isinstance(a, str) for a in allowed):
-        shown = " or ".join(str(a) for a in allowed)
-        raise ConfigError(f"Invalid {name} {value!r}. Allowed: {shown}.")
-    close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"Unknown {name} {value!r}.{hint} Valid values are {list(allowed)}.")
-
-
-def _int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"Invalid {name} {value!r}: it must be an integer >= {minimum}.")
-    if value < minimum:
-        raise ConfigError(f"Invalid {name} {value!r}: it must be an integer >= {minimum}.")
-
-
-def _bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"Invalid {name} {value!r}: it must be true or false.")
-
-
-def _real(name: str, value: Any, positive: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value > 0 if positive else True)
-    if not ok:
-        need = "a finite number > 0" if positive else "a finite number"
-        raise ConfigError(f"Invalid {name} {value!r}: it must be {need}.")
 
 
 @dataclass(frozen=True)
@@ -481,18 +387,13 @@ def _check_fields(spec: TrainSpec) -> None:
             continue
         meta = row.meta
         if meta["choices"] is not None:
-            _choice(row.name, value, meta["choices"])
+            check_choice(row.name, value, meta["choices"])
         elif row.kind is bool:
-            _bool(row.name, value)
+            check_bool(row.name, value)
         elif row.kind is int:
-            _int(row.name, value, meta["minimum"])
+            check_int(row.name, value, meta["minimum"])
         elif row.kind is float:
-            _real(row.name, value, positive=meta["positive"])
-            _bounds(row.name, value, meta["minimum"], meta["below"])
+            check_real(row.name, value, positive=meta["positive"])
+            check_bounds(row.name, value, meta["minimum"], meta["below"])
 
 
-def _bounds(name: str, value: float, minimum: float | None, below: float | None) -> None:
-    if below is not None and not minimum <= value < below:
-        raise ConfigError(f"Invalid {name} {value!r}: it must be in [{minimum:g}, {below:g}).")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"Invalid {name} {value!r}: it must be >= {minimum:g}.")

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from hpo.engine.data import tensors as data_mod
 from hpo.engine.numerics.precision import Precision, resolve_adam_eps
-from hpo.engine.spec import TrainResult, TrainSpec
+from hpo.engine.result import TrainResult
+from hpo.engine.spec import TrainSpec
 
 __all__ = [
     "autocast",

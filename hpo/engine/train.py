@@ -28,7 +28,8 @@ from hpo.engine.models.build import build_model
 from hpo.engine.numerics.flags import check_tf32_device, numerics
 from hpo.engine.numerics.platform import platform_record
 from hpo.engine.numerics.precision import Precision, resolve_precision
-from hpo.engine.spec import TrainResult, TrainSpec
+from hpo.engine.result import TrainResult
+from hpo.engine.spec import TrainSpec
 from hpo.engine.step import (
     autocast,
     batch_loss,

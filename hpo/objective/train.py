@@ -26,7 +26,8 @@ from hpo.objective.params import suggest_params
 
 if TYPE_CHECKING:
     from hpo.config.study import StudyConfig
-    from hpo.engine.spec import TrainResult, TrainSpec
+    from hpo.engine.result import TrainResult
+    from hpo.engine.spec import TrainSpec
 
 __all__ = ["Objective", "TrainFn", "record_fields", "record_result"]
 

@@ -30,7 +30,7 @@ import optuna
 import pytest
 
 from hpo.config.study import load_study_config
-from hpo.engine.spec import TrainResult
+from hpo.engine.result import TrainResult
 from hpo.storage.rdb import make_storage
 from hpo.study.create import create_study
 from hpo.worker.pool import open_worker

@@ -174,7 +174,7 @@ def test_adam_is_fused_only_where_it_keeps_the_runs_arithmetic(precision, fused)
     # The fused kernel computes float16/bfloat16 updates in float32: pure low precisions
     # keep the op-by-op update in their own dtype, and GradScaler runs keep the plain path.
     from hpo.engine.numerics.precision import resolve_precision
-    from hpo.engine.spec import TrainResult
+    from hpo.engine.result import TrainResult
     from hpo.engine.step import make_optimizer
 
     prec = resolve_precision(precision)

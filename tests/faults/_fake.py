@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.engine.spec import TrainResult
+from hpo.engine.result import TrainResult
 
 __all__ = ["FakeTrain", "OutOfMemory"]
 

@@ -10,7 +10,8 @@ import pytest
 
 from hpo.config.study import load_study_config
 from hpo.engine.numerics.platform import platform_record
-from hpo.engine.spec import TrainResult, TrainSpec
+from hpo.engine.result import TrainResult
+from hpo.engine.spec import TrainSpec
 from hpo.engine.train import EpochReport
 from hpo.objective.attrs import HEADLINE, RESULT_ATTR, trial_attrs
 from hpo.objective.params import suggest_params
