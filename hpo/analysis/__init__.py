@@ -4,11 +4,11 @@
 ``hpo.analysis.compare.compare_study(study, cfg)`` compares tuned derivatives with
 PyTorch's defaults (:mod:`.report` writes it out, :mod:`.publish` puts it in the
 dashboard); :mod:`.export` (trials -> CSV), :mod:`.diverge` (weight divergence),
-:mod:`.section3` (``hpo reproduce section3``); helpers :mod:`.trials`, :mod:`.stats`,
+:mod:`.reproduce` (``hpo reproduce`` reports); helpers :mod:`.trials`, :mod:`.stats`,
 :mod:`.best_per`, :mod:`.platforms`, :mod:`.dashboard`.
 """
 
 __all__ = [
     "api", "best_per", "compare", "dashboard", "diverge", "export", "platforms", "publish",
-    "report", "section3", "stats", "trials",
+    "report", "reproduce", "stats", "trials",
 ]

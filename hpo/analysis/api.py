@@ -20,9 +20,9 @@ from hpo.analysis.compare import StudyComparison, compare_study
 from hpo.analysis.export import export_all, trials_frame
 from hpo.analysis.publish import Published, publish
 from hpo.analysis.report import write_report
-from hpo.analysis.section3 import Section3Report, build_report
-from hpo.analysis.section3 import write_report as write_section3
-from hpo.config.section3 import PRECISIONS, plan, section3_config
+from hpo.analysis.reproduce.section3 import Section3Report, build_report
+from hpo.analysis.reproduce.section3 import write_report as write_section3
+from hpo.config.reproduce.section3 import PRECISIONS, plan, section3_config
 from hpo.config.study import StudyConfig
 from hpo.engine.numerics.platform import platform_record
 from hpo.errors import UsageError

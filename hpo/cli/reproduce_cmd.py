@@ -1,8 +1,8 @@
 """``hpo reproduce section3``: the paper's Section 3 as a probe study, then its report.
 
 Parsing and printing only: :func:`hpo.analysis.api.reproduce_section3` builds the study
-(:mod:`hpo.config.section3`), runs it locally as ``hpo run`` does (a re-run resumes) and
-writes the report (:mod:`hpo.analysis.section3`). Prints a table on stdout (or, with
+(:mod:`hpo.config.reproduce.section3`), runs it locally as ``hpo run`` does (a re-run resumes) and
+writes the report (:mod:`hpo.analysis.reproduce.section3`). Prints a table on stdout (or, with
 ``--json``, only one JSON object); the CSV and HTML files go to ``--out``.
 """
 
@@ -56,7 +56,7 @@ class Section3(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         from hpo.analysis.api import reproduce_section3
-        from hpo.analysis.section3 import format_text
+        from hpo.analysis.reproduce.section3 import format_text
         from hpo.storage.urls import mask_url
 
         if args.workers < 1:

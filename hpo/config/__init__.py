@@ -4,7 +4,7 @@ Import the public names from here. Modules, each importing only those listed bef
 ``yamlfile`` (YAML, the ``Checker``), ``records`` (config <-> stored JSON), ``search_space``,
 ``samplers`` (sampler/pruner sections, checks, factories), ``modes`` (objective, probe,
 paired baselines), ``models`` (builds a named model once), ``schema`` (a whole document),
-``study`` (:class:`StudyConfig`, :func:`load_study_config`), ``section3`` (the paper's probe).
+``study`` (:class:`StudyConfig`, :func:`load_study_config`); ``reproduce`` (published experiments).
 Loading a study file imports neither SQLAlchemy nor the storage layer (tests/test_layout.py).
 """
 

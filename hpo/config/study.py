@@ -123,7 +123,7 @@ class StudyConfig:
     objective: str = stored("train", omit=lambda c: c.objective == "train")
     probe: ProbeConfig | None = stored(None, omit=lambda c: c.objective == "train")
     # Named groups of settings: the searched categorical parameter ``cell`` picks one, so a
-    # grid can run a list of configurations that is not a product (hpo.config.section3).
+    # grid can run a list of configurations that is not a product (hpo.config.reproduce.section3).
     cells: Mapping[str, Mapping[str, Any]] | None = stored(None, omit=lambda c: c.cells is None)
 
     # ------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from hpo.config import section3
 from hpo.config.records import from_record, stored, to_record
+from hpo.config.reproduce import section3
 from hpo.config.study import CONFIG_FORMAT, StudyConfig, load_study_config
 from hpo.errors import ConfigError
 

@@ -26,7 +26,7 @@ from plotly.subplots import make_subplots
 from scipy.stats import binomtest
 
 from hpo.analysis.report import html_page, html_table
-from hpo.config.section3 import Section3Plan, slice_size
+from hpo.config.reproduce.section3 import Section3Plan, slice_size
 
 __all__ = [
     "Cell",
@@ -111,7 +111,7 @@ class Section3Report:
 
 def paper_counts() -> dict[tuple[str, int, str], tuple[int, int]]:
     """``(sweep, value, precision) -> (bifurcated, inits)`` from the shipped paper data."""
-    text = resources.files("hpo.analysis").joinpath("paper/section3.csv").read_text("utf-8")
+    text = resources.files("hpo.analysis").joinpath("paper", "section3.csv").read_text("utf-8")
     rows = csv.DictReader(line for line in io.StringIO(text) if not line.startswith("#"))
     return {
         (r["sweep"], int(r["value"]), r["precision"]): (int(r["bifurcated"]), int(r["inits"]))
@@ -131,7 +131,7 @@ def build_report(
     """Sum the study's complete trials per (cell, precision) and set them beside the paper.
 
     Args:
-        study: a study created from :func:`hpo.config.section3.section3_config` for ``p``.
+        study: a study created from :func:`hpo.config.reproduce.section3.section3_config` for ``p``.
         p: its plan.
         platform: the record to report when no trial carries a ``platform`` attribute
             (:func:`hpo.engine.numerics.platform.platform_record` of the reporting process).

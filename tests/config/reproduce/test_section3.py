@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from hpo.config.section3 import (
+from hpo.config.reproduce.section3 import (
     PRECISIONS,
     SWEEPS,
     cell_name,

@@ -8,14 +8,14 @@ import json
 import optuna
 import pytest
 
-from hpo.analysis.section3 import (
+from hpo.analysis.reproduce.section3 import (
     binomial_ci,
     build_report,
     format_text,
     paper_counts,
     write_report,
 )
-from hpo.config.section3 import plan, section3_config
+from hpo.config.reproduce.section3 import plan, section3_config
 
 
 def test_the_paper_data_is_the_issues_table_out_of_1000() -> None:
