@@ -9,6 +9,6 @@ dashboard); :mod:`.export` (trials -> CSV), :mod:`.diverge` (weight divergence),
 """
 
 __all__ = [
-    "api", "best_per", "compare", "dashboard", "diverge", "export", "platforms", "publish",
+    "api", "best_per", "compare", "dashboard", "diverge", "export", "hints", "platforms", "publish",
     "report", "reproduce", "stats", "trials",
 ]
