@@ -106,7 +106,7 @@ class EpflHpo(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--quick", action="store_true",
-                            help="4 MobileNet trials x 2 epochs on 1000 images and 6 FC trials "
+                            help="3 MobileNet trials x 2 epochs on 1000 images and 6 FC trials "
                             "x 4 epochs on 5000: a sanity run of minutes on 2 CPU cores")
         parser.add_argument("--models", nargs="+", metavar="M",
                             help="a subset of mobilenet fc (default: both)")

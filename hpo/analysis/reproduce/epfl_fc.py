@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 from scipy import stats as sps
 
+from hpo.analysis.hints import no_kink_line
 from hpo.analysis.report import html_page, html_table
 from hpo.analysis.stats import paired_test
 from hpo.config.reproduce.epfl_fc import (
@@ -381,6 +382,9 @@ def _verdict(precision: str, cells: Sequence[Cell], spreads: Sequence[SeedSpread
         first = (f"{precision}: alpha did not move test accuracy by more than a change of seed "
                  f"(largest paired difference {worst.diff_mean:+.2f} pp, {worst.grid} "
                  f"alpha={worst.alpha:g} {worst.kink_grad}; {seed})")
+    hits = [c.kink_hits for c in cells if c.precision == precision and c.kink_hits is not None]
+    if hits and not any(hits):
+        first += "; " + no_kink_line(f"these {precision} runs")
     kc = [k for k in contrasts
           if k.precision == precision and k.alpha != 0 and k.differ is not None]
     if not kc:

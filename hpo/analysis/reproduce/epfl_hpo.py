@@ -303,9 +303,9 @@ def format_text(r: EpflHpoReport) -> list[str]:
         lines.append(
             f"  {b.model:<9} {b.variant:<7} {b.study}: {b.complete}/{b.total} complete, "
             f"{b.pruned} pruned; best #{b.trial} val {_f(b.val_accuracy)} test "
-            f"{_f(b.test_accuracy)} {_params(b.params)} | theirs {_f(b.theirs_lowest_loss)} "
-            f"(best acc {_f(b.theirs_best_accuracy)}, {b.theirs_trial}, {b.theirs_source}) "
-            f"[{b.defects}]")
+            f"{_f(b.test_accuracy)} {_params(b.params)} | theirs "
+            f"{_f(b.theirs_lowest_loss, '.3f')} (best acc {_f(b.theirs_best_accuracy, '.3f')}, "
+            f"{b.theirs_trial}, {b.theirs_source}) [{b.defects}]")
     lines.append("did alpha and beta reach every activation (model audit):")
     for a in r.audits:
         lines.append(f"  {a.model}: {a.summary}; {a.trials_all_reached}/{a.trials} trials "
