@@ -279,9 +279,15 @@ def build_report(
         pairings.append(pairing)
         files += written
     notes = [f"kink_grad={p.kink_grad} for the tuned derivatives"]
+    for model in p.models:
+        s = p.search(model)
+        notes.append(f"{model}: {s.trials} trials x {s.epochs} epochs per study, first rung "
+                     f"after {s.min_resource} epochs, {s.train_subset or 60000 - s.val_size} "
+                     f"training and {s.val_size} validation images")
     if p.quick:
         notes.insert(0, "QUICK run: fewer trials and epochs on a slice of the training set, "
-                     "the first rung earlier; not their protocol, a sanity check")
+                     "the first rung earlier, MobileNet's batch-norm statistics recalibrated "
+                     "before each evaluation; not their protocol, a sanity check")
     report = EpflHpoReport(plan=p, bests=bests, audits=audits, pairings=pairings,
                            platform=dict(recorded or platform or {}) or None,
                            platform_source="trials" if recorded else "report", notes=notes)
