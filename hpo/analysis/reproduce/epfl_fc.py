@@ -384,7 +384,7 @@ def _verdict(precision: str, cells: Sequence[Cell], spreads: Sequence[SeedSpread
                  f"alpha={worst.alpha:g} {worst.kink_grad}; {seed})")
     hits = [c.kink_hits for c in cells if c.precision == precision and c.kink_hits is not None]
     if hits and not any(hits):
-        first += "; " + no_kink_line(f"these {precision} runs")
+        first += "; " + no_kink_line(f"these {precision} runs").rstrip(".")
     kc = [k for k in contrasts
           if k.precision == precision and k.alpha != 0 and k.differ is not None]
     if not kc:

@@ -108,7 +108,7 @@ class AuditProof:
     calls_per_forward: int | None
     kept_other: dict[str, int]  # kinked, not ReLU-family (Hardswish...), PyTorch's derivative
     carrying: int | None  # modules whose derivatives equal the trial's alpha and beta
-    trials: int  # complete or pruned "with" trials that recorded a count
+    trials: int  # completed "with" trials (pruned ones record no count)
     trials_all_reached: int  # ... whose recorded count equals the audit's
     theirs: str
     summary: str
@@ -233,7 +233,9 @@ def _audit(study: optuna.Study, cfg: StudyConfig, model: str) -> AuditProof:
         trials_all_reached=sum(int(c) == built.configured_activations for c in counts),
         theirs=theirs,
         summary=(f"trial {pick.number} (ReLU6'(0)={alpha:.4g}, ReLU6'(6)={beta:.4g}): "
-                 f"{carrying}/{len(mods)} ReLU6 modules carry both; audit: {a.summary()}"),
+                 f"{carrying}/{len(mods)} ReLU6 modules carry both; audit: {a.summary()}; "
+                 "every trial's model passed the same audit with its own values when it was "
+                 "built (the engine refuses a model that fails it)"),
     )
 
 

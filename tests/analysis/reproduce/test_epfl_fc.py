@@ -49,7 +49,7 @@ def test_the_t_interval_matches_scipy() -> None:
     assert t_interval([97.0]) == (None, None)
 
 
-def _study(p, acc) -> optuna.Study:
+def _study(p, acc, hits: int = 3) -> optuna.Study:
     """Complete trials of every (cell, precision, seed) with test accuracy ``acc(...)``."""
     cfg = epfl_fc_config(p, "sqlite:///unused.db")
     study = optuna.create_study(study_name=cfg.name, direction="maximize")
@@ -60,7 +60,7 @@ def _study(p, acc) -> optuna.Study:
                 study.add_trial(optuna.trial.create_trial(
                     params={"cell": cell, "precision": precision, "seed": seed},
                     distributions=dict(cfg.search_space), value=a,
-                    user_attrs={"test_accuracy": a, "kink_hits": 3, "result": {
+                    user_attrs={"test_accuracy": a, "kink_hits": hits, "result": {
                         "params_sha256": sha, "wall_time_s": 1.0,
                         "platform": {"torch": "x", "cpu_model": "y"}}}))
     return study
@@ -109,6 +109,9 @@ def test_missing_runs_leave_the_verdict_unjudged_and_reports_are_written(tmp_pat
     p = plan(quick=True, precisions=("float16",), seeds=2)
     r = build_report(_study(p, lambda c, pr, s: (0.9, "same")), p, platform={"torch": "z"})
     assert all(c.theirs is None for c in r.cells)  # they have no float16 number
+    assert "No kink hit" not in r.verdicts["float16"]
+    quiet = build_report(_study(p, lambda c, pr, s: (0.9 + s / 100, "same"), hits=0), p)
+    assert "No kink hit: these float16 runs never put" in quiet.verdicts["float16"]
     text = "\n".join(format_text(r))
     assert "QUICK" in text and "defect 16-bit" in text and "platform (trials)" in text
     payload = json.loads(json.dumps(r.to_dict()))
