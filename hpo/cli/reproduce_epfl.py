@@ -19,7 +19,8 @@ from hpo.errors import UsageError
 __all__ = ["EpflFc", "EpflHpo"]
 
 
-def _common(p: argparse.ArgumentParser, precisions: str | None) -> None:
+def _common(p: argparse.ArgumentParser, precisions: str | None,
+            logs: str = "worker logs (default: logs/<study>)") -> None:
     """The flags both share (as ``hpo reproduce section3``)."""
     p.add_argument("--workers", type=int_arg, default=1, metavar="N",
                    help="local worker processes (default 1); CPU threads are split")
@@ -30,7 +31,7 @@ def _common(p: argparse.ArgumentParser, precisions: str | None) -> None:
     p.add_argument("--out", metavar="DIR", default="results",
                    help="folder for the CSV and HTML report (default: results)")
     p.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: $HPO_DATA_DIR)")
-    p.add_argument("--log-dir", metavar="DIR", help="worker logs (default: logs/<study>)")
+    p.add_argument("--log-dir", metavar="DIR", help=logs)
     p.add_argument("--json", action="store_true",
                    help="print only one JSON object (ours beside theirs, platform) on stdout")
 
@@ -112,7 +113,8 @@ class EpflHpo(Command):
                             help="a subset of mobilenet fc (default: both)")
         parser.add_argument("--kink-grad", default="set", metavar="MODE",
                             help="set (their code, default) or multiply (the chain rule)")
-        _common(parser, None)
+        _common(parser, None, "worker logs in DIR/<study>, one folder per study (default: "
+                "logs/<study>)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from hpo.analysis.reproduce.epfl_hpo import format_text, reproduce_epfl_hpo
