@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "SAMPLER_CLASSES",
     "PrunerConfig",
     "SamplerConfig",
+    "TwinAwareGridSampler",
     "check_pruner",
     "check_sampler",
     "make_pruner",
@@ -82,6 +83,25 @@ class PrunerConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+class TwinAwareGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler that lets enqueued trials (paired twins, re-queued trials) end.
+
+    GridSampler.after_trial reads the ending trial's ``grid_id`` when one grid point is left,
+    but an enqueued trial never gets one (its before_trial skips trials with fixed params):
+    a twin ending then raised KeyError and stopped the worker. Such a trial is not a grid
+    point, so it has nothing to tell the grid's bookkeeping.
+    Why: docs/design.md#twins-beside-a-grid-sampler
+    """
+
+    def after_trial(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState, values: Sequence[float] | None,
+    ) -> None:
+        """The grid's own end-of-trial step, for grid points only."""
+        if "grid_id" in trial.system_attrs:
+            super().after_trial(study, trial, state, values)
+
+
 def make_sampler(cfg: SamplerConfig, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """Build the Optuna sampler.
 
@@ -108,6 +128,7 @@ def make_sampler(cfg: SamplerConfig, *, seed_offset: int = 0) -> optuna.samplers
         options["seed"] = options["seed"] + seed_offset
     cls = getattr(optuna.samplers, SAMPLER_CLASSES[cfg.name])
     if cfg.name == "grid":
+        cls = TwinAwareGridSampler
         if not cfg.grid:
             raise ConfigError(
                 "sampler.grid: the grid sampler needs the grid built from the search space "

@@ -40,3 +40,18 @@ def test_other_samplers_still_take_the_offset() -> None:
         study = optuna.create_study(sampler=make_sampler(cfg, seed_offset=offset))
         draws.append(study.ask().suggest_float("x", 0, 1))
     assert draws[0] != draws[1]
+
+
+def test_an_enqueued_twin_ending_with_one_grid_point_left_does_not_crash() -> None:
+    # Before: GridSampler.after_trial read the ending trial's grid_id when one point was
+    # left; an enqueued trial (a paired twin) has none, so the worker died with KeyError.
+    cfg = SamplerConfig(name="grid", options={}, grid={"a": (1, 2)})
+    study = optuna.create_study(sampler=make_sampler(cfg))
+    study.optimize(lambda t: t.suggest_categorical("a", [1, 2]), n_trials=1)
+    study.enqueue_trial({"a": 1})  # the twin of the first grid point
+    study.optimize(lambda t: t.suggest_categorical("a", [1, 2]), n_trials=1)
+    twin = study.trials[-1]
+    assert twin.state == optuna.trial.TrialState.COMPLETE and twin.params == {"a": 1}
+    # The last grid point still runs and then the grid stops the study, as Optuna's does.
+    study.optimize(lambda t: t.suggest_categorical("a", [1, 2]), n_trials=5)
+    assert sorted(t.params["a"] for t in study.trials) == [1, 1, 2]
