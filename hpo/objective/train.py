@@ -185,7 +185,8 @@ class Objective:
             # asked (two storage reads less per trial), and the finished run completes.
             if may_prune and report.epoch < spec.epochs and trial.should_prune():
                 raise optuna.TrialPruned(
-                    f"pruned after epoch {report.epoch} (val_accuracy={report.val_accuracy:.4f})"
+                    f"pruned after epoch {report.epoch} "
+                    f"(val_accuracy {100 * report.val_accuracy:.2f} %)"
                 )
 
         started = time.perf_counter()

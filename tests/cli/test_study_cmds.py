@@ -101,6 +101,7 @@ def test_run_two_workers_spends_exactly_the_budget_and_resumes(study_setup, tmp_
     baselines = [t for t in _finished(trials) if t.user_attrs.get("hpo_baseline")]
     assert sorted(t.user_attrs["hpo_seed"] for t in baselines) == [0, 1]
     assert f"{BUDGET}/{BUDGET} trials" in first.stderr  # the progress line
+    assert "| best val_accuracy " in first.stderr and " % (#" in first.stderr
     logs = sorted((tmp_path / "logs" / name).glob("worker-*.log"))
     assert len(logs) == 2
 
@@ -129,6 +130,9 @@ def test_worker_command_and_status(study_setup, tmp_path) -> None:
     assert "baseline (PyTorch derivatives): mean" in status.stdout
     assert "over 2 runs" in status.stdout
     assert "best: trial" in status.stdout
+    # Accuracy in percent and its spread in pp, as hpo compare shows them.
+    assert "pp over 2 runs" in status.stdout and "val_accuracy" in status.stdout
+    assert " %" in status.stdout.split("best: trial")[1].splitlines()[0]
 
 
 @needs_data
