@@ -213,6 +213,9 @@ def test_rows_name_their_study_settings_and_integers(tmp_path) -> None:
     assert first["user_attrs_hpo_twin_of"] == "" and first["train_subset"] == "2000"
     assert first["user_attrs_kink_hits_per_epoch_1"] == "2"
     assert df["user_attrs_hpo_twin_of"].tolist()[1] == 0
+    nullable = pd.read_csv(path, dtype_backend="numpy_nullable")  # as the README reads it
+    assert str(nullable["user_attrs_hpo_twin"].dtype) == "Int64"
+    assert nullable["user_attrs_hpo_twin"].isna().tolist() == [False, True]
     # Training loss per epoch and kink hits per activation layer (totals over the epochs).
     assert df["user_attrs_train_loss_per_epoch_2"].tolist() == [0.25, 0.25]
     assert df["user_attrs_kink_hits_layer_2"].tolist() == [2, 2]
