@@ -191,7 +191,8 @@ class Export(Command):
                 raise UsageError("give STUDY or --all, not both; fix: drop one of them.")
             for path in export_every(args.storage, args.output or "exports",
                                      inline_platform=inline):
-                print(f"wrote {path}")
+                side = platform_path(path)
+                print(f"wrote {path}" + (f" and {side.name}" if side.exists() else ""))
             return 0
         if not args.study:
             raise UsageError("no study given; allowed: STUDY (a name or YAML file) or --all; "
