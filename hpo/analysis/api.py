@@ -17,7 +17,7 @@ import pandas as pd
 
 from hpo.analysis.best_per import best_per_value
 from hpo.analysis.compare import StudyComparison, compare_study
-from hpo.analysis.export import export_all, trials_frame
+from hpo.analysis.export import export_all, trials_frame, write_frame
 from hpo.analysis.publish import Published, publish
 from hpo.analysis.report import write_report
 from hpo.analysis.reproduce.section3 import Section3Report, build_report
@@ -45,23 +45,29 @@ Study = str | os.PathLike | StudyConfig | StudyRef
 
 
 def export(
-    study: Study, *, storage: str | None = None, path: str | os.PathLike | None = None
+    study: Study,
+    *,
+    storage: str | None = None,
+    path: str | os.PathLike | None = None,
+    inline_platform: bool = False,
 ) -> pd.DataFrame:
     """``hpo export``: the study's trials as a DataFrame, one row per trial (the columns of
-    :mod:`hpo.analysis.export`); also written to the CSV file ``path`` when given."""
+    :mod:`hpo.analysis.export`); also written to the CSV file ``path`` when given, with the
+    platform columns constant over its rows in ``<name>.platform.json`` beside it (and in
+    ``df.attrs["platform"]``) unless ``inline_platform``."""
     name, url = study_ref(study, storage)
-    df = trials_frame(load_existing_study(name, url)[0])
+    df = trials_frame(load_existing_study(name, url)[0], inline_platform=inline_platform)
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(path, index=False)
+        write_frame(df, path)
     return df
 
 
-def export_every(storage: str | None = None, directory: str | os.PathLike = "exports"
-                 ) -> list[Path]:
-    """``hpo export --all``: one ``<study>.csv`` per study of the storage into ``directory``."""
+def export_every(storage: str | None = None, directory: str | os.PathLike = "exports",
+                 *, inline_platform: bool = False) -> list[Path]:
+    """``hpo export --all``: one ``<study>.csv`` per study of the storage into ``directory``
+    (each with its platform side file, as :func:`export`)."""
     url = resolve_storage_url(None, storage)
-    return export_all(open_existing_storage(url), directory)
+    return export_all(open_existing_storage(url), directory, inline_platform=inline_platform)
 
 
 @dataclass

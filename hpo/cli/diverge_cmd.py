@@ -2,7 +2,9 @@
 
 Every training setting has the flag ``hpo train`` gives it, except ``--relu-prime-zero``:
 the runs take their ReLU'(0) from ``--alphas`` (and 0 for the reference and the control).
-Writes an HTML plot and the JSON result into ``--output``; ``--json`` prints the JSON.
+Writes an HTML plot and the JSON result into ``--output`` (file names made safe: no colon
+from a ``module:function`` model); ``--json`` prints the JSON. When no run hit a kink, one
+line says so (:func:`hpo.analysis.hints.no_kink_line`; ``no_kink`` in the JSON).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from hpo.analysis.diverge import plot_divergence, run_divergence
+    from hpo.analysis.export import safe_file_name
 
     spec = spec_from_args(args)
     if args.threads is not None:
@@ -56,11 +59,22 @@ def _run(args: argparse.Namespace) -> int:
         spec, alphas=args.alphas, precisions=args.precisions, data_dir=args.data_dir
     )
     out = Path(args.output)
-    stem = f"diverge_{spec.model}_{spec.dataset}_seed{spec.seed}"
+    stem = safe_file_name(f"diverge_{spec.model}_{spec.dataset}_seed{spec.seed}")
     plot = plot_divergence(result, out / f"{stem}.html")
-    payload = {**result.to_dict(), "plot": str(plot), "json": str(out / f"{stem}.json")}
+    payload = {**result.to_dict(), "no_kink": _no_kink(result), "plot": str(plot),
+               "json": str(out / f"{stem}.json")}
     (out / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     return emit(payload, args.json, lambda: _print_human(result, payload))
+
+
+def _no_kink(result: Any) -> str | None:
+    """The no-kink line when every run's kink-hit count is 0, else None."""
+    from hpo.analysis.hints import no_kink_line
+
+    counts = [n for runs in result.kink_hits().values() for n in runs.values()]
+    if any(counts):
+        return None
+    return no_kink_line(f"these {len(counts)} runs")
 
 
 def _print_human(result: Any, payload: dict[str, Any]) -> None:
@@ -78,5 +92,7 @@ def _print_human(result: Any, payload: dict[str, Any]) -> None:
 
     for p, record in result.platform.items():
         print(f"platform ({p}): {platform_summary(record)}")
+    if payload["no_kink"]:
+        print(payload["no_kink"])
     print(f"plot: {payload['plot']}")
     print(f"json: {payload['json']}")

@@ -3,7 +3,8 @@
 Parses flags into a :class:`~hpo.engine.spec.TrainSpec` and calls
 :func:`hpo.engine.probe.bifurcation.run_probe`; ``--json`` prints one JSON object. Settings
 that only matter to training (``--lr``, ``--epochs`` ...) have no flag here: the probe makes
-no parameter updates.
+no parameter updates. When no activation input landed exactly on a kink, one line says so
+(:func:`hpo.analysis.hints.no_kink_line`; ``no_kink`` in the JSON, else null).
 """
 
 from __future__ import annotations
@@ -77,7 +78,17 @@ def _run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, progress=_progress_logger(), method=args.method,
     )
     payload = result.to_dict()
+    payload["no_kink"] = _no_kink(payload)
     return emit(payload, args.json, lambda: _print_human(payload))
+
+
+def _no_kink(p: dict[str, Any]) -> str | None:
+    """The no-kink line when no examined mini-batch had an activation input on a kink."""
+    from hpo.analysis.hints import no_kink_line
+
+    if p["kinked_batches"] or not p["batches_examined"]:
+        return None
+    return no_kink_line(f"the {p['batches_examined']} mini-batches examined")
 
 
 def _progress_logger() -> Any:
@@ -118,3 +129,5 @@ def _print_human(p: dict[str, Any]) -> None:
     from hpo.engine.numerics.platform import platform_summary
 
     print(f"platform: {platform_summary(p['platform'])}")
+    if p["no_kink"]:
+        print(p["no_kink"])

@@ -162,8 +162,11 @@ class Status(Command):
 
 class Export(Command):
     help = "write a study's trials to CSV"
-    description = "One CSV row per trial: number, state, value, parameters, baseline tag, "\
-        "seed, accuracies per epoch, kink hits, timing."
+    description = "One CSV row per trial, ready for a notebook: study, number, state, value, "\
+        "the study's fixed settings (model, dataset, epochs ...), parameters, seed and twin "\
+        "links (integers), accuracies per epoch in percent (*_pct), training loss, kink hits "\
+        "per epoch and per layer, timing. Platform columns constant over the trials go to "\
+        "<name>.platform.json beside the CSV (--inline-platform keeps them in the table)."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", metavar="STUDY", nargs="?",
@@ -172,25 +175,34 @@ class Export(Command):
                             help="every study, one CSV each into DIR")
         parser.add_argument("--output", "-o", metavar="PATH", help="CSV file (default "
                             "<study>.csv), or folder with --all (default exports)")
+        parser.add_argument("--inline-platform", action="store_true",
+                            help="keep every platform_* column in the CSV (default: those "
+                            "constant over the trials go to <name>.platform.json)")
         parser.add_argument("--storage", metavar="URL", help=STORAGE_HELP)
 
     def take_action(self, args: argparse.Namespace) -> int:
         from hpo.analysis.api import export, export_every
+        from hpo.analysis.export import platform_path, safe_file_name
         from hpo.worker.local import study_ref
 
+        inline = args.inline_platform
         if args.all:
             if args.study:
                 raise UsageError("give STUDY or --all, not both; fix: drop one of them.")
-            for path in export_every(args.storage, args.output or "exports"):
-                print(f"wrote {path}")
+            for path in export_every(args.storage, args.output or "exports",
+                                     inline_platform=inline):
+                side = platform_path(path)
+                print(f"wrote {path}" + (f" and {side.name}" if side.exists() else ""))
             return 0
         if not args.study:
             raise UsageError("no study given; allowed: STUDY (a name or YAML file) or --all; "
                              "fix: hpo export quickstart --output quickstart.csv.")
         ref = study_ref(args.study, args.storage)
-        output = args.output or f"{ref.name}.csv"
-        rows = len(export(ref, path=output))
-        print(f"wrote {rows} trials of {ref.name} to {output}")
+        output = args.output or f"{safe_file_name(ref.name)}.csv"
+        df = export(ref, path=output, inline_platform=inline)
+        print(f"wrote {len(df)} trials of {ref.name} to {output}")
+        if df.attrs.get("platform"):
+            print(f"platform columns constant over its trials: {platform_path(output)}")
         return 0
 
 

@@ -50,9 +50,12 @@ def set_user_attrs(
 
 
 def json_safe(value: Any) -> Any:
-    """Storage attributes are JSON: NaN and infinities become None."""
+    """Storage attributes are JSON: NaN and infinities become None (also inside lists and
+    dicts)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list):
         return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
     return value

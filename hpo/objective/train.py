@@ -52,8 +52,12 @@ def record_result(
     fields: dict[str, Any] = {
         "test_accuracy": result.test_accuracy,
         "val_accuracy_per_epoch": list(result.val_accuracy),
+        "train_loss_per_epoch": [float(x) for x in result.train_loss],
         "kink_hits": int(result.kink_hits),
         "kink_hits_per_epoch": [int(h) for h in result.kink_hits_per_epoch],
+        # {activation module name: hits per epoch}
+        "kink_hits_per_layer": {name: [int(h) for h in hits]
+                                for name, hits in result.kink_hits_per_layer.items()},
         "configured_activations": int(result.configured_activations),
         "diverged": bool(result.diverged),
         "precision": result.precision,
@@ -181,7 +185,8 @@ class Objective:
             # asked (two storage reads less per trial), and the finished run completes.
             if may_prune and report.epoch < spec.epochs and trial.should_prune():
                 raise optuna.TrialPruned(
-                    f"pruned after epoch {report.epoch} (val_accuracy={report.val_accuracy:.4f})"
+                    f"pruned after epoch {report.epoch} "
+                    f"(val_accuracy {100 * report.val_accuracy:.2f} %)"
                 )
 
         started = time.perf_counter()
@@ -221,6 +226,7 @@ def _record_pruned(
     record read at its first epoch's end (inside the run's numerics flags)."""
     fields: dict[str, Any] = {
         "val_accuracy_per_epoch": [float(r.val_accuracy) for r in epochs],
+        "train_loss_per_epoch": [float(r.train_loss) for r in epochs],
         "kink_hits_per_epoch": [int(r.kink_hits) for r in epochs],
         "kink_hits": sum(int(r.kink_hits) for r in epochs),
         "diverged": False,

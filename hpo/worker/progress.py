@@ -1,7 +1,9 @@
 """Where a study stands, read from storage: counts, best trial, baseline, progress lines.
 
 Used by ``hpo status`` and by ``hpo run``'s live progress (which polls the storage, so it
-sees trials from workers on other machines too).
+sees trials from workers on other machines too). An accuracy objective is shown in percent
+and its differences in percentage points, as ``hpo compare`` shows them (the storage keeps
+the fraction Optuna was given).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import math
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -17,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.study.budget import BUDGET_ATTR, SLOT_STATES
+from hpo.study.create import ATTR_CONFIG
 from hpo.study.requeue import fail_reason, is_discarded
 from hpo.study.twins import TWIN_ATTR, TWIN_OF_ATTR, is_twin
 
@@ -27,6 +31,9 @@ __all__ = [
     "format_status",
     "snapshot",
 ]
+
+# Objectives stored as a fraction of correct answers: shown in % (differences in pp).
+_ACCURACY_METRICS = ("val_accuracy", "test_accuracy")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,20 @@ class StudySnapshot:
     twins: int = 0  # paired mode: twins waiting, running or finished (one per tuned trial)
     twins_finished: int = 0
     pair_differences: tuple[float, ...] = ()  # tuned minus twin value, complete pairs
+    metric: str | None = None  # the objective's name (hpo create names it), if known
+
+    @property
+    def percent(self) -> bool:
+        """The objective is an accuracy: values shown in %, differences in pp."""
+        return self.metric in _ACCURACY_METRICS
+
+    def value_text(self, value: float) -> str:
+        """``97.62 %`` for an accuracy (stored as 0.9762), else ``0.1234``."""
+        return f"{100 * value:.2f} %" if self.percent else f"{value:.4f}"
+
+    def diff_text(self, diff: float) -> str:
+        """``+0.52 pp`` for an accuracy, else ``+0.0052``."""
+        return f"{100 * diff:+.2f} pp" if self.percent else f"{diff:+.4f}"
 
     @property
     def finished(self) -> int:
@@ -105,7 +126,8 @@ def snapshot(study: optuna.Study) -> StudySnapshot:
         for t in complete
         if not is_twin(t) and t.user_attrs.get(TWIN_ATTR) in twin_values
     )
-    budget = study.user_attrs.get(BUDGET_ATTR)
+    user_attrs = study.user_attrs
+    budget = user_attrs.get(BUDGET_ATTR)
     budget = budget + len(twins) if isinstance(budget, int) else None
     return StudySnapshot(
         name=study.study_name,
@@ -124,7 +146,20 @@ def snapshot(study: optuna.Study) -> StudySnapshot:
         twins=len(twins),
         twins_finished=sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in twins),
         pair_differences=pairs,
+        metric=_metric(study, user_attrs),
     )
+
+
+def _metric(study: optuna.Study, user_attrs: dict[str, Any]) -> str | None:
+    """The objective's name: Optuna's metric name, else the stored config's ``metric``."""
+    with warnings.catch_warnings():  # metric_names is experimental in Optuna 4 and 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        names = study.metric_names
+    if names and len(names) == 1:
+        return names[0]
+    config = user_attrs.get(ATTR_CONFIG)
+    metric = config.get("metric") if isinstance(config, dict) else None
+    return metric if isinstance(metric, str) else None
 
 
 def format_duration(seconds: float | None) -> str:
@@ -147,25 +182,27 @@ def format_status(snap: StudySnapshot) -> list[str]:
         + (f"; {snap.discarded} over-budget ask{'s' if snap.discarded > 1 else ''} discarded"
            if snap.discarded else ""),
     ]
+    label = snap.metric if snap.percent else "value"
     if snap.best_number is not None:
         tag = " [baseline]" if snap.best_is_baseline else ""
         params = ", ".join(f"{k}={_short(v)}" for k, v in snap.best_params.items())
         lines.append(
-            f"  best: trial {snap.best_number}{tag} value {snap.best_value:.4f}"
+            f"  best: trial {snap.best_number}{tag} {label} {snap.value_text(snap.best_value)}"
             + (f" ({params})" if params else "")
         )
     if snap.best_is_baseline and snap.best_search_number is not None:
-        lines.append(
-            f"  best search trial: {snap.best_search_number} value {snap.best_search_value:.4f}"
-        )
+        lines.append(f"  best search trial: {snap.best_search_number} {label} "
+                     f"{snap.value_text(snap.best_search_value)}")
     if snap.baseline_values:
+        spread = (f"{100 * snap.baseline_std:.2f} pp" if snap.percent
+                  else f"{snap.baseline_std:.4f}")
         lines.append(
-            f"  baseline (PyTorch derivatives): mean {snap.baseline_mean:.4f} "
-            f"std {snap.baseline_std:.4f} over {len(snap.baseline_values)} runs"
+            f"  baseline (PyTorch derivatives): mean {snap.value_text(snap.baseline_mean)} "
+            f"std {spread} over {len(snap.baseline_values)} runs"
         )
         if snap.best_search_value is not None:
             diff = snap.best_search_value - snap.baseline_mean
-            lines.append(f"  best search trial - baseline mean: {diff:+.4f}")
+            lines.append(f"  best search trial - baseline mean: {snap.diff_text(diff)}")
     if snap.twins:
         lines.append(
             f"  twins (PyTorch derivatives, paired with tuned trials): {snap.twins} "
@@ -173,7 +210,7 @@ def format_status(snap: StudySnapshot) -> list[str]:
         )
     if snap.pair_differences:
         lines.append(
-            f"  tuned - twin: mean {statistics.fmean(snap.pair_differences):+.4f} over "
+            f"  tuned - twin: mean {snap.diff_text(statistics.fmean(snap.pair_differences))} over "
             f"{len(snap.pair_differences)} complete pairs (hpo compare for the statistics)"
         )
     return lines
@@ -209,7 +246,10 @@ class ProgressMonitor:
             eta = 0.0
         elif remaining is not None and done_here > 0:
             eta = elapsed / done_here * remaining
-        best = "-" if snap.best_value is None else f"{snap.best_value:.4f} (#{snap.best_number})"
+        best = ("-" if snap.best_value is None
+                else f"{snap.value_text(snap.best_value)} (#{snap.best_number})")
+        if snap.percent:
+            best = f"{snap.metric} {best}"
         budget = "?" if snap.budget is None else snap.budget
         return (
             f"[{snap.name}] {snap.finished}/{budget} trials | running "

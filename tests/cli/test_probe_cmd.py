@@ -63,3 +63,31 @@ def test_probe_refuses_a_setting_the_model_does_not_read(tmp_path):
     proc = _probe(tmp_path, "--model", "resnet18", "--width", "64", "--inits", "2")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "width=64 is not read by model 'resnet18'" in proc.stderr
+
+
+@pytest.mark.parametrize("kinked", [0, 3])
+def test_no_kink_line_when_no_batch_had_an_input_on_a_kink(monkeypatch, capsys, kinked):
+    import argparse
+
+    from hpo.analysis.hints import no_kink_line
+    from hpo.cli import probe_cmd
+    from hpo.engine.probe import bifurcation
+
+    def fake(spec, **kw):
+        return bifurcation.ProbeResult(
+            spec=spec.to_dict(), inits=2, alphas=(0.0, 1.0), compare="first",
+            method="batched", train_samples=128, batches_per_epoch=2, batches_examined=4,
+            kinked_batches=kinked, init_seeds=[0, 1], samples_to_bifurcation=[None, None])
+
+    monkeypatch.setattr(bifurcation, "run_probe", fake)
+    parser = argparse.ArgumentParser(prog="hpo")
+    probe_cmd.Probe().register(parser.add_subparsers(dest="command"), "probe")
+    for flags in ([], ["--json"]):
+        args = parser.parse_args(["probe", "--inits", "2", *flags])
+        assert args.handler(args) == 0
+        out = capsys.readouterr().out
+        line = no_kink_line("the 4 mini-batches examined")
+        if flags:
+            assert json.loads(out)["no_kink"] == (line if kinked == 0 else None)
+        else:
+            assert (line in out.splitlines()) == (kinked == 0)

@@ -101,6 +101,7 @@ def test_run_two_workers_spends_exactly_the_budget_and_resumes(study_setup, tmp_
     baselines = [t for t in _finished(trials) if t.user_attrs.get("hpo_baseline")]
     assert sorted(t.user_attrs["hpo_seed"] for t in baselines) == [0, 1]
     assert f"{BUDGET}/{BUDGET} trials" in first.stderr  # the progress line
+    assert "| best val_accuracy " in first.stderr and " % (#" in first.stderr
     logs = sorted((tmp_path / "logs" / name).glob("worker-*.log"))
     assert len(logs) == 2
 
@@ -129,6 +130,9 @@ def test_worker_command_and_status(study_setup, tmp_path) -> None:
     assert "baseline (PyTorch derivatives): mean" in status.stdout
     assert "over 2 runs" in status.stdout
     assert "best: trial" in status.stdout
+    # Accuracy in percent and its spread in pp, as hpo compare shows them.
+    assert "pp over 2 runs" in status.stdout and "val_accuracy" in status.stdout
+    assert " %" in status.stdout.split("best: trial")[1].splitlines()[0]
 
 
 @needs_data
@@ -230,16 +234,28 @@ def test_export_writes_a_csv_pandas_reads(tmp_path) -> None:
     df = pd.read_csv(out)
     assert len(df) == BUDGET
     expected = [
+        "study", "model", "dataset", "epochs", "train_subset", "batch_size", "lr",
         "number", "state", "value", "params_relu_prime_zero", "user_attrs_hpo_baseline",
-        "user_attrs_hpo_seed", "user_attrs_test_accuracy", "user_attrs_val_accuracy_per_epoch_1",
-        "user_attrs_val_accuracy_per_epoch_2", "user_attrs_kink_hits",
-        "user_attrs_kink_hits_per_epoch_1", "user_attrs_precision", "user_attrs_device",
+        "user_attrs_hpo_seed", "user_attrs_test_accuracy_pct",
+        "user_attrs_val_accuracy_pct_per_epoch_1", "user_attrs_val_accuracy_pct_per_epoch_2",
+        "user_attrs_train_loss_per_epoch_2", "user_attrs_kink_hits",
+        "user_attrs_kink_hits_per_epoch_1", "user_attrs_kink_hits_layer_2",
+        "user_attrs_precision", "user_attrs_device",
         "duration_s", "user_attrs_samples_per_second", "user_attrs_wall_time_s",
         "user_attrs_params_sha256", "user_attrs_diverged",
     ]
     assert [c for c in expected if c not in df.columns] == []
-    assert (df["value"] == df["user_attrs_val_accuracy_per_epoch_2"]).all()
+    assert set(df["study"]) == {name} and set(df["model"]) == {"fc"}
+    assert set(df["train_subset"]) == {500} and set(df["epochs"]) == {2}
+    # value: the objective as Optuna stores it (a fraction); accuracy columns in percent.
+    assert (100 * df["value"] - df["user_attrs_val_accuracy_pct_per_epoch_2"]).abs().max() < 1e-9
     assert df["user_attrs_hpo_baseline"].sum() == 2
+    assert df["user_attrs_hpo_seed"].dtype.kind == "i"  # integers, not 0.0
+    # Constant platform columns: in the side file, not in the table.
+    assert "platform.json" in exported.stdout
+    side = json.loads((tmp_path / "trials.platform.json").read_text())
+    assert side["columns"]["platform_device"] == "cpu"
+    assert "platform_device" not in df.columns
 
     every = hpo("export", "--all", "--storage", url, "--output", str(tmp_path / "all"),
                 cwd=tmp_path)

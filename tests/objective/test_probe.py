@@ -147,9 +147,17 @@ def test_probe_study_runs_on_workers_and_exports_its_columns(tmp_path) -> None:
         assert column in df.columns, column
     assert json.loads(df["user_attrs_samples_to_bifurcation"][0]) == [64, None, 128]
     record = platform_record("cpu")
+    # One machine: the platform columns are constant, kept in the side file...
+    side = json.loads((tmp_path / "probe.platform.json").read_text())["columns"]
+    assert side["platform_cpu_model"] == record["cpu_model"]
+    assert "platform_cpu_model" not in df.columns
+    # ... or inline on request.
+    export_study(study, out, inline_platform=True)
+    df = pd.read_csv(out)
     assert df["platform_cpu_model"].tolist() == [record["cpu_model"]] * 3
     tf32 = record["flags"]["cudnn_allow_tf32"]
     assert df["platform_flags_cudnn_allow_tf32"].tolist() == [tf32] * 3
+    assert set(df["study"]) == {cfg.name} and set(df["model"]) == {"fc"}
     assert df["value"].tolist() == pytest.approx([2 / 3] * 3)
     # The same study name with the train objective is another search: refused.
     train_cfg = load_study_config(_train_version(tmp_path, cfg.name), storage_override=url)

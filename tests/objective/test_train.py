@@ -68,6 +68,9 @@ class FakeTrain:
             result.val_accuracy.append(acc)
             result.kink_hits_per_epoch.append(epoch)
             result.kink_hits += epoch
+            result.train_loss.append(1.0 / epoch)
+            result.kink_hits_per_layer.setdefault("1", []).append(epoch)
+            result.kink_hits_per_layer.setdefault("3", []).append(0)
             result.epochs_completed = epoch
             if on_epoch_end is not None:
                 on_epoch_end(EpochReport(epoch, acc, 1.0 / epoch, epoch, 0.1))
@@ -93,6 +96,9 @@ def test_params_become_the_spec_and_the_result_becomes_attrs(cfg) -> None:
     assert attrs["val_accuracy_per_epoch"] == [0.5, 0.6, 0.7]
     assert attrs["kink_hits_per_epoch"] == [1, 2, 3] and attrs["kink_hits"] == 6
     assert attrs["test_accuracy"] == 0.75
+    # The training loss per epoch, and the kink hits of each activation layer per epoch.
+    assert attrs["train_loss_per_epoch"] == [1.0, 0.5, 1.0 / 3]
+    assert attrs["kink_hits_per_layer"] == {"1": [1, 2, 3], "3": [0, 0, 0]}
     assert attrs["hpo_seed"] == 7 and attrs["hpo_baseline"] is False
     assert attrs["diverged"] is False and "divergence_reason" not in attrs
     for key in ("configured_activations", "precision", "device", "torch_version",
@@ -134,6 +140,7 @@ def test_pruner_stops_training_after_an_epoch(cfg) -> None:
     assert frozen.intermediate_values == {1: 0.5, 2: 0.6}
     attrs = trial_attrs(frozen.user_attrs)
     assert attrs["val_accuracy_per_epoch"] == [0.5, 0.6]
+    assert attrs["train_loss_per_epoch"] == [1.0, 0.5]
     assert attrs["kink_hits"] == 3
     # No result came back: the record was read during the run (at its first epoch's end).
     assert attrs["platform"]["cpu_model"] == platform_record()["cpu_model"]
@@ -183,6 +190,7 @@ def test_attrs_reach_an_rdb_storage(cfg, tmp_path) -> None:
     assert (attrs["hpo_baseline"], attrs["hpo_seed"]) == (True, 1)
     assert attrs["val_accuracy_per_epoch"] == [0.5, 0.6, 0.7]
     assert attrs["test_accuracy"] == 0.75 and attrs["kink_hits"] == 6
+    assert attrs["kink_hits_per_layer"]["1"] == [1, 2, 3]  # a dict of lists, stored as is
     # The platform is one attribute holding the whole record, stored and read back as is.
     assert attrs["platform"] == {**platform_record("cpu"), "torch": "fake"}
     assert not [key for key in attrs if key.startswith("platform_")]
