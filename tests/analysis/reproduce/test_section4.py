@@ -73,6 +73,7 @@ def test_cells_pair_by_seed_and_a_diverged_run_counts_at_chance() -> None:
     assert set(s4.figures(r)) == {"section4-resnet18_cifar10_sgd-nobn"}
 
 
+@pytest.mark.slow
 def test_quick_runs_end_to_end_on_generated_svhn(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("HPO_DATA_DIR", raising=False)
