@@ -36,7 +36,7 @@ class Section4(Command):
         p.add_argument("--batch-norm", choices=["both", "on", "off"], default="both",
                        help="default: both")
         p.add_argument("--quick", action="store_true",
-                       help="1 epoch on 256 training images, 2 alphas, 2 seeds, CPU: a sanity "
+                       help="1 epoch on 128 training images, 2 alphas, 2 seeds: a CPU sanity "
                        "run of minutes, NOT comparable to the paper")
         p.add_argument("--seeds", type=int_arg, metavar="K",
                        help="runs per alpha (default: the paper's, 10 on CIFAR10, 5 on SVHN)")

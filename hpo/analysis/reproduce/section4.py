@@ -59,7 +59,7 @@ __all__ = [
 CHANCE = 10.0  # %: every protocol has 10 classes
 COLLAPSE_BELOW = 2 * CHANCE
 _PAPER_FILE = "hpo/analysis/paper/section4.csv"
-_NOT_COMPARABLE = ("--quick: 1 epoch on a few hundred images, 2 alphas, 2 seeds, on the CPU: "
+_NOT_COMPARABLE = ("--quick: 1 epoch on a few hundred images, 2 alphas, 2 seeds: "
                    "NOT comparable to the paper's numbers")
 
 
@@ -284,7 +284,7 @@ def note_markdown(r: Section4Report) -> str:
     """A short note; its first line is the verdict."""
     if r.plan.quick:
         verdict = ("Section 4 --quick ran end to end; its numbers are NOT comparable to the "
-                   "paper (1 epoch, a subset, CPU).")
+                   "paper (1 epoch, a subset).")
     elif not r.complete:
         verdict = f"Section 4: {r.trials_complete}/{r.trials_total} runs so far; no verdict yet."
     else:
@@ -365,9 +365,12 @@ def export_subset(
     """
     from PIL import Image
 
+    from hpo.engine.data.archives import FILES
     from hpo.engine.data.loading import load_raw
 
-    path = Path(folder).resolve() / f"{dataset}-train{train}-test{test}"
+    # The source files' checksum in the name: other files (generated ones) get another folder.
+    source = FILES[dataset][0].md5[:8] if dataset in FILES else "files"
+    path = Path(folder).resolve() / f"{dataset}-{source}-train{train}-test{test}"
     if not path.is_dir():
         raw = load_raw(dataset, data_dir)
         tmp = path.with_name(path.name + f".{os.getpid()}.part")
@@ -401,10 +404,11 @@ def reproduce_section4(
 ) -> Section4Run:
     """``hpo reproduce section4``: one study per selected protocol (created or resumed), run
     by ``workers`` local processes, then the report written to ``output``. Every dataset is
-    checked (``--quick``: its subset exported) before any study is written.
+    checked (``--quick``: its subset exported into the dataset cache, ``HPO_CACHE_DIR``)
+    before any study is written.
 
     Args:
-        quick: 1 epoch on a subset, 2 alphas, 2 seeds, CPU (not comparable).
+        quick: 1 epoch on a subset, 2 alphas, 2 seeds (not comparable).
         seeds: runs per alpha (default: the paper's, 10 or 5; ``quick``: 2).
         epochs: override the paper's epochs (smoke tests only: not comparable).
         study_dir: the folder of the study files (default: the repository's study_configs).
@@ -413,7 +417,10 @@ def reproduce_section4(
              epochs=epochs)
     url = resolve_storage_url(None, storage)
     if p.quick:
-        folder = Path(output) / "section4-quick-data"
+        # In the dataset cache, not under --out: the path is part of the stored study, so a
+        # re-run with another --out must find the same one (and resume).
+        folder = Path(os.environ.get("HPO_CACHE_DIR")
+                      or Path.home() / ".cache" / "reluprime-hpo" / "datasets") / "section4-quick"
         subsets = {name: export_subset(name, data_dir, folder, train=QUICK["train"]
                                        + QUICK["val"], test=QUICK["test"])
                    for name in dict.fromkeys(PROTOCOLS[s].dataset for s, _ in p.protocols)}
