@@ -130,7 +130,8 @@ class Section4Plan:
 
     def study_name(self, stem: str, batch_norm: bool) -> str:
         """A different plan is a different study; the same plan resumes."""
-        parts = ["section4", *(["quick-not-comparable"] if self.quick else []),
+        quick = [f"quick-not-comparable-n{QUICK['train']}"] if self.quick else []
+        parts = ["section4", *quick,
                  f"{stem}_{'bn' if batch_norm else 'nobn'}", f"s{self.runs(stem)}"]
         if self.epochs is not None:
             parts.append(f"e{self.epochs}")

@@ -89,7 +89,7 @@ def test_quick_runs_end_to_end_on_generated_svhn(tmp_path, monkeypatch) -> None:
         data_dir=data, log_dir=tmp_path / "logs")
     assert done.exit_code == 0, done.problems()
     r = done.report
-    assert r.studies == ["section4-quick-not-comparable-vgg11_svhn_adam_nobn-s1"]
+    assert r.studies == ["section4-quick-not-comparable-n10-vgg11_svhn_adam_nobn-s1"]
     assert [(c.alpha, c.runs, c.pairs) for c in r.cells] == [(0.0, 1, 1), (50.0, 1, 1)]
     assert all(0 <= c.mean <= 100 for c in r.cells) and r.complete and not r.comparable
     payload = json.loads(json.dumps(r.to_dict()))

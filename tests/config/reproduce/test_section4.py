@@ -34,7 +34,7 @@ def test_full_plan_is_the_papers_protocol_over_the_study_files() -> None:
 def test_quick_plan_says_so_and_runs_two_alphas_two_seeds_one_epoch() -> None:
     p = s4.plan(quick=True, model="resnet18", batch_norm="off")
     (cfg,) = s4.section4_configs(p, "sqlite:///unused.db")
-    assert cfg.name == "section4-quick-not-comparable-resnet18_cifar10_sgd_nobn-s2"
+    assert cfg.name == "section4-quick-not-comparable-n128-resnet18_cifar10_sgd_nobn-s2"
     assert sorted(cfg.cells) == ["a0-s0", "a0-s1", "a1-s0", "a1-s1"]
     assert (cfg.fixed["epochs"], cfg.fixed["device"], cfg.fixed["train_subset"]) == (
         1, "auto", 128)
