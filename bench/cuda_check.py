@@ -3,7 +3,8 @@
     HPO_DATA_DIR=/path/to/datasets python bench/cuda_check.py [--quick] [--device cpu]
 
 ``--device cpu`` is a dry run of the script itself (no GPU figure): the same checks on the CPU,
-a 512-image subset, no float16/tf32 runs and no synchronisation checks.
+a 512-image subset (learning judged against chance, not 50 %), no float16/tf32 runs and no
+synchronisation checks.
 
 What it checks, each line PASS/FAIL with the measured figure:
 
@@ -153,7 +154,8 @@ def training(quick: bool) -> None:
     flags_before = read_flags()
     for model, precision, extra in runs:
         spec = TrainSpec(**extra, precision=precision, relu_prime_zero=1.0, device=DEVICE,
-                         train_subset=subset, val_size=5000, epochs=1, seed=0)
+                         train_subset=subset, val_size=512 if DEVICE == "cpu" else 5000,
+                         epochs=1, seed=0)
         try:
             result, elapsed, syncs = _train_counting_syncs(spec)
         except Exception as exc:  # noqa: BLE001 - report and go on
@@ -171,7 +173,8 @@ def training(quick: bool) -> None:
                                                      else (False, False)),
                   f"matmul, cudnn: {tf32}; {result.platform.get('cuda_device')} sm "
                   f"{result.platform.get('cuda_capability')}")
-        learned = result.diverged or result.val_accuracy[-1] > 0.5
+        # 4 steps of the CPU dry run only get above chance (10 classes), not to 50 %.
+        learned = result.diverged or result.val_accuracy[-1] > (0.15 if DEVICE == "cpu" else 0.5)
         check(
             f"train {model} {precision} on {DEVICE}",
             learned and result.configured_activations > 0,
