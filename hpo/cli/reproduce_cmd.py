@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from hpo.cli.base import Command, int_arg
 from hpo.cli.reproduce_epfl import EpflFc, EpflHpo
+from hpo.cli.reproduce_section4 import Section4
 from hpo.errors import UsageError
 
 __all__ = ["Reproduce", "Section3"]
@@ -90,6 +91,7 @@ class Reproduce(Command):
                    "study service (workers, resume, dashboard, export).")
     EXPERIMENTS: ClassVar[dict[str, type[Command]]] = {
         "section3": Section3,
+        "section4": Section4,
         "epfl-fc": EpflFc,
         "epfl-hpo": EpflHpo,
     }
