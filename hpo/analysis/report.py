@@ -201,7 +201,10 @@ def dashboard_figures(c: StudyComparison) -> dict[str, go.Figure]:
     if not c.pairs:
         paired.add_annotation(text="no pairs: no tuned trial has a default-derivative partner",
                               showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    return dict(zip(GRAPH_IDS, (paired, _kink_hits_per_trial(c)), strict=True))
+    figs = (paired, _kink_hits_per_trial(c))
+    for fig in figs:  # the page draws them 450 px high, half its width: legend below
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.3})
+    return dict(zip(GRAPH_IDS, figs, strict=True))
 
 
 def _importances(c: StudyComparison) -> go.Figure:
