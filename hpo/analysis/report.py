@@ -203,7 +203,8 @@ def dashboard_figures(c: StudyComparison) -> dict[str, go.Figure]:
                               showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
     figs = (paired, _kink_hits_per_trial(c))
     for fig in figs:  # the page draws them 450 px high, half its width: legend below
-        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.3})
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.3},
+                          legend_title_text="")
     return dict(zip(GRAPH_IDS, figs, strict=True))
 
 
