@@ -103,8 +103,9 @@ def compare(
         against: another study (resolved with the same ``storage``), compared distribution
             against distribution.
         output: folder for ``compare_<study>.csv`` and ``.html`` (default: none written).
-        publish_report: also save the verdicts as the study's note and the HTML report as a
-            study artifact in ``artifacts`` (needs ``output``).
+        publish_report: also draw the charts on the study page, save the verdicts as the
+            study's note and the HTML report as a study artifact in ``artifacts`` (needs
+            ``output``); a re-run replaces all three (:func:`hpo.analysis.publish.publish`).
     """
     name, url = study_ref(study, storage)
     if publish_report:

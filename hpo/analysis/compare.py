@@ -2,9 +2,10 @@
 
 Per group (model, dataset, precision, activation): the baseline accuracy, the best tuned
 trial, and the paired difference tuned minus default (tuned accuracies averaged per default
-run first), bitwise-identical pairs, kink hits and parameter importances on the paired
-differences; optionally against a second study. Reads studies through Optuna only; the
-statistics are in :mod:`hpo.analysis.stats`.
+run first), bitwise-identical pairs, kink hits (one line when none at all) and parameter
+importances on the paired differences (only with enough differing pairs); optionally against
+a second study. Reads studies through Optuna only; the statistics are in
+:mod:`hpo.analysis.stats`.
 See docs/design.md#comparing-tuned-derivatives-with-pytorchs-defaults.
 """
 
@@ -14,6 +15,7 @@ import logging
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import optuna
@@ -21,8 +23,10 @@ import pandas as pd
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from hpo.analysis.hints import no_kink_line
 from hpo.analysis.platforms import platform_notes
 from hpo.analysis.stats import (
+    MIN_N,
     PairedResult,
     TwoSampleResult,
     iqr,
@@ -34,17 +38,21 @@ from hpo.config import StudyConfig
 from hpo.errors import HpoError
 
 __all__ = [
+    "MIN_DIFFERING_PAIRS",
     "AgainstRow",
     "GroupSummary",
     "NothingToCompareError",
     "StudyComparison",
     "compare_study",
+    "differs",
     "param_importances",
 ]
 
 logger = logging.getLogger(__name__)
 
 _WHAT = {"relu": "ReLU'(0)", "leaky_relu": "LeakyReLU'(0)"}
+# Importances need this many pairs whose runs differ (the paired verdict's own minimum).
+MIN_DIFFERING_PAIRS = MIN_N
 
 
 class NothingToCompareError(HpoError):
@@ -99,6 +107,7 @@ class StudyComparison:
     importance_note: str | None
     searched_derivatives: tuple[str, ...]
     headline: str | None = None  # "ReLU'(0) changed nothing here: ..." when it did not
+    no_kink: str | None = None  # hints.no_kink_line(...) when every kink-hit count is 0
     platform_warnings: list[str] = field(default_factory=list)
     platform_note: str | None = None
     other: str | None = None
@@ -129,6 +138,18 @@ class StudyComparison:
                 "verdict": g.paired.verdict,
             })
         return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (``hpo compare --json``): the groups as :meth:`table` rows (NaN as
+        None), the headline, the no-kink line, importances and notes."""
+        rows = self.table().astype(object)
+        return {
+            "study": self.study, "metric": self.metric, "seed": self.seed,
+            "headline": self.headline, "no_kink": self.no_kink,
+            "groups": rows.where(rows.notna(), None).to_dict("records"),
+            "importances": self.importances, "importance_note": self.importance_note,
+            "platform_warnings": self.platform_warnings, "platform_note": self.platform_note,
+        }
 
     def against_table(self) -> pd.DataFrame:
         """One row per group shared with the other study, plus ``all``."""
@@ -196,8 +217,11 @@ def compare_study(
         for key, recs in sorted(_by_group(records).items())
     ]
     importances, note = param_importances(study, pairs, maximize=maximize)
+    if importances:
+        note = _importance_caveat(groups, note)
     result = StudyComparison(study.study_name, used, seed, records, pairs, groups, importances,
-                             note, searched, headline=_headline(pairs, records, searched))
+                             note, searched, headline=_headline(pairs, records, searched),
+                             no_kink=_no_kink(records))
     # Printed with the result (format_text, the HTML report, the note), not logged twice.
     result.platform_warnings, result.platform_note = platform_notes(records, pairs)
     if against is not None:
@@ -218,6 +242,33 @@ def _headline(
     what = _what(activations.pop(), searched) if len(activations) == 1 else "the derivative"
     n = len(pairs)
     return f"{what} changed nothing here: {n}/{n} pairs bitwise identical"
+
+
+def _no_kink(records: list[TrialRecord]) -> str | None:
+    """:func:`hints.no_kink_line` when every completed trial recorded 0 kink hits."""
+    hits = [r.kink_hits for r in records if r.complete]
+    if not hits or any(h is None or h != 0 for h in hits):
+        return None
+    return no_kink_line(f"these {len(hits)} completed trials")
+
+
+def _importance_caveat(groups: list[GroupSummary], note: str | None) -> str | None:
+    """``note`` plus a caveat naming the groups whose verdict is "insufficient evidence"."""
+    thin = [group_label(g.group) for g in groups
+            if g.paired.verdict.startswith("insufficient evidence")]
+    if not thin:
+        return note
+    caveat = (f"caveat: the paired test found insufficient evidence in {', '.join(thin)}; "
+              "these importances say how the paired differences vary with each parameter, "
+              "not that ReLU'(0) has an effect there")
+    return f"{note}; {caveat}" if note else caveat
+
+
+def differs(p: Pair) -> bool:
+    """The pair's two runs differ: other weights, or (no fingerprint) other accuracies."""
+    if p.identical is None:
+        return abs(p.difference) > 1e-9
+    return not p.identical
 
 
 def _require_complete(name: str, records: list[TrialRecord]) -> None:
@@ -321,16 +372,20 @@ def param_importances(
 
     Returns:
         ``(importances, note)``: an empty dict and a note saying why when they are not
-        computed (no pairs, every pair bitwise identical, one pair, constant differences);
-        a note too when the result is trivial (one parameter).
+        computed (no pairs, every pair bitwise identical, fewer than
+        :data:`MIN_DIFFERING_PAIRS` differing pairs, constant differences); otherwise the
+        note says how many pairs differ (and that one parameter is trivially 1).
     """
     if not pairs:
         return {}, "not computed: no tuned trial has a default-derivative partner"
     if all(p.identical for p in pairs):
         return {}, (f"not computed: all {len(pairs)} pairs are bitwise identical, so there "
                     "is no effect to attribute to any parameter")
-    if len(pairs) < 2:
-        return {}, "not computed: 1 pair, need at least 2"
+    n_differ = sum(differs(p) for p in pairs)
+    counted = f"{n_differ} of {len(pairs)} pairs differ"
+    if n_differ < MIN_DIFFERING_PAIRS:
+        return {}, (f"not computed: only {counted} (tuned and default runs not bitwise "
+                    f"identical); need at least {MIN_DIFFERING_PAIRS} differing pairs")
     diffs = [p.difference for p in pairs]
     if max(diffs) - min(diffs) < 1e-9:
         return {}, f"not computed: every paired difference is {diffs[0]:+.2f} pp"
@@ -362,5 +417,5 @@ def param_importances(
         return {}, f"not computed: {exc}"
     imp = {k: float(v) for k, v in imp.items()}
     if len(names) == 1:
-        return imp, "only one searched parameter: its importance is 1 by definition"
-    return imp, None
+        return imp, f"{counted}; only one searched parameter: its importance is 1 by definition"
+    return imp, f"from {len(pairs)} pairs, {counted}"

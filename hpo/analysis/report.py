@@ -1,7 +1,8 @@
 """Write a :class:`~hpo.analysis.compare.StudyComparison` out: text lines, CSV and one
 self-contained HTML report (plotly.js embedded once, so it opens offline).
 
-:func:`write_report` writes the files, :func:`format_text` the terminal lines;
+:func:`write_report` writes the files, :func:`format_text` the terminal lines,
+:func:`dashboard_figures` the charts drawn on the study page (stable ids);
 :func:`html_page` and :func:`html_table` also frame the Section 3 report.
 """
 
@@ -19,7 +20,9 @@ from hpo.analysis.compare import GroupSummary, StudyComparison
 from hpo.analysis.trials import group_label
 
 __all__ = [
+    "GRAPH_IDS",
     "closing_lines",
+    "dashboard_figures",
     "figures",
     "format_text",
     "html_page",
@@ -36,6 +39,8 @@ _DERIVATIVE_LABEL = {
 }
 _CSV_FLOAT = "%.6g"  # accuracies in % to 1e-4 pp; drops float noise such as 96.19999999
 _IMPORTANCE_LABEL = "parameter importances for the paired difference (tuned - default)"
+# The charts hpo compare draws on the study page: re-running replaces them by these ids.
+GRAPH_IDS = ("hpo-compare-paired-difference", "hpo-compare-kink-hits")
 _METRIC_LABEL = {"test_accuracy": "test accuracy (%)", "val_accuracy": "validation accuracy (%)"}
 
 
@@ -48,6 +53,8 @@ def format_text(c: StudyComparison) -> list[str]:
     lines = [f"study {c.study}: {_METRIC_LABEL[c.metric]}, bootstrap seed {c.seed}"]
     if c.headline:
         lines.append(f"  {c.headline}")
+    if c.no_kink:
+        lines.append(f"  {c.no_kink}")
     for g in c.groups:
         lines.append(
             f"  {group_label(g.group)}: {g.n_complete} complete, {g.n_pruned} pruned, "
@@ -154,6 +161,53 @@ def _paired_differences(c: StudyComparison) -> go.Figure:
     return fig
 
 
+def _kink_hits_per_trial(c: StudyComparison) -> go.Figure:
+    fig = go.Figure()
+    for key in sorted({r.group for r in c.records}):
+        for default in (True, False):
+            recs = [r for r in c.records if r.complete and r.group == key
+                    and (not r.tuned) == default and r.kink_hits is not None]
+            if recs:
+                fig.add_trace(go.Scatter(
+                    x=[r.number for r in recs], y=[r.kink_hits for r in recs], mode="markers",
+                    name=f"{group_label(key)} ({'default' if default else 'tuned'})",
+                    marker={"symbol": "diamond" if default else "circle", "size": 9},
+                ))
+    title = "Kink hits per trial (activation inputs exactly at a kink, whole run)"
+    if c.no_kink or not fig.data:
+        title += "<br><sub>" + ("no kink hit recorded" if not fig.data else "all 0: ReLU'(0) "
+                                "was never read") + "</sub>"
+    fig.update_layout(title=title, xaxis_title="trial number", yaxis_title="kink hits (count)",
+                      legend_title="group (model/dataset/precision/activation)")
+    return fig
+
+
+def _plotly_text(text: str) -> str:
+    """``text`` safe inside a plotly title (which reads a few HTML tags)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def dashboard_figures(c: StudyComparison) -> dict[str, go.Figure]:
+    """The charts for the study page, by their stable id (:data:`GRAPH_IDS`): the paired
+    difference with its 95% interval per group, and the kink hits of every trial. Both are
+    always given (a figure saying why it is empty when it is), so that a re-run replaces
+    exactly the charts the last one drew."""
+    paired = _paired_differences(c)
+    verdicts = "<br>".join(
+        _plotly_text(f"{group_label(g.group)}: {g.paired.verdict.split(' (')[0]}")
+        for g in c.groups)
+    paired.update_layout(title="Paired difference, tuned minus default (95% bootstrap CI)"
+                         f"<br><sub>{verdicts}</sub>", margin={"t": 60 + 20 * len(c.groups)})
+    if not c.pairs:
+        paired.add_annotation(text="no pairs: no tuned trial has a default-derivative partner",
+                              showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    figs = (paired, _kink_hits_per_trial(c))
+    for fig in figs:  # the page draws them 450 px high, half its width: legend below
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.3},
+                          legend_title_text="")
+    return dict(zip(GRAPH_IDS, figs, strict=True))
+
+
 def _importances(c: StudyComparison) -> go.Figure:
     names = list(c.importances)[::-1]  # largest on top
     fig = go.Figure(go.Bar(x=[c.importances[n] for n in names], y=names, orientation="h",
@@ -221,6 +275,7 @@ def _write_html(c: StudyComparison, out_dir: str | Path) -> Path:
         "trial against the default-derivative run with the same seed and settings; tuned "
         "trials sharing one default run are averaged first.</p>",
         *([f"<p class='headline'><b>{html.escape(c.headline)}</b></p>"] if c.headline else []),
+        *([f"<p class='no-kink'>{html.escape(c.no_kink)}</p>"] if c.no_kink else []),
         *[f"<p class='warning'>Warning: {html.escape(w)}</p>" for w in c.platform_warnings],
         *([f"<p>Platform: {html.escape(c.platform_note)}</p>"] if c.platform_note else []),
         "<h2>Verdicts</h2><ul>",

@@ -7,6 +7,8 @@ statistics (:mod:`hpo.analysis.compare`) and writes the files (:mod:`hpo.analysi
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 from hpo.cli.base import STORAGE_HELP, Command, positive_int
 
@@ -19,8 +21,9 @@ class Compare(Command):
         "Per group (model, dataset, precision, activation): baseline accuracy, best tuned "
         "accuracy, the paired difference tuned minus default with a bootstrap 95% CI and a "
         "paired test, and a verdict. With --against, the accuracy distributions of the two "
-        "studies. Writes DIR/compare_<study>.csv and .html, saves the verdicts as the study's "
-        "note and uploads the HTML report as a study artifact (both shown by hpo dashboard)."
+        "studies. Writes DIR/compare_<study>.csv and .html; on the study page (hpo dashboard) "
+        "draws the paired difference and the kink hits per trial, saves the verdicts as the "
+        "study's note and the HTML report as a study artifact: a re-run replaces all three."
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -47,6 +50,8 @@ class Compare(Command):
         p.add_argument("--no-publish", action="store_true",
                        help="write only the local files: no study note, no artifact, no "
                        "metric name")
+        p.add_argument("--json", action="store_true",
+                       help="print only one JSON object (groups, verdicts, notes, files)")
         p.add_argument("--best-per", metavar="PARAM",
                        help="only print the best trial per value of PARAM (e.g. "
                        "relu_prime_zero in a grid over relu_prime_zero x lr: the paper's "
@@ -65,6 +70,13 @@ class Compare(Command):
                          metric=args.metric, seed=args.seed, n_resamples=args.resamples,
                          output=args.output, publish_report=not args.no_publish,
                          artifacts=args.artifacts)
+        if args.json:
+            done = result.published
+            json.dump({**result.comparison.to_dict(), "storage": mask_url(result.url),
+                       "files": [str(path) for path in result.files],
+                       "published": None if done is None else done.to_dict()}, sys.stdout)
+            print()
+            return 0
         print(f"storage {mask_url(result.url)}")
         for line in format_text(result.comparison):
             print(line)
@@ -72,8 +84,10 @@ class Compare(Command):
             print(f"wrote {path}")
         if result.published is not None:
             done = result.published
-            print(f"saved the verdicts as the study's note and {result.files[-1].name} as "
-                  f"study artifact {done.artifact_id} in {done.artifact_dir}/")
+            how = "replaced" if done.replaced else "new"
+            print(f"saved the verdicts as the study's note, {len(done.graph_object_ids)} charts "
+                  f"on the study page and {result.files[-1].name} as study artifact "
+                  f"{done.artifact_id} ({how}) in {done.artifact_dir}/")
         return 0
 
 

@@ -1,6 +1,6 @@
 """The study artifact store: Optuna's :class:`~optuna.artifacts.FileSystemArtifactStore` in a
-folder beside the storage, shared by ``hpo compare`` (which uploads its report) and
-``hpo dashboard`` (which serves it).
+folder beside the storage, shared by ``hpo compare`` (which uploads its report, replacing the
+one of the same name) and ``hpo dashboard`` (which serves it).
 
 Folder, first found: ``--artifacts DIR``, ``$HPO_ARTIFACT_DIR``, ``artifacts/`` beside a
 SQLite file (``sqlite:///storage/x.db`` -> ``storage/artifacts/``), else
@@ -10,14 +10,16 @@ for PostgreSQL and other servers.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore, upload_artifact
 
 from hpo.errors import UsageError
+from hpo.storage.rdb import make_storage
 from hpo.storage.urls import sqlite_path
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "artifact_dir",
     "check_artifact_dir",
     "open_artifact_store",
+    "replace_study_file",
+    "study_artifacts",
     "upload_study_file",
 ]
 
@@ -105,3 +109,42 @@ def upload_study_file(
         return upload_artifact(
             artifact_store=store, file_path=str(path), study_or_trial=study, mimetype=mimetype
         )
+
+
+def study_artifacts(study: optuna.Study, url: str) -> list[ArtifactMeta]:
+    """The metadata of the study's artifacts (:func:`optuna.artifacts.get_all_artifact_meta`).
+
+    optuna-dashboard deletes an artifact by overwriting its metadata with JSON ``null``,
+    which that function cannot read (TypeError); then the study's system attributes are read
+    from the storage at ``url`` and the deleted entries skipped.
+    """
+    try:
+        return optuna.artifacts.get_all_artifact_meta(study)
+    except TypeError:
+        storage = make_storage(url)
+        attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(study.study_name))
+        metas = [json.loads(v) for k, v in attrs.items() if k.startswith("artifacts:")]
+        return [ArtifactMeta(m["artifact_id"], m["filename"], m["mimetype"], m["encoding"])
+                for m in metas if m is not None]
+
+
+def replace_study_file(
+    store: FileSystemArtifactStore, study: optuna.Study, path: str | os.PathLike, url: str,
+    *, mimetype: str | None = None,
+) -> tuple[str, bool]:
+    """Store ``path`` as the study's artifact of that file name: the content of an existing
+    one (each, if older runs left several) is overwritten in place through the store's
+    ``write``, so its id and the number of artifacts stay; else it is uploaded.
+
+    Returns:
+        ``(artifact_id, replaced)``.
+    """
+    name = Path(path).name
+    same = [m for m in study_artifacts(study, url)
+            if m.filename == name and (mimetype is None or m.mimetype == mimetype)]
+    if not same:
+        return upload_study_file(store, study, path, mimetype=mimetype), False
+    for meta in same:
+        with open(path, "rb") as body:
+            store.write(meta.artifact_id, body)
+    return same[0].artifact_id, True

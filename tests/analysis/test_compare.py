@@ -163,10 +163,20 @@ def test_param_importances_edge_cases(tmp_path):
     t = single.add(rpz=0.3, acc=0.96, sha="a" * 64)
     single.add(rpz=0.0, acc=0.95, baseline=True, twin_of=t, sha="b" * 64)
     imp, note = param_importances(*_pairs_of(single))
-    assert imp == {} and note == "not computed: 1 pair, need at least 2"
+    assert imp == {} and note.startswith("not computed: only 1 of 1 pairs differ")
+    assert note.endswith("need at least 5 differing pairs")
+
+    few = StudyBuilder(tmp_path, "few")  # 4 of 7 pairs differ: too few to attribute
+    for seed in range(7):
+        t = few.add(rpz=0.1 * (seed + 1), seed=seed, acc=0.95 + 0.001 * seed, sha=f"{seed}" * 64)
+        same = seed >= 4
+        few.add(rpz=0.0, seed=seed, acc=0.95 + (0.001 * seed if same else 0.0), baseline=True,
+                twin_of=t, sha=f"{seed}" * 64 if same else "f" * 64)
+    imp, note = param_importances(*_pairs_of(few))
+    assert imp == {} and note.startswith("not computed: only 4 of 7 pairs differ")
 
     flat = StudyBuilder(tmp_path, "flat")
-    for seed in range(3):  # different bits, but the same +1 pp every time
+    for seed in range(5):  # different bits, but the same +1 pp every time
         t = flat.add(rpz=0.3 + 0.1 * seed, seed=seed, acc=0.96, sha=f"{seed}" * 64)
         flat.add(rpz=0.0, seed=seed, acc=0.95, baseline=True, twin_of=t, sha="f" * 64)
     imp, note = param_importances(*_pairs_of(flat))
@@ -249,6 +259,57 @@ def test_importances_are_computed_on_the_paired_differences(tmp_path):
     assert result.importances["relu_prime_zero"] > result.importances["precision"]
     n_identical = sum(g.n_identical_pairs for g in result.groups)
     assert 0 < n_identical < 24 and sum(g.n_pairs for g in result.groups) == 24
+    assert result.importance_note == f"from 24 pairs, {24 - n_identical} of 24 pairs differ"
+    assert result.no_kink is None  # the default kink_hits=4000
+
+
+def test_importances_beside_insufficient_evidence_carry_a_caveat(tmp_path):
+    """6 differing pairs in float32 (enough for importances), 2 in bfloat16 (too few for a
+    verdict there): the importances are shown, with the caveat naming bfloat16."""
+    b = StudyBuilder(tmp_path, "thin")
+    for seed in range(8):
+        precision = "float32" if seed < 6 else "bfloat16"
+        rpz = 0.1 + 0.1 * seed
+        t = b.add(rpz=rpz, precision=precision, seed=seed, acc=0.95 + 0.02 * rpz,
+                  sha=f"{seed}" * 64)
+        b.add(rpz=0.0, precision=precision, seed=seed, acc=0.95, baseline=True, twin_of=t,
+              sha="f" * 64)
+    from hpo.analysis.report import format_text
+
+    study, cfg = load_study("thin", b.url)
+    result = compare_study(study, cfg, n_resamples=RESAMPLES)
+    assert result.importances
+    assert by_group(result)[("fc", "mnist", "bfloat16", "relu")].paired.verdict.startswith(
+        "insufficient evidence")
+    assert result.importance_note.startswith("from 8 pairs, 8 of 8 pairs differ; caveat: the "
+                                             "paired test found insufficient evidence in "
+                                             "fc/mnist/bfloat16/relu;")
+    text = "\n".join(format_text(result))
+    assert "not that ReLU'(0) has an effect there" in text
+
+
+def test_no_kink_hit_anywhere_is_said_in_one_line_everywhere(tmp_path):
+    """Every completed trial recorded 0 kink hits: the text, the JSON dict and the HTML
+    report carry hints.no_kink_line; with one hit somewhere, none of them does."""
+    from hpo.analysis.hints import KINK_LIKELY, no_kink_line
+    from hpo.analysis.report import format_text, write_report
+
+    b = noise_study(tmp_path)  # 24 completed trials, kink_hits 0 everywhere
+    study, cfg = load_study("noise", b.url)
+    result = compare_study(study, cfg, n_resamples=RESAMPLES)
+    line = no_kink_line("these 24 completed trials")
+    assert result.no_kink == line and KINK_LIKELY in line
+    assert f"  {line}" in format_text(result)
+    assert result.to_dict()["no_kink"] == line
+    html = write_report(result, tmp_path / "out")[-1].read_text()
+    assert "No kink hit: these 24 completed trials never put" in html
+
+    (tmp_path / "x").mkdir()
+    hit = noise_study(tmp_path / "x", "hit", identical=False)  # kink_hits 10 * seed
+    study, cfg = load_study("hit", hit.url)
+    other = compare_study(study, cfg, n_resamples=RESAMPLES)
+    assert other.no_kink is None
+    assert not any(t.startswith("  No kink hit") for t in format_text(other))
 
 
 def test_pairs_without_a_fingerprint_are_not_counted_identical(tmp_path):
@@ -289,3 +350,20 @@ def test_cli_missing_storage_file_is_an_error(tmp_path):
     with pytest.raises(HpoError):
         run_compare_cli(["compare", "nope", "--storage", url])
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_cli_json_is_one_object_with_the_no_kink_line_and_the_importance_note(
+    tmp_path, capsys
+):
+    import json
+
+    b = noise_study(tmp_path)
+    assert run_compare_cli(["compare", "noise", "--storage", b.url, "--output",
+                            str(tmp_path / "o"), "--resamples", "200", "--no-publish",
+                            "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["headline"] == "ReLU'(0) changed nothing here: 12/12 pairs bitwise identical"
+    assert payload["no_kink"].startswith("No kink hit: these 24 completed trials")
+    assert payload["importances"] == {} and "all 12 pairs" in payload["importance_note"]
+    assert [g["n_identical_pairs"] for g in payload["groups"]] == [6, 6]
+    assert payload["published"] is None and len(payload["files"]) == 2

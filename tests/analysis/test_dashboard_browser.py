@@ -2,15 +2,16 @@
 
 The study's trials are run by the real worker with a fake training function (no data, no
 torch work), so the user attributes are exactly those the objective records. Then
-``python -m hpo compare CONFIG`` saves its verdicts as the study's note and its HTML report as
-a study artifact, and the dashboard runs as ``python -m hpo dashboard CONFIG`` on a free port
-bound to 127.0.0.1, serving the same artifact folder.
+``python -m hpo compare CONFIG`` draws its charts on the study page, saves its verdicts as the
+study's note and its HTML report as a study artifact, and the dashboard runs as
+``python -m hpo dashboard CONFIG`` on a free port bound to 127.0.0.1, serving the same
+artifact folder; a second ``hpo compare`` leaves as many charts and artifacts.
 
 Needs Playwright (``pip install -e ".[test]"``) and Debian's Chromium at /usr/bin/chromium
 (Playwright's own browser download is not used). Skipped when either is missing, unless the
 environment variable CI is set: then it fails, so CI can never pass without running it.
-A screenshot of the trial page is saved in the test's tmp dir and copied to
-``$HPO_SCREENSHOT_DIR`` when that is set.
+Screenshots of the study page and the trial page are saved in the test's tmp dir and copied
+to ``$HPO_SCREENSHOT_DIR`` when that is set.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from hpo.analysis.publish import IMPORTANCE_PANEL_LINE
+from hpo.analysis.report import GRAPH_IDS
 from hpo.config.study import load_study_config
 from hpo.engine.result import TrainResult
 from hpo.storage.rdb import make_storage
@@ -138,13 +141,19 @@ def _hpo(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def compared(study_config, tmp_path) -> Path:
-    """``hpo compare CONFIG``: the note and the report artifact (artifacts/ beside study.db)."""
-    done = _hpo("compare", str(study_config), "--output", str(tmp_path / "results"),
+def _compare(config: Path, tmp_path: Path) -> str:
+    """``hpo compare CONFIG``: charts, note and report artifact (artifacts/ beside study.db)."""
+    done = _hpo("compare", str(config), "--output", str(tmp_path / "results"),
                 "--resamples", "200", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"in {tmp_path / 'artifacts'}/" in done.stdout, done.stdout
+    return done.stdout
+
+
+@pytest.fixture
+def compared(study_config, tmp_path) -> Path:
+    """The study after one ``hpo compare``."""
+    assert "(new) in" in _compare(study_config, tmp_path)
     return study_config
 
 
@@ -208,6 +217,15 @@ def test_dashboard_shows_the_study_and_trial_attributes(
     visible(page.get_by_text(re.compile(rf"^{re.escape(NAME)} \(id=\d+\)$")))  # app bar
     study_id = int(page.url.rsplit("/", 1)[1])
 
+    # hpo compare's charts are drawn on the study page under their ids: plotly rendered them.
+    charts = page.locator('[id^="user-defined-plot:"]')
+    expect(charts).to_have_count(len(GRAPH_IDS), timeout=UI_TIMEOUT_MS)
+    paired = page.locator(f'[id="user-defined-plot:{GRAPH_IDS[0]}"]')
+    visible(paired.locator(".main-svg").first)
+    visible(paired.get_by_text("Paired difference, tuned minus default", exact=False).first)
+    kinks = page.locator(f'[id="user-defined-plot:{GRAPH_IDS[1]}"]')
+    visible(kinks.get_by_text("Kink hits per trial", exact=False).first)
+
     # The objective carries the metric's name, and hpo compare's report is a study artifact
     # that the dashboard serves byte for byte.
     visible(page.get_by_text("val_accuracy", exact=True).first)
@@ -215,20 +233,33 @@ def test_dashboard_shows_the_study_and_trial_attributes(
     visible(page.get_by_text("Study Artifacts", exact=True))
     visible(page.get_by_text(f"compare_{NAME}.html", exact=True))
     storage = make_storage(load_study_config(study_config).storage)
-    (meta,) = optuna.artifacts.get_all_artifact_meta(
-        optuna.load_study(study_name=NAME, storage=storage))
+    study = optuna.load_study(study_name=NAME, storage=storage)
+    (meta,) = optuna.artifacts.get_all_artifact_meta(study)
     served = page.request.get(f"{dashboard}/artifacts/{study_id}/{meta.artifact_id}")
     assert served.ok
     assert served.body() == (tmp_path / "results" / f"compare_{NAME}.html").read_bytes()
 
-    # hpo compare's verdicts are the study's note.
+    # hpo compare's verdicts are the study's note, the verdict first.
     page.get_by_role("link", name="Note").click()
     visible(page.get_by_role("heading", name=f"hpo compare: {NAME}"))
-    visible(page.get_by_text(re.compile(re.escape(VERDICT))))
+    visible(page.get_by_text(re.compile(re.escape(VERDICT))).first)
     visible(page.get_by_text(re.compile(r"2 pairs, 0 bitwise identical \(same params_sha256\)")))
     visible(page.get_by_text(re.compile(re.escape(f"study artifact compare_{NAME}.html (id "
                                                   f"{meta.artifact_id})"))))
+    visible(page.get_by_text(IMPORTANCE_PANEL_LINE.split(" (")[0], exact=False))
+
+    # A second hpo compare replaces the charts, the note and the report: nothing piles up.
+    assert f"{meta.artifact_id} (replaced) in" in _compare(study_config, tmp_path)
+    assert optuna.artifacts.get_all_artifact_meta(study) == [meta]
+    assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [meta.artifact_id]
     page.get_by_role("link", name="History").click()
+    page.reload()
+    expect(charts).to_have_count(len(GRAPH_IDS), timeout=UI_TIMEOUT_MS)
+    visible(paired.get_by_text("Paired difference, tuned minus default", exact=False).first)
+    visible(page.get_by_text(f"compare_{NAME}.html", exact=True))
+    assert page.get_by_text(f"compare_{NAME}.html", exact=True).count() == 1
+    shot = tmp_path / "dashboard_study.png"
+    page.screenshot(path=str(shot), full_page=True)
 
     # Trial list: the count above the list, one button per trial.
     page.get_by_role("link", name="Trials (List)").click()
@@ -256,10 +287,11 @@ def test_dashboard_shows_the_study_and_trial_attributes(
     # The attribute box scrolls (150 px); bring test_accuracy to its bottom edge so the
     # screenshot shows it together with kink_hits a few lines above.
     test_accuracy.evaluate("e => e.scrollIntoView({block: 'nearest'})")
-    shot = tmp_path / "dashboard_trial.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 0
-    if os.environ.get("HPO_SCREENSHOT_DIR"):
-        target = Path(os.environ["HPO_SCREENSHOT_DIR"])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, target / shot.name)
+    trial_shot = tmp_path / "dashboard_trial.png"
+    page.screenshot(path=str(trial_shot), full_page=True)
+    for done in (shot, trial_shot):
+        assert done.stat().st_size > 0
+        if os.environ.get("HPO_SCREENSHOT_DIR"):
+            target = Path(os.environ["HPO_SCREENSHOT_DIR"])
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(done, target / done.name)

@@ -1,18 +1,21 @@
-"""``hpo compare``'s answer on the study: the note, the report artifact, the metric name."""
+"""The answer on the study page: charts, the note, the report artifact (replaced, never piled
+up), the metric name; ``publish_answer`` for any command, ``publish`` for ``hpo compare``."""
 
 from __future__ import annotations
 
 import warnings
 
 import optuna
+import plotly.graph_objects as go
 import pytest
 from optuna_dashboard import get_note
 
 from hpo.analysis.compare import compare_study
-from hpo.analysis.publish import note_markdown, publish
-from hpo.analysis.report import write_report
+from hpo.analysis.publish import IMPORTANCE_PANEL_LINE, note_markdown, publish, publish_answer
+from hpo.analysis.report import GRAPH_IDS, write_report
 from hpo.errors import UsageError
 from hpo.storage.artifacts import ENV_VAR
+from hpo.storage.rdb import make_storage
 from hpo.study.create import load_study
 from tests.analysis._studies import StudyBuilder, run_compare_cli
 
@@ -37,7 +40,23 @@ def metric_names(study):
         return study.metric_names
 
 
-def test_publish_uploads_the_report_then_saves_the_note_and_names_the_metric(tmp_path):
+def storage_of(study):
+    storage = make_storage(study.user_attrs["hpo_config"]["storage"])
+    return storage, storage.get_study_id_from_name(study.study_name)
+
+
+def graph_ids(study):
+    """The ids of the charts optuna-dashboard draws on the study page (its study system
+    attrs ``dashboard:plot_data:<id>:<chunk>``)."""
+    storage, study_id = storage_of(study)
+    keys = storage.get_study_system_attrs(study_id)
+    return sorted({k.split(":", 2)[2].rsplit(":", 1)[0] for k in keys
+                   if k.startswith("dashboard:plot_data:")})
+
+
+def test_publish_draws_the_charts_stores_the_report_saves_the_note_and_names_the_metric(
+    tmp_path,
+):
     b = identical_study(tmp_path)
     study, cfg = load_study("same", b.url)
     assert metric_names(study) is None  # built without hpo create: an older study
@@ -45,20 +64,61 @@ def test_publish_uploads_the_report_then_saves_the_note_and_names_the_metric(tmp
     html = write_report(c, tmp_path / "out")[-1]
     done = publish(c, study, cfg, html, b.url)
     assert done.artifact_dir == tmp_path / "artifacts"  # beside studies.db
+    assert done.graph_object_ids == GRAPH_IDS and not done.replaced
+    assert graph_ids(study) == sorted(GRAPH_IDS)
     (meta,) = optuna.artifacts.get_all_artifact_meta(study)
     assert (meta.artifact_id, meta.filename, meta.mimetype) == (
         done.artifact_id, "compare_same.html", "text/html")
     assert (done.artifact_dir / meta.artifact_id).read_bytes() == html.read_bytes()
     note = get_note(study)
     assert note == done.note
-    assert "**ReLU'(0) changed nothing here: 3/3 pairs bitwise identical**" in note
+    assert note.splitlines()[0] == "**ReLU'(0) changed nothing here: 3/3 pairs bitwise identical**"
     assert "- **fc/mnist/float32/relu**: insufficient evidence" in note
     assert f"study artifact `compare_same.html` (id {meta.artifact_id})" in note
+    assert IMPORTANCE_PANEL_LINE in note
     assert metric_names(study) == ["val_accuracy"]
-    # a second run replaces the note and adds one artifact
-    publish(c, study, cfg, html, b.url)
-    assert len(optuna.artifacts.get_all_artifact_meta(study)) == 2
+
+    # a second run replaces the note, the charts and the report: nothing piles up
+    html.write_text("<html>second</html>")
+    again = publish(c, study, cfg, html, b.url)
+    assert again.replaced and again.artifact_id == meta.artifact_id
+    assert optuna.artifacts.get_all_artifact_meta(study) == [meta]
+    assert (done.artifact_dir / meta.artifact_id).read_text() == "<html>second</html>"
+    assert sorted(p.name for p in done.artifact_dir.iterdir()) == [meta.artifact_id]
+    assert graph_ids(study) == sorted(GRAPH_IDS)
     assert get_note(study).count("## hpo compare: same") == 1
+
+
+def test_publish_answer_is_generic_and_checks_ids_before_writing(tmp_path):
+    """What the reproductions call: any figures and note; no report, no artifact folder."""
+    b = identical_study(tmp_path)
+    fig = go.Figure(go.Bar(x=["ours", "published"], y=[1.0, 2.0]))
+    with pytest.raises(ValueError, match="not letters"):
+        publish_answer(b.study, note="v", figures={"bad id": fig}, report=None, url=b.url)
+    assert get_note(b.study) == "" and graph_ids(b.study) == []
+    done = publish_answer(b.study, note="verdict: ours beside published\nmore",
+                          figures={"hpo-reproduce-x": fig}, report=None, url=b.url)
+    assert done.artifact_id is None and done.graph_object_ids == ("hpo-reproduce-x",)
+    assert get_note(b.study).splitlines()[0] == "verdict: ours beside published"
+    assert graph_ids(b.study) == ["hpo-reproduce-x"]
+    assert not (tmp_path / "artifacts").exists()
+    assert optuna.artifacts.get_all_artifact_meta(b.study) == []
+
+
+def test_an_artifact_deleted_in_the_dashboard_does_not_break_the_next_publish(tmp_path):
+    """optuna-dashboard deletes an artifact by writing JSON null over its metadata, which
+    optuna.artifacts.get_all_artifact_meta cannot read; the report is then uploaded anew."""
+    b = identical_study(tmp_path)
+    study, cfg = load_study("same", b.url)
+    c = compare_study(study, cfg, n_resamples=200)
+    html = write_report(c, tmp_path / "out")[-1]
+    first = publish(c, study, cfg, html, b.url)
+    storage, study_id = storage_of(study)  # what the dashboard's DELETE does:
+    storage.set_study_system_attr(study_id, f"artifacts:{first.artifact_id}", "null")
+    (first.artifact_dir / first.artifact_id).unlink()
+    again = publish(c, study, cfg, html, b.url)
+    assert not again.replaced and again.artifact_id != first.artifact_id
+    assert (again.artifact_dir / again.artifact_id).read_bytes() == html.read_bytes()
 
 
 def test_note_lists_importances_and_platform_warnings(tmp_path):
@@ -96,8 +156,8 @@ def test_cli_publishes_into_the_folder_given_and_no_publish_writes_nothing(tmp_p
                      "--resamples", "200", "--artifacts", str(folder)]) == 0
     out = capsys.readouterr().out
     (meta,) = optuna.artifacts.get_all_artifact_meta(b.study)
-    assert (f"saved the verdicts as the study's note and compare_same.html as study artifact "
-            f"{meta.artifact_id} in {folder}/") in out
+    assert (f"saved the verdicts as the study's note, 2 charts on the study page and "
+            f"compare_same.html as study artifact {meta.artifact_id} (new) in {folder}/") in out
     assert "ReLU'(0) changed nothing here: 3/3 pairs bitwise identical" in out
     assert (folder / meta.artifact_id).is_file()
 

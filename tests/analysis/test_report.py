@@ -107,3 +107,22 @@ def test_a_study_where_nothing_changed_says_so_in_the_html(tmp_path):
     assert "3 pairs, 3 bitwise identical (same params_sha256); 0 kink hits per trial" in text
     assert "(Optuna, one point per pair)" not in text  # no importance plot
     assert "all 3 pairs are bitwise identical" in text
+
+
+def test_dashboard_figures_are_the_paired_difference_and_the_kink_hits_under_stable_ids(
+    comparison,
+):
+    from hpo.analysis.report import GRAPH_IDS, dashboard_figures
+
+    c = comparison
+    figs = dashboard_figures(c)
+    assert tuple(figs) == GRAPH_IDS
+    paired, hits = figs.values()
+    mean = paired.data[0]
+    assert list(mean.y) == [g.paired.mean_diff for g in c.groups]
+    assert list(mean.error_y.array) == pytest.approx(
+        [g.paired.ci_high - g.paired.mean_diff for g in c.groups])
+    assert c.groups[0].paired.verdict.split(" (")[0] in paired.layout.title.text
+    recorded = sorted((r.number, r.kink_hits) for r in c.records if r.complete)
+    drawn = sorted(p for t in hits.data for p in zip(t.x, t.y, strict=True))
+    assert drawn == recorded

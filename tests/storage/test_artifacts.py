@@ -13,6 +13,7 @@ from hpo.storage.artifacts import (
     ENV_VAR,
     artifact_dir,
     open_artifact_store,
+    replace_study_file,
     upload_study_file,
 )
 
@@ -74,3 +75,29 @@ def test_the_check_makes_nothing_and_names_a_file_in_the_way(tmp_path):
     (tmp_path / "a").write_text("x")
     with pytest.raises(UsageError, match=r"cannot be made: '.*/a' is a file; fix: pass "):
         check_artifact_dir(url)
+
+
+def test_replace_overwrites_the_artifacts_of_that_name_in_place(tmp_path):
+    """Two reports piled up by an older version: both take the new content, none is added;
+    another file name is left alone; a new name is uploaded."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    store = open_artifact_store(url, create=True)
+    report, other = tmp_path / "report.html", tmp_path / "other.csv"
+    report.write_text("old")
+    other.write_text("a,b")
+    old = {upload_study_file(store, study, report, mimetype="text/html") for _ in range(2)}
+    kept = upload_study_file(store, study, other)
+    report.write_text("new")
+    artifact_id, replaced = replace_study_file(store, study, report, url, mimetype="text/html")
+    assert replaced and artifact_id in old
+    metas = optuna.artifacts.get_all_artifact_meta(study)
+    assert len(metas) == 3
+    assert {m.artifact_id for m in metas} == old | {kept}
+    folder = tmp_path / "artifacts"
+    assert [(folder / i).read_text() for i in sorted(old)] == ["new", "new"]
+    assert (folder / kept).read_text() == "a,b"
+    fresh = tmp_path / "fresh.html"
+    fresh.write_text("x")
+    new_id, replaced = replace_study_file(store, study, fresh, url, mimetype="text/html")
+    assert not replaced and new_id not in old | {kept}
