@@ -33,6 +33,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "diverge": ("hpo.analysis.diverge", "run_divergence"),
     # hpo reproduce section3: the paper's Section 3 as a study, and its report
     "reproduce_section3": ("hpo.analysis.api", "reproduce_section3"),
+    # hpo reproduce section4: the paper's CIFAR10/SVHN protocols as studies, beside its numbers
+    "reproduce_section4": ("hpo.analysis.reproduce.section4", "reproduce_section4"),
+    # hpo reproduce epfl-*: the EPFL reproduction's experiments, beside its numbers
+    "reproduce_epfl_fc": ("hpo.analysis.reproduce.epfl_fc", "reproduce_epfl_fc"),
+    "reproduce_epfl_hpo": ("hpo.analysis.reproduce.epfl_hpo", "reproduce_epfl_hpo"),
     # hpo train: one training run
     "train": ("hpo.engine.train", "train"),
     # the settings of one training run, and of a study

@@ -18,9 +18,11 @@ import pandas as pd
 from hpo.analysis.best_per import best_per_value
 from hpo.analysis.compare import StudyComparison, compare_study
 from hpo.analysis.export import export_all, trials_frame, write_frame
-from hpo.analysis.publish import Published, publish
+from hpo.analysis.publish import Published, publish, publish_reproduction
 from hpo.analysis.report import write_report
 from hpo.analysis.reproduce.section3 import Section3Report, build_report
+from hpo.analysis.reproduce.section3 import figures as section3_figures
+from hpo.analysis.reproduce.section3 import note_markdown as section3_note
 from hpo.analysis.reproduce.section3 import write_report as write_section3
 from hpo.config.reproduce.section3 import PRECISIONS, plan, section3_config
 from hpo.config.study import StudyConfig
@@ -169,4 +171,7 @@ def reproduce_section3(
                     data_dir=data_dir, debug=debug, announce=announce, summary=summary)
     # The workers' own record when they stored one on their trials, else this process's.
     report = build_report(run.study, p, platform=platform_record())
-    return Section3Run(report, run, write_section3(report, output))
+    files = write_section3(report, output)
+    publish_reproduction([run.study], note=section3_note(report), figures=section3_figures(report),
+                         files=files, url=cfg.storage)
+    return Section3Run(report, run, files)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from hpo.storage.artifacts import open_artifact_store, replace_study_file
 from hpo.study.create import name_metric
 
 __all__ = [
+    "publish_reproduction",
     "IMPORTANCE_PANEL_LINE",
     "Published",
     "note_markdown",
@@ -152,3 +153,15 @@ def publish(
     if name_metric(study, cfg):
         logger.info("study %s: named its objective %s", c.study, cfg.metric)
     return done
+
+
+def publish_reproduction(
+    studies: Sequence[optuna.Study], *, note: str, figures: Mapping[str, go.Figure],
+    files: Sequence[Path], url: str, artifact_dir: str | Path | None = None,
+) -> list[Published]:
+    """An ``hpo reproduce`` report on the study page of each of ``studies``: its charts
+    (ours beside the published numbers, under stable ids), its note and its HTML report
+    (the ``.html`` of ``files``), replaced on a re-run like :func:`publish_answer`'s."""
+    html = next((Path(f) for f in files if Path(f).suffix == ".html"), None)
+    return [publish_answer(study, note=note, figures=figures, report=html, url=url,
+                           artifact_dir=artifact_dir) for study in studies]

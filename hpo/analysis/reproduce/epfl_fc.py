@@ -30,6 +30,7 @@ from plotly.subplots import make_subplots
 from scipy import stats as sps
 
 from hpo.analysis.hints import no_kink_line
+from hpo.analysis.publish import publish_reproduction
 from hpo.analysis.report import html_page, html_table
 from hpo.analysis.stats import paired_test
 from hpo.config.reproduce.epfl_fc import (
@@ -597,4 +598,7 @@ def reproduce_epfl_fc(
     run = run_study(cfg, workers=workers, storage=cfg.storage, log_dir=log_dir,
                     data_dir=data_dir, debug=debug, announce=announce, summary=summary)
     report = build_report(run.study, p, platform=platform_record())
-    return EpflFcRun(report, run, write_report(report, output))
+    files = write_report(report, output)
+    publish_reproduction([run.study], note=note_markdown(report), figures=figures(report),
+                         files=files, url=cfg.storage)
+    return EpflFcRun(report, run, files)

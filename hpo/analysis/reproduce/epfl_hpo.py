@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 
 from hpo.analysis.compare import NothingToCompareError, compare_study
+from hpo.analysis.publish import publish_reproduction
 from hpo.analysis.report import html_page, html_table
 from hpo.analysis.report import write_report as write_compare
 from hpo.config.reproduce.epfl_hpo import MODELS, EpflHpoPlan, epfl_hpo_config, plan
@@ -438,4 +439,7 @@ def reproduce_epfl_hpo(
         runs.append(run)
         studies[(model, variant)] = (run.study, run.config)
     report, compare_files = build_report(studies, p, platform=platform_record(), out=output)
-    return EpflHpoRun(report, runs, [*write_report(report, output), *compare_files])
+    files = write_report(report, output)
+    publish_reproduction([run.study for run in runs], note=note_markdown(report),
+                         figures=figures(report), files=files, url=url)
+    return EpflHpoRun(report, runs, [*files, *compare_files])

@@ -33,7 +33,9 @@ __all__ = [
     "Section3Report",
     "binomial_ci",
     "build_report",
+    "figures",
     "format_text",
+    "note_markdown",
     "paper_counts",
     "write_report",
 ]
@@ -231,6 +233,22 @@ def _figure(r: Section3Report, sweep: str) -> go.Figure:
     fig.update_layout(title=f"{sweep} sweep: ours (95% {_INTERVAL_METHOD}) vs the paper",
                       height=380)
     return fig
+
+
+def figures(r: Section3Report) -> dict[str, go.Figure]:
+    """The dashboard's charts: one per sweep, ours beside the paper's, under stable ids."""
+    return {f"section3-{sweep}": _figure(r, sweep) for sweep in r.plan.sweeps}
+
+
+def note_markdown(r: Section3Report) -> str:
+    """The study note: first line the verdict (how many cells agree with the paper)."""
+    known = [c for c in r.cells if c.paper_fraction is not None and c.ci_low is not None]
+    inside = [c for c in known if c.ci_low <= c.paper_fraction <= c.ci_high]
+    lines = [f"**Section 3: the paper's fraction lies inside our 95% interval in {len(inside)}"
+             f" of {len(known)} cells ({r.trials_complete}/{r.trials_total} trials complete)."
+             "**", "", f"## hpo reproduce section3: {r.study}", "", "```", *format_text(r),
+             "```", "", f"Paper: {_PAPER_SOURCE}."]
+    return "\n".join(lines) + "\n"
 
 
 def write_report(r: Section3Report, out_dir: str | Path = "results") -> list[Path]:

@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 from scipy import stats
 
+from hpo.analysis.publish import publish_reproduction
 from hpo.analysis.report import html_page, html_table
 from hpo.config.reproduce.section4 import (
     PROTOCOLS,
@@ -439,4 +440,7 @@ def reproduce_section4(
             break
     ran = Section4Plan(p.protocols[:len(runs)], p.seeds, p.quick, p.epochs, p.subsets)
     report = build_report([run.study for run in runs], ran, platform=platform_record())
-    return Section4Run(report, runs, write_report(report, output))
+    files = write_report(report, output)
+    publish_reproduction([run.study for run in runs], note=note_markdown(report),
+                         figures=figures(report), files=files, url=url)
+    return Section4Run(report, runs, files)
