@@ -34,7 +34,7 @@ class EpflVolume(Command):
         p.add_argument("--inits", type=int_arg, metavar="K",
                        help="initialisations per cell (default 100, theirs; --quick: 6)")
         p.add_argument("--quick", action="store_true",
-                       help="7 cells (each sweep's ends), 6 inits, the first 10000 images per "
+                       help="7 cells (each sweep's ends), 6 inits, the first 5000 images per "
                        "pass: a sanity run of under 10 minutes on 2 CPU cores, NOT their "
                        "protocol (the study name and the report say so)")
         p.add_argument("--workers", type=int_arg, default=1, metavar="N",

@@ -395,7 +395,7 @@ def reproduce_epfl_volume(
 
     Args:
         inits: initialisations per cell (default 100; ``quick``: 6).
-        quick: 7 cells, 6 inits, the first 10,000 images per pass (not their protocol).
+        quick: 7 cells, 6 inits, the first 5,000 images per pass (not their protocol).
         images, sweeps: fewer images per pass / other sweep values (tests, custom runs).
     """
     from hpo.engine.numerics.platform import platform_record

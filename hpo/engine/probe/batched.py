@@ -146,7 +146,8 @@ def _probe_accumulated(
     mini-batches (as ``.grad`` accumulates) and the two alphas' sums compared by value after
     each one, ``(a - b).abs().sum() != 0``. A mini-batch without a kink adds the same
     gradient to both sums, so sums equal in value stay equal: a no-grad pass finds each
-    init's kinked mini-batches, and only inits with one replay the sums up to their last."""
+    init's kinked mini-batches, and only inits with one replay the sums up to their last
+    (so a sum overflowing to inf or NaN, which their test counts, is seen only there)."""
     kinks = torch.zeros(len(alive), len(batches), dtype=torch.bool)
     for b, idx in enumerate(batches):
         xb, yb = _batch(spec, x, y, idx)

@@ -30,9 +30,9 @@ def test_the_full_plan_is_their_notebook() -> None:
 
 def test_quick_says_so_and_is_smaller() -> None:
     p = plan(quick=True)
-    assert p.name == "epfl-volume-quick-k6-images10000"
+    assert p.name == "epfl-volume-quick-k6-images5000"
     cells = p.cells()
-    assert len(cells) == 7 and cells["L1-n32-b256"]["train_subset"] == 10000
+    assert len(cells) == 7 and cells["L1-n32-b256"]["train_subset"] == 5000
     assert "train_subset" not in cells["L3-n32-b64-s10000"]  # drawn from all 60000
     assert plan(precisions=("float64", "float32")).precisions == ("float32", "float64")
 
