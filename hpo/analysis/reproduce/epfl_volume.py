@@ -144,9 +144,9 @@ class EpflVolumeReport:
                 theirs = (sum(c.their_bifurcated for c in tested)
                           / sum(c.their_inits for c in tested))
                 text += f", theirs {theirs:.0%}; {same}/{len(tested)} cells agree"
-            missing = len(rows) - len(tested)
-            if missing:
-                text += f" ({missing} without a count of theirs)"
+            unmeasured = sum(c.their_measured is False for c in rows)
+            if unmeasured:
+                text += f" ({unmeasured} of theirs never measured)"
             parts.append(text)
         head = "epfl-volume" + (" QUICK (not their protocol: " + self._quick_text() + ")"
                                 if self.plan.quick or self.plan.images else "")
