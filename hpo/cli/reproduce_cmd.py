@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from hpo.cli.base import Command, int_arg
 from hpo.cli.reproduce_epfl import EpflFc, EpflHpo
+from hpo.cli.reproduce_epfl_volume import EpflVolume
 from hpo.cli.reproduce_section4 import Section4
 from hpo.errors import UsageError
 
@@ -94,6 +95,7 @@ class Reproduce(Command):
         "section4": Section4,
         "epfl-fc": EpflFc,
         "epfl-hpo": EpflHpo,
+        "epfl-volume": EpflVolume,
     }
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:

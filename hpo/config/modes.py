@@ -44,11 +44,18 @@ METRICS = {
     "probe": ("bifurcated_fraction", "hazard_per_batch"),
 }
 BASELINE_MODES = ("fixed", "paired")
-PROBE_KEYS = ("inits", "alphas", "compare", "train_set")
+PROBE_KEYS = ("inits", "alphas", "compare", "train_set", "accumulate", "sample_size", "shuffle",
+              "loss_dtype")
 PROBE_COMPARE = ("first", "first_weight", "all")
 # split: hpo train's training split (val_size held out); all: every training image
 PROBE_TRAIN_SETS = ("split", "all")
-PROBE_DEFAULTS = {"inits": 4, "alphas": (0.0, 1.0), "compare": "first", "train_set": "split"}
+# float32: the loss from float32 logits (the training loop); param: in the model's dtype
+PROBE_LOSS_DTYPES = ("float32", "param")
+# accumulate / sample_size / shuffle / loss_dtype: the EPFL volume notebook's protocol
+# (hpo.engine.probe.bifurcation.run_probe); the defaults are the probe's own.
+PROBE_DEFAULTS = {"inits": 4, "alphas": (0.0, 1.0), "compare": "first", "train_set": "split",
+                  "accumulate": False, "sample_size": None, "shuffle": True,
+                  "loss_dtype": "float32"}
 
 
 def check_objective(c: Checker, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,6 +117,13 @@ def _probe(c: Checker, block: Any) -> dict[str, Any]:
     out["alphas"] = pair
     out["compare"] = c.choice(out["compare"], "probe.compare", PROBE_COMPARE)
     out["train_set"] = c.choice(out["train_set"], "probe.train_set", PROBE_TRAIN_SETS)
+    for key in ("accumulate", "shuffle"):
+        if not isinstance(out[key], bool):
+            raise c.error(f"probe.{key}", "not a boolean", out[key], "true or false",
+                          "write true or false")
+    if out["sample_size"] is not None:
+        out["sample_size"] = c.integer(out["sample_size"], "probe.sample_size", 1)
+    out["loss_dtype"] = c.choice(out["loss_dtype"], "probe.loss_dtype", PROBE_LOSS_DTYPES)
     return out
 
 

@@ -98,6 +98,11 @@ class ProbeConfig:
     compare: str = "first"
     # stored only when set: records written before it existed stay equal
     train_set: str = stored("split", omit=lambda p: p.train_set == "split")
+    # the EPFL volume protocol (hpo.engine.probe.bifurcation.run_probe), stored only when set
+    accumulate: bool = stored(False, omit=lambda p: not p.accumulate)
+    sample_size: int | None = stored(None, omit=lambda p: p.sample_size is None)
+    shuffle: bool = stored(True, omit=lambda p: p.shuffle)
+    loss_dtype: str = stored("float32", omit=lambda p: p.loss_dtype == "float32")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ own (:func:`probe_attrs`); nothing is reported per step, so nothing is pruned.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,9 +28,12 @@ if TYPE_CHECKING:
     from hpo.engine.probe.bifurcation import ProbeResult
     from hpo.engine.spec import TrainSpec
 
-__all__ = ["ProbeFn", "ProbeObjective", "probe_attrs"]
+__all__ = ["CELL_PROBE_KEYS", "ProbeFn", "ProbeObjective", "probe_attrs"]
 
 log = logging.getLogger(__name__)
+
+#: Probe options a study's cell may set (hpo.config.reproduce.epfl_volume's sample sweep).
+CELL_PROBE_KEYS = ("sample_size",)
 
 #: ``run_probe(spec, *, inits, alphas, compare, data_dir, train_set) -> ProbeResult``.
 ProbeFn = Callable[..., "ProbeResult"]
@@ -38,7 +42,8 @@ ProbeFn = Callable[..., "ProbeResult"]
 def probe_attrs(result: ProbeResult, spec: TrainSpec) -> dict[str, Any]:
     """The user attributes of one probe trial (JSON-safe): the probe's measurements,
     ``samples_to_bifurcation`` as one JSON string (a list per init), the precision, device,
-    torch version, wall time, ``platform`` (one dict) and ``hpo_seed``."""
+    torch version, wall time, ``platform`` (one dict), ``hpo_seed`` and the EPFL-protocol
+    options that differ from the defaults."""
     attrs = {
         "hpo_seed": spec.seed,
         "hpo_baseline": False,
@@ -65,8 +70,18 @@ def probe_attrs(result: ProbeResult, spec: TrainSpec) -> dict[str, Any]:
         "torch_version": result.torch_version,
         "wall_time_s": float(result.wall_time_s),
         "platform": dict(result.platform),
+        **_protocol(result),  # only where set: other probe studies keep their columns
     }
     return {key: json_safe(value) for key, value in attrs.items()}
+
+
+def _protocol(probe: Any) -> dict[str, Any]:
+    """The EPFL-protocol options that differ from the probe's defaults (a study that sets
+    none calls ``probe_fn`` exactly as before)."""
+    defaults = {"accumulate": False, "sample_size": None, "shuffle": True,
+                "loss_dtype": "float32"}
+    return {k: getattr(probe, k) for k, v in defaults.items()
+            if getattr(probe, k, v) != v}
 
 
 class ProbeObjective:
@@ -111,11 +126,22 @@ class ProbeObjective:
 
     def spec_for(self, trial: optuna.trial.BaseTrial) -> TrainSpec:
         """The probed settings: ``train:`` plus the trial's parameters."""
-        return self.cfg.train_spec(suggest_params(trial, self.cfg.search_space))
+        return self._split(suggest_params(trial, self.cfg.search_space))[0]
+
+    def _split(self, params: dict[str, Any]) -> tuple[TrainSpec, dict[str, Any]]:
+        """The spec, and the probe options the trial's cell sets (``sample_size``: the
+        EPFL sample-size sweep), which go to the probe instead of the spec."""
+        cells = self.cfg.cells or {}
+        settings = dict(cells.get(params.get("cell"), {}))
+        own = {k: settings.pop(k) for k in CELL_PROBE_KEYS if k in settings}
+        if not own:
+            return self.cfg.train_spec(params), {}
+        rest = {k: v for k, v in params.items() if k != "cell"}
+        return self.cfg.train_spec({**rest, **settings}), own
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
-        spec = self.spec_for(trial)
-        probe = self.cfg.probe
+        spec, own = self._split(suggest_params(trial, self.cfg.search_space))
+        probe = dataclasses.replace(self.cfg.probe, **own)
         result = self.probe_fn(
             spec,
             inits=probe.inits,
@@ -123,6 +149,7 @@ class ProbeObjective:
             compare=probe.compare,
             data_dir=self.data_dir,
             train_set=probe.train_set,
+            **_protocol(probe),
         )
         set_user_attrs(trial, probe_attrs(result, spec))
         value = float(getattr(result, self.cfg.metric))

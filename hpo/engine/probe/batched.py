@@ -67,7 +67,8 @@ def run(
         built = time.perf_counter()
         layers = _stack(spec, ids.tolist(), precision, device, init_models, tracker.alphas)
         tracker.result.init_time_s += time.perf_counter() - built
-        _probe_group(spec, layers, ids, x, y, batches, acts, tracker)
+        probe = _probe_accumulated if tracker.accumulate else _probe_group
+        probe(spec, layers, ids, x, y, batches, acts, tracker)
 
 
 def _activation(spec: TrainSpec, alpha: float) -> nn.Module:
@@ -113,7 +114,8 @@ def _probe_group(
         kinked = hit.nonzero().flatten()
         gone = kinked[:0]
         if len(kinked):
-            grads = [_grads(layers, kinked, xb, yb, act, compared, weight_only) for act in acts]
+            grads = [_grads(layers, kinked, xb, yb, act, compared, weight_only,
+                            tracker.loss_dtype) for act in acts]
             differs = torch.zeros(len(kinked), dtype=torch.bool, device=xb.device)
             for ga, gb in zip(*grads):
                 differs |= (_bits(ga) != _bits(gb)).flatten(1).any(1)
@@ -134,6 +136,89 @@ def _probe_group(
                 return
             keep = keep.to(xb.device)
             layers = [(w[keep], c[keep]) for w, c in layers]
+
+
+def _probe_accumulated(
+    spec: TrainSpec, layers: Layers, alive: Tensor, x: Tensor, y: Tensor,
+    batches: list[Tensor], acts: list[nn.Module], tracker: Any,
+) -> None:
+    """``accumulate``: no ``zero_grad``; each init's compared gradients are summed over the
+    mini-batches (as ``.grad`` accumulates) and the two alphas' sums compared by value after
+    each one, ``(a - b).abs().sum() != 0``. A mini-batch without a kink adds the same
+    gradient to both sums, so sums equal in value stay equal: a no-grad pass finds each
+    init's kinked mini-batches, and only inits with one replay the sums up to their last
+    (so a sum overflowing to inf or NaN, which their test counts, is seen only there)."""
+    kinks = torch.zeros(len(alive), len(batches), dtype=torch.bool)
+    for b, idx in enumerate(batches):
+        xb, yb = _batch(spec, x, y, idx)
+        kinks[:, b] = _kink_hits(layers, xb, acts[0]).cpu()
+        tracker.result.forward_flops += _flops(layers[:-1], len(alive), len(yb))
+    last = torch.where(kinks.any(1), len(batches) - 1 - kinks.flip(1).int().argmax(1), -1)
+    hit = kinks.any(1).nonzero().flatten()
+    bifurcated_at = dict(zip(hit.tolist(), _replay(
+        spec, [(w[hit], c[hit]) for w, c in layers], kinks[hit], last[hit], x, y, batches,
+        acts, tracker)))
+    for j in range(len(alive)):
+        at = bifurcated_at.get(j)
+        seen = len(batches) if at is None else at + 1
+        if at is not None:
+            tracker.bifurcated(int(alive[j]), at)
+        tracker.examined(seen, int(kinks[j, :seen].sum()))
+
+
+def _replay(
+    spec: TrainSpec, layers: Layers, kinks: Tensor, last: Tensor, x: Tensor, y: Tensor,
+    batches: list[Tensor], acts: list[nn.Module], tracker: Any,
+) -> list[int | None]:
+    """Per init with a kink: the 0-based mini-batch whose summed gradients first differ."""
+    result = tracker.result
+    compared = len(layers) if tracker.compare == "all" else 1
+    weight_only = tracker.compare == "first_weight"
+    out: list[int | None] = [None] * len(kinks)
+    alive = torch.arange(len(kinks))
+    sums: list[Tensor] | None = None
+    for b, idx in enumerate(batches[: int(last.max()) + 1 if len(last) else 0]):
+        xb, yb = _batch(spec, x, y, idx)
+        grads = _grads(layers, torch.arange(len(alive)), xb, yb, acts[0], compared,
+                       weight_only, tracker.loss_dtype)
+        new = grads if sums is None else [s + g for s, g in zip(sums, grads)]
+        differs = torch.zeros(len(alive), dtype=torch.bool)
+        for s in new:  # a NaN or inf - inf differs from itself in their test
+            differs |= _value_differs(s, s).cpu()
+        kinked = kinks[alive, b].nonzero().flatten()
+        if len(kinked):
+            other = _grads(layers, kinked.to(xb.device), xb, yb, acts[1], compared,
+                           weight_only, tracker.loss_dtype)
+            for i, (s, g) in enumerate(zip(new, other)):
+                theirs = g if sums is None else sums[i][kinked] + g
+                differs[kinked] |= _value_differs(s[kinked], theirs).cpu()
+        n = len(alive) + len(kinked)
+        result.forward_flops += n * _flops(layers, 1, len(yb))
+        result.backward_flops += n * (_flops(layers[1:], 1, len(yb))
+                                      + _flops(layers[:compared], 1, len(yb)))
+        for j in differs.nonzero().flatten().tolist():
+            out[int(alive[j])] = b
+        keep = ~differs & (last[alive] > b)  # past its last kink an init cannot differ
+        alive = alive[keep]
+        if not len(alive):
+            break
+        keep = keep.to(xb.device)
+        layers = [(w[keep], c[keep]) for w, c in layers]
+        sums = [s[keep] for s in new]
+    return out
+
+
+def _batch(spec: TrainSpec, x: Tensor, y: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+    xb = data_mod.shape_batch(
+        data_mod.gather_rows(x, idx), channels=spec.resolved_channels,
+        image_size=spec.resolved_image_size,
+    ).flatten(1)
+    return xb, y.index_select(0, idx)
+
+
+def _value_differs(a: Tensor, b: Tensor) -> Tensor:
+    """Per init (dim 0): the EPFL notebook's test ``(a - b).abs().sum() != 0``."""
+    return (a - b).abs().flatten(1).sum(1) != 0
 
 
 @torch.no_grad()
@@ -161,10 +246,11 @@ def _kink_hits(layers: Layers, xb: Tensor, act: nn.Module) -> Tensor:
 
 def _grads(
     layers: Layers, sub: Tensor, xb: Tensor, yb: Tensor, act: nn.Module, compared: int,
-    weight_only: bool = False,
+    weight_only: bool = False, loss_dtype: str = "float32",
 ) -> list[Tensor]:
     """Gradients of the first ``compared`` layers' weights and biases for inits ``sub``
-    (``weight_only``: the weights' alone)."""
+    (``weight_only``: the weights' alone); ``loss_dtype="param"``: the loss in the logits'
+    dtype instead of float32."""
     leaves = [(w[sub].requires_grad_(), c[sub].requires_grad_()) for w, c in layers]
     with torch.enable_grad():
         h = xb.expand(len(sub), *xb.shape)
@@ -173,7 +259,8 @@ def _grads(
             if i < len(leaves) - 1:
                 h = act(h)
         # The training loop's loss per init; the sum passes each loss a gradient of 1.
-        loss = sum(F.cross_entropy(h[k].float(), yb) for k in range(len(sub)))
+        cast = loss_dtype == "float32"
+        loss = sum(F.cross_entropy(h[k].float() if cast else h[k], yb) for k in range(len(sub)))
         wanted = [p for pair in leaves[:compared] for p in (pair[:1] if weight_only else pair)]
         return list(torch.autograd.grad(loss, wanted))
 

@@ -34,7 +34,15 @@ from hpo.engine.step import deterministic
 from hpo.engine.train import resolve_device
 from hpo.errors import ConfigError
 
-__all__ = ["COMPARE_MODES", "METHODS", "TRAIN_SETS", "ProbeProgress", "ProbeResult", "run_probe"]
+__all__ = [
+    "COMPARE_MODES",
+    "LOSS_DTYPES",
+    "METHODS",
+    "TRAIN_SETS",
+    "ProbeProgress",
+    "ProbeResult",
+    "run_probe",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,9 @@ METHODS = ("auto", "batched", "reference")
 # ``split``: the training split ``hpo train`` uses (``val_size`` images held out);
 # ``all``: every official training image (the paper's Section 3: all 60,000 of MNIST).
 TRAIN_SETS = ("split", "all")
+# float32: the loss from float32 logits, as the training loop; param: in the model's dtype
+# (``nn.CrossEntropyLoss()(model(x), y)`` of a ``.half()`` model, the EPFL volume notebook).
+LOSS_DTYPES = ("float32", "param")
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,10 @@ class ProbeResult:
     train_samples: int
     batches_per_epoch: int
     train_set: str = "split"  # see run_probe
+    accumulate: bool = False  # see run_probe
+    sample_size: int | None = None
+    shuffle: bool = True
+    loss_dtype: str = "float32"
     bifurcated: int = 0
     bifurcated_fraction: float = 0.0
     batches_examined: int = 0
@@ -106,6 +121,10 @@ def run_probe(
     progress: Callable[[ProbeProgress], None] | None = None,
     method: str = "auto",
     train_set: str = "split",
+    accumulate: bool = False,
+    sample_size: int | None = None,
+    shuffle: bool = True,
+    loss_dtype: str = "float32",
 ) -> ProbeResult:
     """Probe how often ReLU'(0) = ``alphas[0]`` and ``alphas[1]`` give different gradients.
 
@@ -119,18 +138,27 @@ def run_probe(
         method: ``auto``, ``batched`` or ``reference``.
         train_set: ``split`` (the training split of ``hpo train``) or ``all`` (every
             official training image).
+        accumulate: no ``zero_grad``: compare the gradients summed over the mini-batches so
+            far, by value (``(a - b).abs().sum() != 0``), after each one (batched method only).
+        sample_size: probe N images drawn with replacement from ``train_set`` (one draw
+            seeded by ``spec.split_seed``, the same for every init); None: each image once.
+        shuffle: False keeps the images in order (a DataLoader without shuffling).
+        loss_dtype: ``float32`` (from float32 logits) or ``param`` (the model's dtype).
 
     Raises ConfigError on bad arguments or settings, DataError when the data cannot be read.
     """
     started = time.perf_counter()
     alphas = _check_args(spec, inits, alphas, compare, method)
-    if train_set not in TRAIN_SETS:
-        raise ConfigError(
-            f"Unknown train_set {train_set!r}. Valid values are {list(TRAIN_SETS)}."
-        )
+    _check_protocol(train_set, sample_size, loss_dtype)
     precision = resolve_precision(spec.precision)
     if method == "auto":
         method = "batched" if probe_batched.supports(spec, precision) else "reference"
+    if accumulate and method != "batched":
+        raise ConfigError(
+            f"accumulate needs method 'batched' (model 'fc' without batch_norm, a pure "
+            f"precision), got method {method!r} for model {spec.model!r}; allowed: fc nets; "
+            "fix: drop accumulate or probe an fc net."
+        )
     elif method == "batched" and not probe_batched.supports(spec, precision):
         raise ConfigError(
             f"method 'batched' needs model 'fc' without batch_norm and a pure precision, got "
@@ -139,9 +167,11 @@ def run_probe(
         )
     device = resolve_device(spec.device)
     check_tf32_device(spec.precision, device, spec.device)
+    protocol = {"accumulate": bool(accumulate), "sample_size": sample_size,
+                "shuffle": bool(shuffle), "loss_dtype": loss_dtype}
     with numerics(spec.precision, spec.reduced_precision_reduction):
         result = _probe(spec, inits, alphas, compare, method, precision, device, data_dir,
-                        progress, started, train_set)
+                        progress, started, train_set, protocol)
     _summarise(result, spec.batch_size)
     result.wall_time_s = time.perf_counter() - started
     return result
@@ -151,16 +181,17 @@ def _probe(
     spec: TrainSpec, inits: int, alphas: tuple[float, float], compare: str, method: str,
     precision: Precision, device: torch.device, data_dir: str | os.PathLike[str] | None,
     progress: Callable[[ProbeProgress], None] | None, started: float, train_set: str,
+    protocol: dict[str, Any],
 ) -> ProbeResult:
     x, y = _training_data(spec, precision, device, data_dir, train_set)
-    n = len(y)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed)).to(device)
+    order = _order(spec, len(y), protocol["sample_size"], protocol["shuffle"]).to(device)
+    n = len(order)
     batches = [order[s : s + spec.batch_size] for s in range(0, n, spec.batch_size)]
     result = ProbeResult(
         spec=spec.to_dict(), inits=inits, alphas=alphas, compare=compare, method=method,
         train_samples=n, train_set=train_set, batches_per_epoch=len(batches),
         init_seeds=[spec.seed + k for k in range(inits)], device=str(device),
-        threads=torch.get_num_threads(), torch_version=torch.__version__,
+        threads=torch.get_num_threads(), torch_version=torch.__version__, **protocol,
     )
     result.batches_to_bifurcation = [None] * inits
     tracker = _Tracker(result, progress, started)
@@ -176,6 +207,36 @@ def _probe(
     return result
 
 
+def _order(spec: TrainSpec, n: int, sample_size: int | None, shuffle: bool) -> Tensor:
+    """The indices of one pass: each image once, shuffled by ``spec.seed`` (the default),
+    or ``sample_size`` images drawn with replacement (seeded by ``spec.split_seed``)."""
+    if sample_size is None and shuffle:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed))
+    pool = torch.arange(n)
+    if sample_size is not None:
+        draw = torch.Generator().manual_seed(spec.split_seed)
+        pool = torch.randint(n, (sample_size,), generator=draw)
+    if shuffle:
+        pool = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(spec.seed))]
+    return pool
+
+
+def _check_protocol(train_set: str, sample_size: int | None, loss_dtype: str) -> None:
+    if train_set not in TRAIN_SETS:
+        raise ConfigError(
+            f"Unknown train_set {train_set!r}. Valid values are {list(TRAIN_SETS)}."
+        )
+    if sample_size is not None and (
+        isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1
+    ):
+        raise ConfigError(f"Invalid sample_size {sample_size!r}: it must be an integer >= 1 "
+                          "(images drawn with replacement) or None (each image once).")
+    if loss_dtype not in LOSS_DTYPES:
+        raise ConfigError(
+            f"Unknown loss_dtype {loss_dtype!r}. Valid values are {list(LOSS_DTYPES)}."
+        )
+
+
 class _Tracker:
     """Collects per-init outcomes and calls the progress callback."""
 
@@ -188,6 +249,8 @@ class _Tracker:
         self.started = started
         self.compare = result.compare
         self.alphas = result.alphas
+        self.accumulate = result.accumulate
+        self.loss_dtype = result.loss_dtype
         self.total = result.inits * result.batches_per_epoch
 
     def examined(self, count: int, kinked: int = 0) -> None:

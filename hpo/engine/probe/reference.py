@@ -59,7 +59,7 @@ def reference_init(
         before = rng_state(device)  # both models must draw the same dropout masks
         for _, act in acts:
             act.reset_kink_hits()
-        grads_a = _reference_grads(models[0], compared[0], xb, yb, precision)
+        grads_a = _reference_grads(models[0], compared[0], xb, yb, precision, tracker.loss_dtype)
         # Inputs exactly on 0 are the only ones whose derivative differs (index 0 of
         # ``kinks`` is 0 for every ReLU-family activation).
         kinked = any(act.kink_hits()[0] for _, act in acts)
@@ -67,7 +67,8 @@ def reference_init(
         if kinked:
             after = rng_state(device)
             set_rng_state(device, before)
-            grads_b = _reference_grads(models[1], compared[1], xb, yb, precision)
+            grads_b = _reference_grads(models[1], compared[1], xb, yb, precision,
+                                       tracker.loss_dtype)
             set_rng_state(device, after)
             differs = any(not bitwise_equal(a, g) for a, g in zip(grads_a, grads_b))
         if differs:
@@ -103,13 +104,15 @@ def compared_params(model: nn.Module, compare: str) -> list[nn.Parameter]:
 
 
 def _reference_grads(
-    model: nn.Module, params: list[nn.Parameter], xb: Tensor, yb: Tensor, precision: Precision
+    model: nn.Module, params: list[nn.Parameter], xb: Tensor, yb: Tensor, precision: Precision,
+    loss_dtype: str = "float32",
 ) -> list[Tensor | None]:
     with _autocast(precision, xb.device):
         logits = model(xb)
     # As the training loop: cross-entropy from float32 logits, scaled as GradScaler's first
-    # step scales it, so the compared gradients are the ones training computes.
-    loss = F.cross_entropy(logits.float(), yb)
+    # step scales it, so the compared gradients are the ones training computes
+    # (``loss_dtype="param"``: in the logits' own dtype).
+    loss = F.cross_entropy(logits.float() if loss_dtype == "float32" else logits, yb)
     if precision.uses_grad_scaler:
         loss = loss * torch.amp.GradScaler(xb.device.type).get_scale()
     grads = torch.autograd.grad(loss, params, allow_unused=True)
