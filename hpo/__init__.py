@@ -38,6 +38,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     # hpo reproduce epfl-*: the EPFL reproduction's experiments, beside its numbers
     "reproduce_epfl_fc": ("hpo.analysis.reproduce.epfl_fc", "reproduce_epfl_fc"),
     "reproduce_epfl_hpo": ("hpo.analysis.reproduce.epfl_hpo", "reproduce_epfl_hpo"),
+    "reproduce_epfl_volume": ("hpo.analysis.reproduce.epfl_volume", "reproduce_epfl_volume"),
     # hpo train: one training run
     "train": ("hpo.engine.train", "train"),
     # the settings of one training run, and of a study

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 from scipy.stats import fisher_exact
 
+from hpo.analysis.publish import publish_reproduction
 from hpo.analysis.report import html_page, html_table
 from hpo.analysis.reproduce.section3 import binomial_ci
 from hpo.config.reproduce.epfl_volume import (
@@ -409,4 +410,7 @@ def reproduce_epfl_volume(
     run = run_study(cfg, workers=workers, storage=cfg.storage, log_dir=log_dir,
                     data_dir=data_dir, debug=debug, announce=announce, summary=summary)
     report = build_report(run.study, p, platform=platform_record())
-    return EpflVolumeRun(report, run, write_report(report, output))
+    files = write_report(report, output)
+    publish_reproduction([run.study], note=note_markdown(report), figures=figures(report),
+                         files=files, url=cfg.storage)
+    return EpflVolumeRun(report, run, files)
