@@ -14,6 +14,7 @@ import sys
 from typing import ClassVar
 
 from hpo.cli.base import Command, int_arg
+from hpo.cli.reproduce_epfl_initial import EpflInitial
 from hpo.errors import UsageError
 
 __all__ = ["Reproduce", "Section3"]
@@ -87,7 +88,10 @@ class Reproduce(Command):
     help = "reproduce a result of the paper as a study"
     description = ("Reproduce a measurement of Bertoin et al. (NeurIPS 2021) through the "
                    "study service (workers, resume, dashboard, export).")
-    EXPERIMENTS: ClassVar[dict[str, type[Command]]] = {"section3": Section3}
+    EXPERIMENTS: ClassVar[dict[str, type[Command]]] = {
+        "section3": Section3,
+        "epfl-initial": EpflInitial,
+    }
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         what = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT",
