@@ -196,7 +196,8 @@ def build_report(study: optuna.Study, p: EpflInitialPlan, *,
             a = t.user_attrs
             recorded = recorded or a.get("platform")
             samples = a.get("train_samples", samples)
-            wall[precision] = wall.get(precision, 0.0) + float(t.duration.total_seconds())
+            took = t.duration.total_seconds() if t.duration is not None else 0.0
+            wall[precision] = wall.get(precision, 0.0) + took
             rows += _rows(precision, alpha, a)
     return EpflInitialReport(
         study=study.study_name, plan=p, rows=rows, trials_complete=len(trials),
