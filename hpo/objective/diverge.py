@@ -206,14 +206,20 @@ def measure_pair(reference: RunTrace, spec: TrainSpec, *,
 
 def diverge_attrs(m: PairMeasure, run: TrainResult, reference: TrainResult,
                   spec: TrainSpec) -> dict[str, Any]:
-    """The user attributes of one diverge trial (JSON-safe; per-epoch lists become one
-    export column per epoch)."""
-    attrs = {
-        "hpo_seed": spec.seed, "hpo_baseline": False, "alpha": m.alpha,
-        "precision": m.precision, "l1": m.l1, "weight_sum_difference": m.weight_sum_difference,
+    """The user attributes of one diverge trial (JSON-safe). Per-epoch lists hold epochs 1
+    to E (one export column per epoch, as ``kink_hits_per_epoch``); the value at the initial
+    weights is ``<name>_initial``."""
+    per_epoch = {
+        "l1": m.l1, "weight_sum_difference": m.weight_sum_difference,
         "weight_sum_difference_native": m.weight_sum_difference_native,
         "reference_test_accuracy": m.reference_test_accuracy,
         "test_accuracy_per_epoch": m.test_accuracy,
+    }
+    attrs: dict[str, Any] = {
+        "hpo_seed": spec.seed, "hpo_baseline": False, "alpha": m.alpha,
+        "precision": m.precision,
+        **{k: v[1:] for k, v in per_epoch.items()},
+        **{f"{k}_initial": v[0] if v else None for k, v in per_epoch.items()},
         "test_accuracy": m.test_accuracy[-1] if m.test_accuracy else None,
         "reference_kink_hits": m.reference_kink_hits, "kink_hits_per_epoch": m.kink_hits,
         "kink_hits": int(sum(m.kink_hits)), "n_params": m.n_params, "n_weights": m.n_weights,

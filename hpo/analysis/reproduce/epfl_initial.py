@@ -215,6 +215,12 @@ def _rows(precision: str, alpha: float, a: Mapping[str, Any]) -> list[Row]:
     def hits(values: Sequence[int], i: int) -> int | None:
         return values[i - 1] if 0 < i <= len(values) else None
 
+    def series(name: str) -> list[Any]:  # epoch 0 (the initial weights), then 1 to E
+        return [a.get(f"{name}_initial"), *a[name]]
+
+    a = {**a, **{k: series(k) for k in (
+        "l1", "weight_sum_difference", "weight_sum_difference_native",
+        "test_accuracy_per_epoch", "reference_test_accuracy")}}
     out = []
     for e, l1 in enumerate(a["l1"]):
         out.append(Row(

@@ -38,8 +38,10 @@ def test_their_numbers_ship_with_the_file_each_came_from() -> None:
 
 def _trial(precision: str, alpha: float, l1: list, wsum: list, acc: list, ref_acc: list,
            hits: list, ref_hits: list) -> optuna.trial.FrozenTrial:
-    attrs = {"l1": l1, "weight_sum_difference": wsum, "weight_sum_difference_native": wsum,
-             "test_accuracy_per_epoch": acc, "reference_test_accuracy": ref_acc,
+    series = {"l1": l1, "weight_sum_difference": wsum, "weight_sum_difference_native": wsum,
+              "test_accuracy_per_epoch": acc, "reference_test_accuracy": ref_acc}
+    attrs = {**{k: v[1:] for k, v in series.items()},
+             **{f"{k}_initial": v[0] for k, v in series.items()},
              "kink_hits_per_epoch": hits, "reference_kink_hits": ref_hits,
              "train_samples": 6000, "platform": {"torch": "2.x"}}
     return optuna.trial.create_trial(
