@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import asdict
+from pathlib import Path
 
 import optuna
 import pytest
@@ -18,6 +21,8 @@ from hpo.analysis.reproduce.epfl_initial import (
     write_report,
 )
 from hpo.config.reproduce.epfl_initial import plan
+
+DATA = os.environ.get("HPO_DATA_DIR")
 
 
 def test_their_numbers_ship_with_the_file_each_came_from() -> None:
@@ -95,3 +100,30 @@ def test_every_output_names_the_defects_and_the_quick_protocol(report, tmp_path)
     assert csv_path.read_text().count("\n") == 1 + len(report.rows)
     page = html_path.read_text()
     assert "bfloat16 (torch.set_default_dtype" in page and 'src="https://cdn' not in page
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA or not (Path(DATA) / "MNIST").exists(),
+                    reason="needs the MNIST files (HPO_DATA_DIR)")
+def test_the_runner_makes_a_study_that_resumes_and_exports(tmp_path, monkeypatch) -> None:
+    from hpo.analysis.api import export
+    from hpo.analysis.reproduce.epfl_initial import reproduce_epfl_initial
+    from hpo.config.reproduce import epfl_initial as cfg_module
+    from hpo.worker.local import status
+
+    # their protocol at width 16 with batch norm (bfloat16 then lands on the kink): seconds
+    monkeypatch.setattr(cfg_module, "FIXED", {**cfg_module.FIXED, "width": 16,
+                                              "batch_norm": True})
+    storage = f"sqlite:///{tmp_path}/s.db"
+    kwargs = dict(quick=True, precisions=["bfloat16"], train_subset=256, storage=storage,
+                  output=tmp_path / "out", data_dir=DATA, log_dir=tmp_path / "logs")
+    done = reproduce_epfl_initial(**kwargs)
+    r = done.report
+    assert done.run.exit_code == 0 and r.complete and r.trials_total == 2
+    assert r.study == "epfl-initial-quick-subset256-bfloat16" and r.train_samples == 256
+    assert r.controls() == {"bfloat16": True} and all(p.is_file() for p in done.files)
+    again = reproduce_epfl_initial(**kwargs)  # resumed: nothing new to train
+    assert [asdict(x) for x in again.report.rows] == [asdict(x) for x in r.rows]
+    assert status(r.study, storage=storage).counts["COMPLETE"] == 2
+    df = export(r.study, storage=storage)
+    assert {"user_attrs_l1_1", "user_attrs_l1_2", "user_attrs_l1_initial"} <= set(df.columns)
