@@ -100,6 +100,8 @@ def test_the_test_accuracy_per_epoch_is_the_engines_at_the_end() -> None:
     assert trace.test_accuracy[-1] == trace.result.test_accuracy
     assert trace.names == ["1.weight", "1.bias", "3.weight", "3.bias"]
     assert not torch.equal(trace.params[0][0], trace.params[2][0])  # it trained
+    # observing (copies, test evaluations) leaves the run bitwise as the engine alone trains it
+    assert trace.result.params_sha256 == train(spec, data_dir=DATA).params_sha256
 
 
 @needs_mnist
