@@ -62,7 +62,8 @@ DEFECTS: tuple[dict[str, str], ...] = (
                 "measurement they did not make"},
     {"defect": "their \"L1 distance\" was |sum(w0) - sum(w1)| over weight matrices (biases "
                "left out), summed in the run's dtype: not an L1 distance (opposite changes "
-               "cancel; in bfloat16 the sum itself is rounded to steps of 8)",
+               "cancel, and in bfloat16 the sum itself is rounded: their plot jumps between "
+               "0, 8 and 16)",
      "touches": "weight_sum_difference (float64) and weight_sum_difference_native (their "
                 "way); l1 is the true distance over every parameter"},
     {"defect": "the backward sets the gradient to ReLU'(0) at exact zeros instead of "
@@ -265,8 +266,10 @@ def verdict(r: EpflInitialReport) -> list[str]:
             lines.append(
                 f"{p}: ReLU'(0) moved the weights ({len(moved)} of {len(last)} alphas; at "
                 f"alpha {top.alpha:g} L1 {top.l1:.4g}, their weight-sum difference "
-                f"{top.weight_sum_difference:.4g}, test accuracy {top.test_accuracy} vs "
-                f"{top.reference_test_accuracy} at ReLU'(0)=0); reference kink hits {hits}")
+                f"{top.weight_sum_difference:.4g} in float64 and "
+                f"{top.weight_sum_difference_native:.4g} summed in {p} as theirs, test "
+                f"accuracy {top.test_accuracy} vs {top.reference_test_accuracy} at "
+                f"ReLU'(0)=0); reference kink hits {hits}")
         else:
             lines.append(f"{p}: no alpha moved the weights (L1 exactly 0): no kink was "
                          f"hit ({hits} kink hits in the reference)")
