@@ -36,6 +36,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     # hpo reproduce section4: the paper's CIFAR10/SVHN protocols as studies, beside its numbers
     "reproduce_section4": ("hpo.analysis.reproduce.section4", "reproduce_section4"),
     # hpo reproduce epfl-*: the EPFL reproduction's experiments, beside its numbers
+    "reproduce_epfl_initial": ("hpo.analysis.reproduce.epfl_initial", "reproduce_epfl_initial"),
     "reproduce_epfl_fc": ("hpo.analysis.reproduce.epfl_fc", "reproduce_epfl_fc"),
     "reproduce_epfl_hpo": ("hpo.analysis.reproduce.epfl_hpo", "reproduce_epfl_hpo"),
     "reproduce_epfl_volume": ("hpo.analysis.reproduce.epfl_volume", "reproduce_epfl_volume"),

@@ -27,6 +27,7 @@ from hpo.engine.numerics.precision import resolve_precision
 from hpo.engine.spec import TrainSpec
 from hpo.engine.train import resolve_device, train
 from hpo.errors import ConfigError
+from hpo.objective.diverge import REFERENCE_PRIME, l1_distance
 
 __all__ = [
     "REFERENCE_PRIME",
@@ -41,8 +42,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-REFERENCE_PRIME = 0.0  # PyTorch's ReLU'(0): the reference and the control use it
 
 
 @dataclass(frozen=True)
@@ -169,24 +168,6 @@ def alpha_notes(spec: TrainSpec, alphas: Iterable[float]) -> list[str]:
     found = (derivative_note("relu_prime_zero", a, spec.activation, spec.negative_slope)
              for a in alphas)
     return [n for n in found if n]
-
-
-def l1_distance(a: Iterable[Tensor], b: Iterable[Tensor]) -> float:
-    """``sum |a - b|`` over every element of paired tensors, computed in float64.
-
-    Elementwise, not a difference of sums: tensors with equal sums can be far apart.
-    """
-    a, b = list(a), list(b)
-    if len(a) != len(b):
-        raise ValueError(f"cannot compare {len(a)} tensors with {len(b)}")
-    parts = []
-    for x, y in zip(a, b):
-        if x.shape != y.shape:
-            raise ValueError(f"shape mismatch: {tuple(x.shape)} vs {tuple(y.shape)}")
-        x64 = x.detach().to(device="cpu", dtype=torch.float64)
-        y64 = y.detach().to(device="cpu", dtype=torch.float64)
-        parts.append((x64 - y64).abs().sum().item())
-    return math.fsum(parts)
 
 
 def run_divergence(

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from hpo.cli.base import Command, int_arg
 from hpo.cli.reproduce_epfl import EpflFc, EpflHpo
+from hpo.cli.reproduce_epfl_initial import EpflInitial
 from hpo.cli.reproduce_epfl_volume import EpflVolume
 from hpo.cli.reproduce_section4 import Section4
 from hpo.errors import UsageError
@@ -93,6 +94,7 @@ class Reproduce(Command):
     EXPERIMENTS: ClassVar[dict[str, type[Command]]] = {
         "section3": Section3,
         "section4": Section4,
+        "epfl-initial": EpflInitial,
         "epfl-fc": EpflFc,
         "epfl-hpo": EpflHpo,
         "epfl-volume": EpflVolume,

@@ -37,11 +37,13 @@ __all__ = [
     "check_probe_study",
 ]
 
-OBJECTIVES = ("train", "probe")
+OBJECTIVES = ("train", "probe", "diverge")
 # The metrics each objective can return; the first is the default.
 METRICS = {
     "train": ("val_accuracy",),
     "probe": ("bifurcated_fraction", "hazard_per_batch"),
+    # the last epoch's distance from a ReLU'(0) = 0 reference (hpo.objective.diverge)
+    "diverge": ("l1_distance", "weight_sum_difference"),
 }
 BASELINE_MODES = ("fixed", "paired")
 PROBE_KEYS = ("inits", "alphas", "compare", "train_set", "accumulate", "sample_size", "shuffle",

@@ -183,6 +183,9 @@ class TrainSpec:
     channels_last: str = _setting(
         "auto", "channels_last memory format: auto (CUDA and a conv net), true, false",
         choices=CHANNELS_LAST, training=True)
+    shuffle: bool = _setting(
+        True, "draw a new batch order every epoch (seeded by seed); false: the training "
+        "split's own order, the same every epoch (a DataLoader without shuffle)", training=True)
     epochs: int = _setting(1, "training epochs", minimum=1, training=True)
     seed: int = _setting(0, "seed of the initial weights and the batch order", minimum=0)
     device: str = _setting("cpu", "cpu, cuda or auto", choices=DEVICES)

@@ -180,7 +180,8 @@ def _fit(
     for epoch in range(1, spec.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=batch_order).to(device)
+        order = (torch.randperm(n, generator=batch_order) if spec.shuffle
+                 else torch.arange(n)).to(device)
         epoch_batches = batches.epoch(order)
         if reshape:
             epoch_batches = ((shape_for_model(spec, xb), yb) for xb, yb in epoch_batches)

@@ -2,7 +2,9 @@
 
 One module per ``hpo reproduce`` target; each reads the finished study, puts the published
 figures (``hpo/analysis/paper/*.csv``, each row naming its source file) beside ours with
-intervals, and writes text, JSON, CSV and offline HTML. ``section3``: Section 3's volumes.
+intervals, names the original code's defects next to the numbers they touch, writes text,
+JSON, CSV and offline HTML, and draws its charts on the study page. Targets: ``section3``,
+``section4``, ``epfl_initial``, ``epfl_fc``, ``epfl_hpo``, ``epfl_volume``.
 """
 
-__all__ = ["section3"]
+__all__ = ["epfl_fc", "epfl_hpo", "epfl_initial", "epfl_volume", "section3", "section4"]
