@@ -1,9 +1,10 @@
-"""``hpo reproduce section3``: the paper's Section 3 as a probe study, then its report.
+"""``hpo reproduce TARGET``: a published experiment as a study, then its report.
 
-Parsing and printing only: :func:`hpo.analysis.api.reproduce_section3` builds the study
-(:mod:`hpo.config.reproduce.section3`), runs it locally as ``hpo run`` does (a re-run resumes) and
-writes the report (:mod:`hpo.analysis.reproduce.section3`). Prints a table on stdout (or, with
-``--json``, only one JSON object); the CSV and HTML files go to ``--out``.
+Parsing and printing only. The targets' table is :attr:`Reproduce.EXPERIMENTS`; ``section3``
+lives here (:func:`hpo.analysis.api.reproduce_section3` does the work), the others in
+``reproduce_section4``, ``reproduce_epfl`` (fc, hpo), ``reproduce_epfl_initial`` and
+``reproduce_epfl_volume``. Each prints a table (or, with ``--json``, one JSON object) and
+writes CSV and HTML files to ``--out``.
 """
 
 from __future__ import annotations
@@ -88,9 +89,11 @@ class Section3(Command):
 
 
 class Reproduce(Command):
-    help = "reproduce a result of the paper as a study"
-    description = ("Reproduce a measurement of Bertoin et al. (NeurIPS 2021) through the "
-                   "study service (workers, resume, dashboard, export).")
+    help = "reproduce a published experiment as a study, beside its numbers"
+    description = ("Reproduce a measurement of Bertoin et al. (NeurIPS 2021: section3, "
+                   "section4) or of the EPFL reproduction (ReScience C 2023: epfl-initial, "
+                   "epfl-fc, epfl-hpo, epfl-volume) through the study service (workers, "
+                   "resume, status, dashboard, export), reported beside the published numbers.")
     EXPERIMENTS: ClassVar[dict[str, type[Command]]] = {
         "section3": Section3,
         "section4": Section4,
