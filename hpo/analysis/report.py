@@ -83,8 +83,10 @@ def closing_lines(c: StudyComparison) -> list[tuple[str, str]]:
     none), then the platform warnings and the platform note."""
     out = []
     if c.importances:
-        out.append((_IMPORTANCE_LABEL, ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())))
-    if c.importance_note:
+        text = ", ".join(f"{k} {v:.2f}" for k, v in c.importances.items())
+        out.append((_IMPORTANCE_LABEL, text + (f" ({c.importance_note})"
+                                               if c.importance_note else "")))
+    elif c.importance_note:
         out.append((_IMPORTANCE_LABEL, c.importance_note))
     out += [("warning", w) for w in c.platform_warnings]
     if c.platform_note:
