@@ -10,21 +10,20 @@ writes CSV and HTML files to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from typing import ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 from hpo.cli.base import Command, int_arg
+from hpo.cli.reproduce_base import Reproduction
 from hpo.cli.reproduce_epfl import EpflFc, EpflHpo
 from hpo.cli.reproduce_epfl_initial import EpflInitial
 from hpo.cli.reproduce_epfl_volume import EpflVolume
 from hpo.cli.reproduce_section4 import Section4
-from hpo.errors import UsageError
 
 __all__ = ["Reproduce", "Section3"]
 
 
-class Section3(Command):
+class Section3(Reproduction):
     help = "bifurcation volume of MNIST MLPs (depth, width, batch sweeps)"
     description = (
         "Section 3: fc nets on MNIST (ToTensor inputs, all 60000 training images, one epoch "
@@ -34,58 +33,29 @@ class Section3(Command):
         "counts. A re-run of the same command resumes the study."
     )
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+    json_help = "print only one JSON object (cells and platform) on stdout"
+
+    def add_target_arguments(self, parser: argparse.ArgumentParser) -> None:
         p = parser
         p.add_argument("--inits", type=int_arg, metavar="K",
                        help="initialisations per cell (default 100; --quick: 10)")
         p.add_argument("--quick", action="store_true",
                        help="7 of the 13 cells (each sweep's ends and middle) and 10 inits: a "
                        "sanity run of minutes on 2 CPU cores")
-        p.add_argument("--workers", type=int_arg, default=1, metavar="N",
-                       help="local worker processes (default 1); CPU threads are split")
-        p.add_argument("--storage", metavar="URL",
-                       help="study storage (default: $HPO_STORAGE or the project's "
-                       "storage/hpo.db)")
         p.add_argument("--precisions", nargs="+", metavar="P",
                        help="a subset of float16 float32 float64 (default: all three)")
         p.add_argument("--train-subset", type=int_arg, metavar="N",
                        help="only the first N training images: smoke tests, NOT the paper's "
                        "protocol (default: all 60000)")
-        p.add_argument("--out", metavar="DIR", default="results",
-                       help="folder for the CSV and HTML report (default: results)")
-        p.add_argument("--data-dir", metavar="DIR",
-                       help="dataset folder (default: $HPO_DATA_DIR)")
-        p.add_argument("--log-dir", metavar="DIR", help="worker logs (default: logs/<study>)")
-        p.add_argument("--json", action="store_true",
-                       help="print only one JSON object (cells and platform) on stdout")
 
-    def take_action(self, args: argparse.Namespace) -> int:
+    def reproduce(self, args: argparse.Namespace, **common: Any
+                  ) -> tuple[Any, Callable[[Any], Iterable[str]]]:
         from hpo.analysis.api import reproduce_section3
         from hpo.analysis.reproduce.section3 import format_text
-        from hpo.storage.urls import mask_url
 
-        if args.workers < 1:
-            raise UsageError(f"--workers {args.workers} is not allowed: an integer >= 1; "
-                             "fix: e.g. --workers 2.")
-        done = reproduce_section3(
-            inits=args.inits, quick=args.quick, precisions=args.precisions,
-            train_subset=args.train_subset, workers=args.workers, storage=args.storage,
-            output=args.out, data_dir=args.data_dir, log_dir=args.log_dir, debug=args.debug,
-            announce=lambda line: print(line, file=sys.stderr),
-        )
-        if args.json:
-            payload = {**done.report.to_dict(), "storage": mask_url(done.run.config.storage),
-                       "elapsed_s": round(done.run.elapsed_s, 3),
-                       "files": [str(path) for path in done.files]}
-            json.dump(payload, sys.stdout)
-            sys.stdout.write("\n")
-        else:
-            for line in format_text(done.report):
-                print(line)
-            print(f"elapsed {done.run.elapsed_s:.1f} s; wrote " + ", ".join(map(str, done.files)))
-        for line in done.run.problems():
-            print(line, file=sys.stderr)
-        return done.run.exit_code
+        return reproduce_section3(inits=args.inits, quick=args.quick,
+                                  precisions=args.precisions, train_subset=args.train_subset,
+                                  **common), format_text
 
 
 class Reproduce(Command):

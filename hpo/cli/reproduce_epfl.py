@@ -9,59 +9,16 @@ table on stdout (or, with ``--json``, only one JSON object); CSV and HTML go to 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from hpo.cli.base import Command, int_arg
-from hpo.errors import UsageError
+from hpo.cli.base import int_arg
+from hpo.cli.reproduce_base import Reproduction
 
 __all__ = ["EpflFc", "EpflHpo"]
 
 
-def _common(p: argparse.ArgumentParser, precisions: str | None,
-            logs: str = "worker logs (default: logs/<study>)") -> None:
-    """The flags both share (as ``hpo reproduce section3``)."""
-    p.add_argument("--workers", type=int_arg, default=1, metavar="N",
-                   help="local worker processes (default 1); CPU threads are split")
-    p.add_argument("--storage", metavar="URL",
-                   help="study storage (default: $HPO_STORAGE or the project's storage/hpo.db)")
-    if precisions:
-        p.add_argument("--precisions", nargs="+", metavar="P", help=precisions)
-    p.add_argument("--out", metavar="DIR", default="results",
-                   help="folder for the CSV and HTML report (default: results)")
-    p.add_argument("--data-dir", metavar="DIR", help="dataset folder (default: $HPO_DATA_DIR)")
-    p.add_argument("--log-dir", metavar="DIR", help=logs)
-    p.add_argument("--json", action="store_true",
-                   help="print only one JSON object (ours beside theirs, platform) on stdout")
-
-
-def _finish(args: argparse.Namespace, done: Any, run: Any, storage: str,
-            lines: list[str]) -> int:
-    """Print the report (text or JSON) and the run's problems; the run's exit code."""
-    from hpo.storage.urls import mask_url
-
-    if args.json:
-        payload = {**done.report.to_dict(), "storage": mask_url(storage),
-                   "elapsed_s": round(run.elapsed_s, 3),
-                   "files": [str(path) for path in done.files]}
-        json.dump(payload, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        for line in lines:
-            print(line)
-        print(f"elapsed {run.elapsed_s:.1f} s; wrote " + ", ".join(map(str, done.files)))
-    for line in run.problems():
-        print(line, file=sys.stderr)
-    return run.exit_code
-
-
-def _check_workers(n: int) -> None:
-    if n < 1:
-        raise UsageError(f"--workers {n} is not allowed: an integer >= 1; fix: e.g. --workers 2.")
-
-
-class EpflFc(Command):
+class EpflFc(Reproduction):
     help = "EPFL FC sweep: ReLU'(0) grids, 3 precisions, set vs multiply, K seeds"
     description = (
         "The FC sweep of the EPFL reproduction (FC 784-200-200-200-10, MNIST, Adam): ReLU'(0) "
@@ -70,7 +27,7 @@ class EpflFc(Command):
         "seeds per cell paired by seed, beside their one-seed numbers. A re-run resumes."
     )
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+    def add_target_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--seeds", type=int_arg, metavar="K",
                             help="seeds per cell (default 5)")
         parser.add_argument("--quick", action="store_true",
@@ -78,23 +35,19 @@ class EpflFc(Command):
                             "training images: a sanity run of minutes on 2 CPU cores")
         parser.add_argument("--train-subset", type=int_arg, metavar="N",
                             help="only the first N training images: NOT their protocol")
-        _common(parser, "a subset of float32 bfloat16 float16 (default: all three)")
+        parser.add_argument("--precisions", nargs="+", metavar="P",
+                            help="a subset of float32 bfloat16 float16 (default: all three)")
 
-    def take_action(self, args: argparse.Namespace) -> int:
+    def reproduce(self, args: argparse.Namespace, **common: Any
+                  ) -> tuple[Any, Callable[[Any], Iterable[str]]]:
         from hpo.analysis.reproduce.epfl_fc import format_text, reproduce_epfl_fc
 
-        _check_workers(args.workers)
-        done = reproduce_epfl_fc(
-            seeds=args.seeds, quick=args.quick, precisions=args.precisions,
-            train_subset=args.train_subset, workers=args.workers, storage=args.storage,
-            output=args.out, data_dir=args.data_dir, log_dir=args.log_dir, debug=args.debug,
-            announce=lambda line: print(line, file=sys.stderr),
-        )
-        return _finish(args, done, done.run, done.run.config.storage,
-                       format_text(done.report))
+        return reproduce_epfl_fc(seeds=args.seeds, quick=args.quick, precisions=args.precisions,
+                                 train_subset=args.train_subset, **common), format_text
 
 
-class EpflHpo(Command):
+class EpflHpo(Reproduction):
+    log_help = "worker logs in DIR/<study>, one folder per study (default: logs/<study>)"
     help = "EPFL subgradient-as-hyperparameter searches (MobileNetV3-small and FC, with/without)"
     description = (
         "The EPFL reproduction's searches with ReLU6'(0) and ReLU6'(6) searched in [0, 1] "
@@ -105,7 +58,7 @@ class EpflHpo(Command):
         "reached every activation, the best trials beside theirs. A re-run resumes."
     )
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+    def add_target_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--quick", action="store_true",
                             help="3 MobileNet trials x 2 epochs on 1000 images and 6 FC trials "
                             "x 4 epochs on 5000: a sanity run of minutes on 2 CPU cores")
@@ -113,18 +66,10 @@ class EpflHpo(Command):
                             help="a subset of mobilenet fc (default: both)")
         parser.add_argument("--kink-grad", default="set", metavar="MODE",
                             help="set (their code, default) or multiply (the chain rule)")
-        _common(parser, None, "worker logs in DIR/<study>, one folder per study (default: "
-                "logs/<study>)")
 
-    def take_action(self, args: argparse.Namespace) -> int:
+    def reproduce(self, args: argparse.Namespace, **common: Any
+                  ) -> tuple[Any, Callable[[Any], Iterable[str]]]:
         from hpo.analysis.reproduce.epfl_hpo import format_text, reproduce_epfl_hpo
 
-        _check_workers(args.workers)
-        done = reproduce_epfl_hpo(
-            quick=args.quick, models=args.models, kink_grad=args.kink_grad,
-            workers=args.workers, storage=args.storage, output=args.out,
-            data_dir=args.data_dir, log_dir=args.log_dir, debug=args.debug,
-            announce=lambda line: print(line, file=sys.stderr),
-        )
-        return _finish(args, done, done, done.runs[0].config.storage,
-                       format_text(done.report))
+        return reproduce_epfl_hpo(quick=args.quick, models=args.models,
+                                  kink_grad=args.kink_grad, **common), format_text
