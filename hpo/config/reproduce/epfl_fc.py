@@ -16,7 +16,8 @@ from typing import Any
 
 from optuna.distributions import CategoricalDistribution
 
-from hpo.config.study import HeartbeatConfig, PrunerConfig, SamplerConfig, StudyConfig
+from hpo.config.reproduce.grid import grid_study
+from hpo.config.study import StudyConfig
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError
 
@@ -163,21 +164,5 @@ def epfl_fc_config(p: EpflFcPlan, storage: str) -> StudyConfig:
         "precision": CategoricalDistribution(list(p.precisions)),
         "seed": CategoricalDistribution(list(range(p.seeds))),
     }
-    grid = {name: tuple(dist.choices) for name, dist in space.items()}
-    return StudyConfig(
-        name=p.name,
-        direction="maximize",
-        metric="val_accuracy",
-        storage=storage,
-        n_trials=len(cells) * len(p.precisions) * p.seeds,
-        timeout=None,
-        sampler=SamplerConfig(name="grid", options={"seed": 0}, grid=grid),
-        pruner=PrunerConfig(name="none"),
-        # A float16 50-epoch run takes many minutes on a CPU: the heartbeat keeps it.
-        heartbeat=HeartbeatConfig(interval=10, grace=60, max_retry=3),
-        fixed=fixed,
-        search_space=space,
-        baseline=None,
-        source="hpo reproduce epfl-fc",
-        cells=cells,
-    )
+    return grid_study(p.name, storage, space, fixed, metric="val_accuracy",
+                      source="hpo reproduce epfl-fc", cells=cells)

@@ -15,7 +15,8 @@ from typing import Any
 
 from optuna.distributions import CategoricalDistribution
 
-from hpo.config.study import HeartbeatConfig, PrunerConfig, SamplerConfig, StudyConfig
+from hpo.config.reproduce.grid import grid_study
+from hpo.config.study import StudyConfig
 from hpo.engine.spec import TrainSpec
 from hpo.errors import ConfigError
 
@@ -134,22 +135,5 @@ def epfl_initial_config(p: EpflInitialPlan, storage: str) -> StudyConfig:
         "precision": CategoricalDistribution(list(p.precisions)),
         "relu_prime_zero": CategoricalDistribution(list(p.alphas)),
     }
-    grid = {name: tuple(dist.choices) for name, dist in space.items()}
-    return StudyConfig(
-        name=p.name,
-        direction="maximize",
-        metric="l1_distance",
-        storage=storage,
-        n_trials=p.n_trials,
-        timeout=None,
-        sampler=SamplerConfig(name="grid", options={"seed": 0}, grid=grid),
-        pruner=PrunerConfig(name="none"),
-        # long trials (a float16 epoch of width 2000 takes minutes on a CPU)
-        heartbeat=HeartbeatConfig(interval=10, grace=60, max_retry=3),
-        fixed=fixed,
-        search_space=space,
-        baseline=None,
-        source="hpo reproduce epfl-initial",
-        objective="diverge",
-        probe=None,
-    )
+    return grid_study(p.name, storage, space, fixed, metric="l1_distance",
+                      source="hpo reproduce epfl-initial", objective="diverge")

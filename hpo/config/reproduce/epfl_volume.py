@@ -17,12 +17,10 @@ from typing import Any
 
 from optuna.distributions import CategoricalDistribution
 
+from hpo.config.reproduce.grid import grid_study
 from hpo.config.reproduce.section3 import slice_size
 from hpo.config.study import (
-    HeartbeatConfig,
     ProbeConfig,
-    PrunerConfig,
-    SamplerConfig,
     StudyConfig,
 )
 from hpo.engine.spec import TrainSpec
@@ -191,24 +189,9 @@ def epfl_volume_config(p: EpflVolumePlan, storage: str) -> StudyConfig:
         "precision": CategoricalDistribution(list(p.precisions)),
         "seed": CategoricalDistribution(seeds),
     }
-    grid = {name: tuple(dist.choices) for name, dist in space.items()}
-    return StudyConfig(
-        name=p.name,
-        direction="maximize",
-        metric="bifurcated_fraction",
-        storage=storage,
-        n_trials=len(cells) * len(p.precisions) * len(seeds),
-        timeout=None,
-        sampler=SamplerConfig(name="grid", options={"seed": 0}, grid=grid),
-        pruner=PrunerConfig(name="none"),
-        # float16 slices take many minutes on a CPU: the heartbeat keeps them.
-        heartbeat=HeartbeatConfig(interval=10, grace=60, max_retry=3),
-        fixed=dict(FIXED),
-        search_space=space,
-        baseline=None,
-        source="hpo reproduce epfl-volume",
-        objective="probe",
+    return grid_study(
+        p.name, storage, space, FIXED, metric="bifurcated_fraction",
+        source="hpo reproduce epfl-volume", objective="probe", cells=cells,
         probe=ProbeConfig(inits=step, alphas=(0.0, 1.0), compare="first_weight",
                           train_set="all", accumulate=True, shuffle=False, loss_dtype="param"),
-        cells=cells,
     )

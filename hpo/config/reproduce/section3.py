@@ -16,11 +16,9 @@ from typing import Any
 
 from optuna.distributions import CategoricalDistribution
 
+from hpo.config.reproduce.grid import grid_study
 from hpo.config.study import (
-    HeartbeatConfig,
     ProbeConfig,
-    PrunerConfig,
-    SamplerConfig,
     StudyConfig,
 )
 from hpo.engine.spec import TrainSpec
@@ -175,24 +173,9 @@ def section3_config(p: Section3Plan, storage: str) -> StudyConfig:
         "precision": CategoricalDistribution(list(p.precisions)),
         "seed": CategoricalDistribution(seeds),
     }
-    grid = {name: tuple(dist.choices) for name, dist in space.items()}
-    return StudyConfig(
-        name=p.name,
-        direction="maximize",
-        metric="bifurcated_fraction",
-        storage=storage,
-        n_trials=len(cells) * len(p.precisions) * len(seeds),
-        timeout=None,
-        sampler=SamplerConfig(name="grid", options={"seed": 0}, grid=grid),
-        pruner=PrunerConfig(name="none"),
-        # Long trials (a float64 width-1024 slice takes minutes): the heartbeat keeps them.
-        heartbeat=HeartbeatConfig(interval=10, grace=60, max_retry=3),
-        fixed=fixed,
-        search_space=space,
-        baseline=None,
-        source="hpo reproduce section3",
-        objective="probe",
+    return grid_study(
+        p.name, storage, space, fixed, metric="bifurcated_fraction",
+        source="hpo reproduce section3", objective="probe", cells=cells,
         probe=ProbeConfig(inits=step, alphas=(0.0, 1.0), compare="first_weight",
                           train_set="all"),
-        cells=cells,
     )

@@ -17,10 +17,8 @@ from typing import Any
 
 from optuna.distributions import CategoricalDistribution
 
+from hpo.config.reproduce.grid import grid_study
 from hpo.config.study import (
-    HeartbeatConfig,
-    PrunerConfig,
-    SamplerConfig,
     StudyConfig,
     load_study_config,
 )
@@ -207,14 +205,8 @@ def section4_configs(
         for settings in cells.values():
             TrainSpec.from_dict({**fixed, **settings})  # validates
         space = {"cell": CategoricalDistribution(list(cells))}
-        out.append(StudyConfig(
-            name=p.study_name(stem, bn), direction="maximize", metric="val_accuracy",
-            storage=storage, n_trials=len(cells), timeout=None,
-            sampler=SamplerConfig(name="grid", options={"seed": 0},
-                                  grid={"cell": tuple(cells)}),
-            pruner=PrunerConfig(name="none"),
-            heartbeat=HeartbeatConfig(interval=10, grace=60, max_retry=3),
-            fixed=fixed, search_space=space, baseline=None,
+        out.append(grid_study(
+            p.study_name(stem, bn), storage, space, fixed, metric="val_accuracy",
             source=f"hpo reproduce section4 ({study_file(stem, bn, study_dir).name})",
             cells=cells,
         ))
