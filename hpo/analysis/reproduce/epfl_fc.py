@@ -442,7 +442,7 @@ def format_text(r: EpflFcReport) -> list[str]:
     lines += [f"defect {key}: {text}" for key, text in DEFECTS.items()]
     lines += [f"note: {n}" for n in r.notes]
     lines.append(f"protocol: {PROTOCOL}")
-    lines.append(f"platform ({r.platform_source}): {_summary(r.platform)}; runs took "
+    lines.append(f"platform ({r.platform_source}): {platform_summary(r.platform)}; runs took "
                  f"{r.wall_time_s:.0f} s of training in all")
     return lines
 
@@ -464,7 +464,7 @@ def note_markdown(r: EpflFcReport) -> str:
                     f"{_f(c.mean, '.2f')} | {_ci(c.ci_low, c.ci_high)} | {theirs} | "
                     f"{_f(c.diff_mean, '+.2f')} {_ci(c.diff_ci_low, c.diff_ci_high, '+.2f')} |")
     body += ["", *[f"- **{k}**: {t}" for k, t in DEFECTS.items()],
-             *[f"- {n}" for n in r.notes], f"- platform: {_summary(r.platform)}"]
+             *[f"- {n}" for n in r.notes], f"- platform: {platform_summary(r.platform)}"]
     return "\n".join(body)
 
 
@@ -542,7 +542,7 @@ def write_report(r: EpflFcReport, out_dir: str | Path = "results") -> list[Path]
         "<h2>Their defects, and the columns they touch (column <code>defects</code>)</h2><ul>"
         + "".join(f"<li><b>{esc(k)}</b>: {esc(t)}</li>" for k, t in DEFECTS.items()) + "</ul>",
         "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in r.notes) + "</ul>",
-        f"<p>Platform ({esc(r.platform_source)}): {esc(_summary(r.platform))}</p>",
+        f"<p>Platform ({esc(r.platform_source)}): {esc(platform_summary(r.platform))}</p>",
     ]
     for i, fig in enumerate(figures(r).values()):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
@@ -558,10 +558,6 @@ def write_report(r: EpflFcReport, out_dir: str | Path = "results") -> list[Path]
     return [csv_path, html_path]
 
 
-def _summary(record: Mapping[str, Any] | None) -> str:
-    if not record:
-        return "not recorded"
-    return platform_summary(dict(record))
 
 
 # ----------------------------------------------------------------------------------

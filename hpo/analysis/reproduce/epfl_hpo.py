@@ -327,7 +327,7 @@ def format_text(r: EpflHpoReport) -> list[str]:
     lines += [f"defect {k}: {t}" for k, t in DEFECTS.items()]
     lines += [f"note: {n}" for n in r.notes]
     lines += [f"protocol: {PROTOCOL}", f"theirs: {PAPER_SOURCE}",
-              f"platform ({r.platform_source}): {_summary(r.platform)}"]
+              f"platform ({r.platform_source}): {platform_summary(r.platform)}"]
     return lines
 
 
@@ -336,8 +336,6 @@ def _params(params: Mapping[str, Any]) -> str:
                      for k, v in params.items())
 
 
-def _summary(record: Mapping[str, Any] | None) -> str:
-    return platform_summary(dict(record)) if record else "not recorded"
 
 
 def note_markdown(r: EpflHpoReport) -> str:
@@ -351,7 +349,7 @@ def note_markdown(r: EpflHpoReport) -> str:
     lines += ["", *[f"- audit {a.model}: {a.summary}; theirs: {a.theirs}" for a in r.audits],
               *[f"- `{p.command}`: {p.verdict}" for p in r.pairings],
               *[f"- **{k}**: {t}" for k, t in DEFECTS.items()], *[f"- {n}" for n in r.notes],
-              f"- platform: {_summary(r.platform)}"]
+              f"- platform: {platform_summary(r.platform)}"]
     return "\n".join(lines)
 
 
@@ -380,7 +378,7 @@ def write_report(r: EpflHpoReport, out_dir: str | Path = "results") -> list[Path
              "<h2>Their defects (column <code>defects</code>)</h2><ul>"
              + "".join(f"<li><b>{esc(k)}</b>: {esc(t)}</li>" for k, t in DEFECTS.items())
              + "</ul><ul>" + "".join(f"<li>{esc(n)}</li>" for n in r.notes) + "</ul>",
-             f"<p>Platform ({esc(r.platform_source)}): {esc(_summary(r.platform))}</p>",
+             f"<p>Platform ({esc(r.platform_source)}): {esc(platform_summary(r.platform))}</p>",
              figures(r)["epfl-hpo-best"].to_html(full_html=False, include_plotlyjs=True),
              "<h2>Best trials</h2>", html_table(r.table()),
              "<h2>Audit</h2>", html_table(pd.DataFrame([asdict(a) for a in r.audits])),

@@ -32,6 +32,7 @@ from hpo.config.reproduce.epfl_initial import (
     epfl_initial_config,
     plan,
 )
+from hpo.engine.numerics.platform import platform_summary
 from hpo.storage.urls import resolve_storage_url
 from hpo.worker.local import StudyRun, run_study
 
@@ -307,16 +308,10 @@ def format_text(r: EpflInitialReport) -> list[str]:
     lines += [f"their defect: {d['defect']} -> {d['touches']}" for d in DEFECTS]
     lines += [f"our deviation: {d}" for d in DEVIATIONS]
     lines.append(f"wall time per precision (s, all trials): {r.wall_time_s}")
-    lines.append(f"platform ({r.platform_source}): {_summary(r.platform)}")
+    lines.append(f"platform ({r.platform_source}): {platform_summary(r.platform)}")
     return lines
 
 
-def _summary(record: Mapping[str, Any] | None) -> str:
-    if not record:
-        return "not recorded"
-    from hpo.engine.numerics.platform import platform_summary
-
-    return platform_summary(dict(record))
 
 
 def figures(r: EpflInitialReport) -> dict[str, go.Figure]:
@@ -363,7 +358,7 @@ def note_markdown(r: EpflInitialReport) -> str:
     lines = [head, "", f"Source: {SOURCE} (numbers in hpo/analysis/paper/{PAPER_FILE}).", ""]
     lines += [f"- their defect: {d['defect']}; touches {d['touches']}" for d in DEFECTS]
     lines += [f"- our deviation: {d}" for d in DEVIATIONS]
-    lines += ["", f"Platform ({r.platform_source}): {_summary(r.platform)}"]
+    lines += ["", f"Platform ({r.platform_source}): {platform_summary(r.platform)}"]
     return "\n".join(lines)
 
 
@@ -383,7 +378,7 @@ def write_report(r: EpflInitialReport, out_dir: str | Path = "results") -> list[
         "<h2>Their defects and what they touch</h2><ul>" + "".join(
             f"<li>{esc(d['defect'])}: <i>{esc(d['touches'])}</i></li>" for d in DEFECTS)
         + "".join(f"<li>our deviation: {esc(d)}</li>" for d in DEVIATIONS) + "</ul>",
-        f"<p>Platform ({esc(r.platform_source)}): {esc(_summary(r.platform))}</p>",
+        f"<p>Platform ({esc(r.platform_source)}): {esc(platform_summary(r.platform))}</p>",
     ]
     for i, fig in enumerate(figures(r).values()):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))

@@ -37,6 +37,7 @@ from hpo.config.reproduce.epfl_volume import (
     plan,
 )
 from hpo.config.reproduce.section3 import slice_size
+from hpo.engine.numerics.platform import platform_summary
 from hpo.worker.local import StudyRun, run_study
 
 __all__ = [
@@ -283,7 +284,7 @@ def format_text(r: EpflVolumeReport) -> list[str]:
                  "sweeps counts in both): " + ", ".join(f"{s} {w}" for s, w in walls.items())
                  + f"; theirs on an RTX 3060: batch_size {THEIR_MINUTES['batch_size']} min, "
                  f"sample_size {THEIR_MINUTES['sample_size']} min")
-    lines.append(f"platform ({r.platform_source}): {_summary(r.platform)}")
+    lines.append(f"platform ({r.platform_source}): {platform_summary(r.platform)}")
     lines.append(f"their counts: {_SOURCE}")
     return lines
 
@@ -337,7 +338,7 @@ def note_markdown(r: EpflVolumeReport) -> str:
                      f"{_ci(c.ci_low, c.ci_high)} | {theirs} | "
                      f"{_ci(c.their_ci_low, c.their_ci_high)} | {fisher} | {c.defects} |")
     lines += ["", "Defects of theirs:"] + [f"- **{k}**: {v[0]}" for k, v in DEFECTS.items()]
-    lines += ["", f"Platform ({r.platform_source}): {_summary(r.platform)}",
+    lines += ["", f"Platform ({r.platform_source}): {platform_summary(r.platform)}",
               f"Their counts: {_SOURCE}"]
     return "\n".join(lines)
 
@@ -352,7 +353,7 @@ def write_report(r: EpflVolumeReport, out_dir: str | Path = "results") -> list[P
     parts = [f"<p><b>{html.escape(r.verdict)}</b></p>",
              f"<p>Protocol: {html.escape(PROTOCOL)}. Their counts: {html.escape(_SOURCE)}.</p>",
              f"<p>Platform ({html.escape(r.platform_source)}): "
-             f"{html.escape(_summary(r.platform))}</p>",
+             f"{html.escape(platform_summary(r.platform))}</p>",
              "<h2>Defects of theirs</h2><ul>" + "".join(
                  f"<li><b>{html.escape(k)}</b>: {html.escape(v[0])}</li>"
                  for k, v in DEFECTS.items()) + "</ul>"]
@@ -366,12 +367,6 @@ def write_report(r: EpflVolumeReport, out_dir: str | Path = "results") -> list[P
     return [csv_path, html_path]
 
 
-def _summary(record: Mapping[str, Any] | None) -> str:
-    if not record:
-        return "not recorded"
-    from hpo.engine.numerics.platform import platform_summary
-
-    return platform_summary(dict(record))
 
 
 # ----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from scipy.stats import binomtest
 
 from hpo.analysis.report import html_page, html_table
 from hpo.config.reproduce.section3 import Section3Plan, slice_size
+from hpo.engine.numerics.platform import platform_summary
 
 __all__ = [
     "Cell",
@@ -199,8 +200,6 @@ def format_text(r: Section3Report) -> list[str]:
             f"{_fmt(c.paper_fraction):>6}   {c.bifurcated}/{c.inits}{paper}"
         )
     if r.platform:
-        from hpo.engine.numerics.platform import platform_summary
-
         lines.append(f"platform ({r.platform_source}): {platform_summary(r.platform)}")
     return lines
 
@@ -265,7 +264,7 @@ def write_report(r: Section3Report, out_dir: str | Path = "results") -> list[Pat
         f"cell, {r.train_samples} training images. Paper: {html.escape(_PAPER_SOURCE)}. "
         f"Intervals: 95% {_INTERVAL_METHOD}.</p>",
         f"<p>Platform ({html.escape(r.platform_source)}): "
-        f"{html.escape(_summary(r.platform))}</p>",
+        f"{html.escape(platform_summary(r.platform))}</p>",
     ]
     for i, sweep in enumerate(sweeps):
         parts.append(_figure(r, sweep).to_html(full_html=False, include_plotlyjs=(i == 0)))
@@ -274,11 +273,3 @@ def write_report(r: Section3Report, out_dir: str | Path = "results") -> list[Pat
     for path in (csv_path, html_path):
         logger.info("wrote %s", path)
     return [csv_path, html_path]
-
-
-def _summary(record: Mapping[str, Any] | None) -> str:
-    if not record:
-        return "not recorded"
-    from hpo.engine.numerics.platform import platform_summary
-
-    return platform_summary(dict(record))

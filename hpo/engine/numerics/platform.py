@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import platform as _stdlib_platform
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -119,8 +120,11 @@ def platform_record(device: torch.device | str | None = None) -> dict[str, Any]:
     return record
 
 
-def platform_summary(record: dict[str, Any]) -> str:
-    """One line for humans: ``torch 2.x | AMD EPYC (AVX512) | mkl | 2 threads [| GPU ...]``."""
+def platform_summary(record: Mapping[str, Any] | None) -> str:
+    """One line for humans: ``torch 2.x | AMD EPYC (AVX512) | mkl | 2 threads [| GPU ...]``;
+    ``not recorded`` for a result that carries no record (None or empty)."""
+    if not record:
+        return "not recorded"
     parts = [
         f"torch {record.get('torch')}",
         f"{record.get('cpu_model')} ({record.get('cpu_capability')})",
