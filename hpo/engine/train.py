@@ -43,7 +43,7 @@ from hpo.engine.step import (
 )
 from hpo.errors import ConfigError
 
-__all__ = ["EpochReport", "params_sha256", "resolve_device", "train"]
+__all__ = ["EpochReport", "accuracy", "params_sha256", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _train(
              on_epoch_end, observe_model, result,
              _Protocol(scheduler, augment, memory_format))
     if not result.diverged:
-        result.test_accuracy = _accuracy(spec, model, test_split, precision)
+        result.test_accuracy = accuracy(spec, model, test_split, precision)
     result.params_sha256 = params_sha256(model)
     return result
 
@@ -281,7 +281,7 @@ class _Loop:
             self.protocol.scheduler.step()  # the next epoch's learning rate
         if spec.bn_recalibration:
             _recalibrate_batch_norm(spec, model, self.train_split, self.precision)
-        val_acc = _accuracy(spec, model, self.val_split, self.precision)
+        val_acc = accuracy(spec, model, self.val_split, self.precision)
         result.val_accuracy.append(val_acc)
         result.train_loss.append(mean_loss)
         result.epochs_completed = epoch
@@ -369,7 +369,9 @@ def _recalibrate_batch_norm(
 
 
 @torch.no_grad()
-def _accuracy(spec: TrainSpec, model: nn.Module, split: Split, precision: Precision) -> float:
+def accuracy(spec: TrainSpec, model: nn.Module, split: Split, precision: Precision) -> float:
+    """The fraction of ``split`` the model classifies right, in eval mode (left there),
+    batched as every evaluation of a run (validation each epoch, the final test)."""
     model.eval()
     batch = max(spec.batch_size, 1000 if spec.model == "fc" else 256)
     correct = torch.zeros((), dtype=torch.int64, device=split.x.device)

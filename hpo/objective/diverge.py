@@ -125,28 +125,19 @@ def trace_run(
 
 
 def _test_accuracy(spec: TrainSpec, model: nn.Module, data_dir: Any) -> float:
-    """Accuracy on the official test set, batched as the engine's evaluation."""
-    import torch
-
+    """Accuracy on the official test set, the engine's own evaluation; the model's
+    train/eval mode is restored (this runs between epochs of a training run)."""
     from hpo.engine.data.loading import load_splits
     from hpo.engine.numerics.precision import resolve_precision
-    from hpo.engine.step import autocast, shape_for_model
+    from hpo.engine.train import accuracy
 
     precision = resolve_precision(spec.precision)
     device = next(model.parameters()).device
     split = load_splits(spec, data_dir, precision.param_dtype, device).test
-    batch = max(spec.batch_size, 1000 if spec.model == "fc" else 256)
-    correct = 0
     was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(split.y), batch):
-            xb = shape_for_model(spec, split.rows(start, start + batch))
-            with autocast(precision, xb.device):
-                logits = model(xb)
-            correct += int((logits.argmax(dim=1) == split.y[start:start + batch]).sum())
+    value = accuracy(spec, model, split, precision)
     model.train(was_training)
-    return correct / len(split.y)
+    return value
 
 
 @dataclass(frozen=True)
